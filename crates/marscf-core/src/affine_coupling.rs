@@ -1,0 +1,173 @@
+//! The affine coupling of Glow as mAR-SCF uses it, with its conditioning network.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, PaddingConfig2d};
+use burn::tensor::activation::{log_sigmoid, relu};
+use burn::tensor::{Device, Tensor};
+
+use crate::CoreError;
+use crate::actnorm::{ActNorm, ActNormConfig};
+use crate::layer::{InvertibleLayer, sum_per_sample};
+use crate::split::{merge, split};
+
+/// Configuration of [`AffineCoupling`].
+#[derive(Config, Debug)]
+pub struct AffineCouplingConfig {
+    /// Channels `C` of the coupled tensor (even).
+    pub channels: usize,
+    /// Hidden width of the conditioning network.
+    pub hidden: usize,
+}
+
+impl AffineCouplingConfig {
+    /// The coupling with its network initialised as the reference does: N(0, 0.05) for the
+    /// first two convolutions, zeros for the last (so a new coupling is the identity up to
+    /// `scale = sigmoid(2)`).
+    pub fn init(&self, device: &Device) -> Result<AffineCoupling, CoreError> {
+        let (c, hidden) = (self.channels, self.hidden);
+        if c == 0 {
+            return Err(CoreError::ZeroSize { what: "AffineCoupling channels" });
+        }
+        if hidden == 0 {
+            return Err(CoreError::ZeroSize { what: "AffineCoupling hidden width" });
+        }
+        if c % 2 != 0 {
+            return Err(CoreError::OddChannels { layer: "AffineCoupling", channels: c });
+        }
+        let normal = Initializer::Normal { mean: 0.0, std: 0.05 };
+        let conv = |c_in, c_out, k: usize, pad: usize, bias: bool, init: &Initializer| {
+            Conv2dConfig::new([c_in, c_out], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .with_bias(bias)
+                .with_initializer(init.clone())
+                .init(device)
+        };
+        Ok(AffineCoupling {
+            net: AffineCouplingNet {
+                conv1: ConvActNorm {
+                    conv: conv(c / 2, hidden, 3, 1, false, &normal),
+                    actnorm: ActNormConfig::new(hidden).init(device),
+                },
+                conv2: ConvActNorm {
+                    conv: conv(hidden, hidden, 1, 0, false, &normal),
+                    actnorm: ActNormConfig::new(hidden).init(device),
+                },
+                conv3: ZeroConv2d {
+                    conv: conv(hidden, c, 3, 1, true, &Initializer::Zeros),
+                    logs: Param::from_tensor(Tensor::zeros([c, 1, 1], device)),
+                },
+            },
+        })
+    }
+}
+
+/// A bias-free convolution followed by its own [`ActNorm`] (whose log-det is discarded):
+/// `(B, C_in, H, W) -> (B, C_out, H, W)`.
+#[derive(Module, Debug)]
+pub struct ConvActNorm {
+    /// The convolution, no bias.
+    pub conv: Conv2d,
+    /// Its normalisation, initialised from data.
+    pub actnorm: ActNorm,
+}
+
+impl ConvActNorm {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.actnorm.apply(self.conv.forward(x))
+    }
+
+    fn initialize(self, x: &Tensor<4>) -> (Self, Tensor<4>) {
+        let h = self.conv.forward(x.clone());
+        let actnorm = self.actnorm.initialize(&h);
+        let out = actnorm.apply(h);
+        (Self { conv: self.conv, actnorm }, out)
+    }
+}
+
+/// A zero-initialised convolution whose output is scaled per channel:
+/// `conv(x) * exp(3 logs)`, `(B, C_in, H, W) -> (B, C_out, H, W)`.
+#[derive(Module, Debug)]
+pub struct ZeroConv2d {
+    /// The convolution, with bias.
+    pub conv: Conv2d,
+    /// Log-scale per output channel, `[C_out, 1, 1]`.
+    pub logs: Param<Tensor<3>>,
+}
+
+impl ZeroConv2d {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.conv.forward(x) * self.logs.val().mul_scalar(3.0).exp().unsqueeze_dim::<4>(0)
+    }
+}
+
+/// The coupling's conditioning network, `(B, C/2, H, W) -> (B, C, H, W)`:
+/// conv 3x3 + ActNorm -> ReLU -> conv 1x1 + ActNorm -> ReLU -> zero conv 3x3.
+#[derive(Module, Debug)]
+pub struct AffineCouplingNet {
+    /// 3x3, `C/2 -> hidden`.
+    pub conv1: ConvActNorm,
+    /// 1x1, `hidden -> hidden`.
+    pub conv2: ConvActNorm,
+    /// 3x3, `hidden -> C`.
+    pub conv3: ZeroConv2d,
+}
+
+impl AffineCouplingNet {
+    /// `(B, C/2, H, W) -> (B, C, H, W)`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = relu(self.conv1.forward(x));
+        let h = relu(self.conv2.forward(h));
+        self.conv3.forward(h)
+    }
+
+    fn initialize(self, x: &Tensor<4>) -> Self {
+        let (conv1, h) = self.conv1.initialize(x);
+        let (conv2, _) = self.conv2.initialize(&relu(h));
+        Self { conv1, conv2, conv3: self.conv3 }
+    }
+}
+
+/// Affine coupling: `x = (x1, x2)` halves of the channels,
+/// `h = NN(x1)`, `shift = h[:, 0::2]`, `scale = sigmoid(h[:, 1::2] + 2)`,
+/// `y = (x1, x2 * scale + shift)`; `ln |det| = Σ ln scale` over `(C/2, H, W)`.
+#[derive(Module, Debug)]
+pub struct AffineCoupling {
+    /// The conditioning network.
+    pub net: AffineCouplingNet,
+}
+
+impl AffineCoupling {
+    /// `(shift, ln scale)`, each `(B, C/2, H, W)`, from the pass-through half `x1`.
+    fn shift_and_log_scale(&self, x1: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let h = self.net.forward(x1);
+        let [b, c, height, width] = h.dims();
+        // Channel 2j is the shift of channel j, channel 2j+1 its raw scale.
+        let h = h.reshape([b, c / 2, 2, height, width]);
+        let shift = h.clone().narrow(2, 0, 1).reshape([b, c / 2, height, width]);
+        let raw = h.narrow(2, 1, 1).reshape([b, c / 2, height, width]);
+        (shift, log_sigmoid(raw + 2.0))
+    }
+}
+
+impl InvertibleLayer for AffineCoupling {
+    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        let (x1, x2) = split(x);
+        let (shift, log_scale) = self.shift_and_log_scale(x1.clone());
+        let y2 = x2 * log_scale.clone().exp() + shift;
+        (merge(x1, y2), sum_per_sample(log_scale))
+    }
+
+    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        let (x1, y2) = split(y);
+        let (shift, log_scale) = self.shift_and_log_scale(x1.clone());
+        let x2 = (y2 - shift) * log_scale.clone().neg().exp();
+        (merge(x1, x2), sum_per_sample(log_scale))
+    }
+
+    fn initialize(self, x: &Tensor<4>) -> Self {
+        let (x1, _) = split(x.clone());
+        Self { net: self.net.initialize(&x1) }
+    }
+}

@@ -1,0 +1,69 @@
+//! One step of flow: ActNorm -> invertible 1x1 convolution -> coupling (-> tuple flip).
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+use crate::CoreError;
+use crate::actnorm::{ActNorm, ActNormConfig};
+use crate::coupling::{Coupling, CouplingConfig};
+use crate::inv_conv::{InvConv1x1, InvConv1x1Config, InvConvKind};
+use crate::layer::{FlowState, InvertibleLayer};
+use crate::split::TupleFlip;
+
+/// A flow step on `C` channels. Forward: ActNorm, 1x1 convolution, coupling, and a
+/// [`TupleFlip`] when the coupling asks for one; inverse in the reverse order.
+#[derive(Module, Debug)]
+pub struct FlowStep {
+    /// Per-channel normalisation.
+    pub actnorm: ActNorm,
+    /// Channel mixing.
+    pub inv_conv: InvConv1x1,
+    /// The coupling.
+    pub coupling: Coupling,
+}
+
+impl FlowStep {
+    /// A new step on `channels` channels.
+    pub fn new(
+        channels: usize,
+        coupling: &CouplingConfig,
+        inv_conv: InvConvKind,
+        device: &Device,
+    ) -> Result<Self, CoreError> {
+        Ok(Self {
+            actnorm: ActNormConfig::new(channels).init(device),
+            inv_conv: InvConv1x1Config::new(channels).with_kind(inv_conv).init(device)?,
+            coupling: coupling.init(channels, device)?,
+        })
+    }
+}
+
+impl InvertibleLayer for FlowStep {
+    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        let state = FlowState::zero(x)
+            .forward(&self.actnorm)
+            .forward(&self.inv_conv)
+            .forward(&self.coupling);
+        let state = if self.coupling.flips_after() { state.forward(&TupleFlip) } else { state };
+        (state.x, state.logdet)
+    }
+
+    fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+        let state = FlowState::zero(y);
+        let state = if self.coupling.flips_after() { state.inverse(&TupleFlip) } else { state };
+        let state = state
+            .inverse(&self.coupling)
+            .inverse(&self.inv_conv)
+            .inverse(&self.actnorm);
+        // FlowState subtracted the terms; this layer reports the forward log-det.
+        (state.x, state.logdet.neg())
+    }
+
+    fn initialize(self, x: &Tensor<4>) -> Self {
+        let actnorm = self.actnorm.initialize(x);
+        let h = actnorm.forward(x.clone()).0;
+        let h = self.inv_conv.forward(h).0;
+        let coupling = self.coupling.initialize(&h);
+        Self { actnorm, inv_conv: self.inv_conv, coupling }
+    }
+}
