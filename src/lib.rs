@@ -1,1 +1,17 @@
-//! placeholder
+//! mAR-SCF: normalizing flows with multi-scale autoregressive priors (Bhattacharyya,
+//! Mahajan, Fritz, Schiele, Roth, CVPR 2020), on Burn.
+//!
+//! The flow layers live in [`marscf_core`] (re-exported as [`core`]), the autoregressive
+//! prior in [`marscf_prior`], the datasets in [`marscf_data`]. This crate selects the
+//! backend ([`select_device`]) and assembles the model.
+
+#![warn(missing_docs)]
+
+pub mod device;
+pub mod objective;
+
+pub use device::{DeviceError, select_device};
+pub use marscf_core as core;
+pub use marscf_data as data;
+pub use marscf_prior as prior;
+pub use objective::{bits_per_dim, dequantize, objective_start};

@@ -28,15 +28,25 @@ impl AffineCouplingConfig {
     pub fn init(&self, device: &Device) -> Result<AffineCoupling, CoreError> {
         let (c, hidden) = (self.channels, self.hidden);
         if c == 0 {
-            return Err(CoreError::ZeroSize { what: "AffineCoupling channels" });
+            return Err(CoreError::ZeroSize {
+                what: "AffineCoupling channels",
+            });
         }
         if hidden == 0 {
-            return Err(CoreError::ZeroSize { what: "AffineCoupling hidden width" });
+            return Err(CoreError::ZeroSize {
+                what: "AffineCoupling hidden width",
+            });
         }
         if c % 2 != 0 {
-            return Err(CoreError::OddChannels { layer: "AffineCoupling", channels: c });
+            return Err(CoreError::OddChannels {
+                layer: "AffineCoupling",
+                channels: c,
+            });
         }
-        let normal = Initializer::Normal { mean: 0.0, std: 0.05 };
+        let normal = Initializer::Normal {
+            mean: 0.0,
+            std: 0.05,
+        };
         let conv = |c_in, c_out, k: usize, pad: usize, bias: bool, init: &Initializer| {
             Conv2dConfig::new([c_in, c_out], [k, k])
                 .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
@@ -82,7 +92,13 @@ impl ConvActNorm {
         let h = self.conv.forward(x.clone());
         let actnorm = self.actnorm.initialize(&h);
         let out = actnorm.apply(h);
-        (Self { conv: self.conv, actnorm }, out)
+        (
+            Self {
+                conv: self.conv,
+                actnorm,
+            },
+            out,
+        )
     }
 }
 
@@ -125,7 +141,11 @@ impl AffineCouplingNet {
     fn initialize(self, x: &Tensor<4>) -> Self {
         let (conv1, h) = self.conv1.initialize(x);
         let (conv2, _) = self.conv2.initialize(&relu(h));
-        Self { conv1, conv2, conv3: self.conv3 }
+        Self {
+            conv1,
+            conv2,
+            conv3: self.conv3,
+        }
     }
 }
 
@@ -168,6 +188,8 @@ impl InvertibleLayer for AffineCoupling {
 
     fn initialize(self, x: &Tensor<4>) -> Self {
         let (x1, _) = split(x.clone());
-        Self { net: self.net.initialize(&x1) }
+        Self {
+            net: self.net.initialize(&x1),
+        }
     }
 }

@@ -23,9 +23,9 @@ impl CouplingConfig {
     /// The coupling for a tensor with `channels` channels.
     pub fn init(&self, channels: usize, device: &Device) -> Result<Coupling, CoreError> {
         match *self {
-            Self::Affine { hidden } => {
-                Ok(Coupling::Affine(AffineCouplingConfig::new(channels, hidden).init(device)?))
-            }
+            Self::Affine { hidden } => Ok(Coupling::Affine(
+                AffineCouplingConfig::new(channels, hidden).init(device)?,
+            )),
         }
     }
 }

@@ -32,7 +32,9 @@ impl FlowStep {
     ) -> Result<Self, CoreError> {
         Ok(Self {
             actnorm: ActNormConfig::new(channels).init(device),
-            inv_conv: InvConv1x1Config::new(channels).with_kind(inv_conv).init(device)?,
+            inv_conv: InvConv1x1Config::new(channels)
+                .with_kind(inv_conv)
+                .init(device)?,
             coupling: coupling.init(channels, device)?,
         })
     }
@@ -44,13 +46,21 @@ impl InvertibleLayer for FlowStep {
             .forward(&self.actnorm)
             .forward(&self.inv_conv)
             .forward(&self.coupling);
-        let state = if self.coupling.flips_after() { state.forward(&TupleFlip) } else { state };
+        let state = if self.coupling.flips_after() {
+            state.forward(&TupleFlip)
+        } else {
+            state
+        };
         (state.x, state.logdet)
     }
 
     fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
         let state = FlowState::zero(y);
-        let state = if self.coupling.flips_after() { state.inverse(&TupleFlip) } else { state };
+        let state = if self.coupling.flips_after() {
+            state.inverse(&TupleFlip)
+        } else {
+            state
+        };
         let state = state
             .inverse(&self.coupling)
             .inverse(&self.inv_conv)
@@ -64,6 +74,10 @@ impl InvertibleLayer for FlowStep {
         let h = actnorm.forward(x.clone()).0;
         let h = self.inv_conv.forward(h).0;
         let coupling = self.coupling.initialize(&h);
-        Self { actnorm, inv_conv: self.inv_conv, coupling }
+        Self {
+            actnorm,
+            inv_conv: self.inv_conv,
+            coupling,
+        }
     }
 }

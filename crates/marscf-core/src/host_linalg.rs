@@ -18,7 +18,11 @@ pub fn to_host<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
 }
 
 /// An f32 tensor of the given shape from f64 host values (row-major).
-pub fn from_host<const D: usize>(values: Vec<f64>, shape: [usize; D], device: &Device) -> Tensor<D> {
+pub fn from_host<const D: usize>(
+    values: Vec<f64>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape).convert::<f32>(), device)
 }
 
@@ -150,16 +154,23 @@ mod tests {
     use super::*;
 
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     }
 
     fn identity(n: usize) -> Vec<f64> {
-        (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }).collect()
+        (0..n * n)
+            .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
+            .collect()
     }
 
     /// A fixed, non-symmetric matrix that needs pivoting (zero in the first pivot position).
     fn sample() -> Vec<f64> {
-        vec![0.0, 2.0, 1.0, 4.0, 1.0, -3.0, 1.0, 5.0, 2.0, 1.0, -1.0, 0.5, 3.0, -2.0, 1.0, 2.0]
+        vec![
+            0.0, 2.0, 1.0, 4.0, 1.0, -3.0, 1.0, 5.0, 2.0, 1.0, -1.0, 0.5, 3.0, -2.0, 1.0, 2.0,
+        ]
     }
 
     #[test]
@@ -202,13 +213,17 @@ mod tests {
     #[test]
     fn singular_matrices_are_errors() {
         let a = [1.0, 2.0, 2.0, 4.0];
-        assert!(matches!(inverse(&a, 2), Err(CoreError::SingularMatrix { size: 2 })));
+        assert!(matches!(
+            inverse(&a, 2),
+            Err(CoreError::SingularMatrix { size: 2 })
+        ));
         assert!(orthogonal_factor(&[0.0; 4], 2).is_err());
     }
 
     #[test]
     fn orthogonal_factor_is_orthogonal() {
-        let q = orthogonal_factor(&sample().iter().map(|v| v + 0.5).collect::<Vec<_>>(), 4).unwrap();
+        let q =
+            orthogonal_factor(&sample().iter().map(|v| v + 0.5).collect::<Vec<_>>(), 4).unwrap();
         let qt: Vec<f64> = (0..16).map(|i| q[(i % 4) * 4 + i / 4]).collect();
         assert!(max_abs_diff(&matmul(&qt, &q, 4), &identity(4)) < 1e-12);
     }

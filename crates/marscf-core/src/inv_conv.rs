@@ -37,13 +37,21 @@ impl InvConv1x1Config {
     pub fn init(&self, device: &Device) -> Result<InvConv1x1, CoreError> {
         let c = self.channels;
         if c == 0 {
-            return Err(CoreError::ZeroSize { what: "InvConv1x1 channels" });
+            return Err(CoreError::ZeroSize {
+                what: "InvConv1x1 channels",
+            });
         }
-        let gaussian = to_host(Tensor::<2>::random([c, c], Distribution::Normal(0.0, 1.0), device));
+        let gaussian = to_host(Tensor::<2>::random(
+            [c, c],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        ));
         let w = host_linalg::orthogonal_factor(&gaussian, c)?;
         let matrix = |m: &[f64]| from_host(m.to_vec(), [c, c], device);
         Ok(match self.kind {
-            InvConvKind::Plain => InvConv1x1::Plain(PlainInvConv1x1 { weight: Param::from_tensor(matrix(&w)) }),
+            InvConvKind::Plain => InvConv1x1::Plain(PlainInvConv1x1 {
+                weight: Param::from_tensor(matrix(&w)),
+            }),
             InvConvKind::Lu => {
                 let f = host_linalg::lu_decompose(&w, c)?;
                 let diag: Vec<f64> = (0..c).map(|i| f.u[i * c + i]).collect();
@@ -63,6 +71,8 @@ impl InvConv1x1Config {
 }
 
 /// `z[:, o] = Σ_i W[o, i] x[:, i]` at every pixel; `ln |det| = H W ln |det W|`.
+// Both variants are a handful of parameter handles; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum InvConv1x1 {
     /// LU-parametrised matrix.
@@ -139,7 +149,12 @@ impl InvConv1x1 {
 /// `(B, C, H, W) -> (B, C, H, W)`: `y[:, o] = Σ_i m[o, i] x[:, i]`.
 fn mix_channels(x: Tensor<4>, m: Tensor<2>) -> Tensor<4> {
     let [c_out, c_in] = m.dims();
-    conv2d(x, m.reshape([c_out, c_in, 1, 1]), None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
+    conv2d(
+        x,
+        m.reshape([c_out, c_in, 1, 1]),
+        None,
+        ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+    )
 }
 
 impl InvertibleLayer for InvConv1x1 {
@@ -152,7 +167,9 @@ impl InvertibleLayer for InvConv1x1 {
     /// (its determinant is `±exp(Σ log_s)`).
     fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
         let logdet = self.logdet(&y);
-        let inv = self.inverse_weight().expect("an invertible 1x1 convolution's matrix is invertible");
+        let inv = self
+            .inverse_weight()
+            .expect("an invertible 1x1 convolution's matrix is invertible");
         (mix_channels(y, inv), logdet)
     }
 }

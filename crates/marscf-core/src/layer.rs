@@ -47,18 +47,27 @@ impl FlowState {
     /// `x <- f(x)`, `logdet <- logdet + ln |det ∂f/∂x|`.
     pub fn forward<L: InvertibleLayer>(self, layer: &L) -> Self {
         let (x, term) = layer.forward(self.x);
-        Self { x, logdet: self.logdet + term }
+        Self {
+            x,
+            logdet: self.logdet + term,
+        }
     }
 
     /// `x <- f⁻¹(x)`, `logdet <- logdet - ln |det ∂f/∂x|`.
     pub fn inverse<L: InvertibleLayer>(self, layer: &L) -> Self {
         let (x, term) = layer.inverse(self.x);
-        Self { x, logdet: self.logdet - term }
+        Self {
+            x,
+            logdet: self.logdet - term,
+        }
     }
 
-    /// Adds a per-sample term (a prior log-density), `(B)`.
-    pub fn add(self, term: Tensor<1>) -> Self {
-        Self { logdet: self.logdet + term, ..self }
+    /// Adds a per-sample log-density (a prior term), `(B)`.
+    pub fn add_log_density(self, term: Tensor<1>) -> Self {
+        Self {
+            logdet: self.logdet + term,
+            ..self
+        }
     }
 }
 

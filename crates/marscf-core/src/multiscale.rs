@@ -5,6 +5,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+use crate::CoreError;
 use crate::coupling::CouplingConfig;
 use crate::flow_step::FlowStep;
 use crate::inv_conv::InvConvKind;
@@ -12,7 +13,6 @@ use crate::layer::{FlowState, InvertibleLayer};
 use crate::prior::Prior;
 use crate::split::{merge, split};
 use crate::squeeze::{Squeeze, unsqueeze};
-use crate::CoreError;
 
 /// Configuration of [`MultiScaleFlow`].
 #[derive(Config, Debug)]
@@ -48,9 +48,17 @@ impl MultiScaleFlowConfig {
         let factor = 1usize
             .checked_shl(self.levels as u32)
             .filter(|f| *f <= h.min(w))
-            .ok_or(CoreError::NotDivisible { height: h, width: w, levels: self.levels })?;
+            .ok_or(CoreError::NotDivisible {
+                height: h,
+                width: w,
+                levels: self.levels,
+            })?;
         if h % factor != 0 || w % factor != 0 {
-            return Err(CoreError::NotDivisible { height: h, width: w, levels: self.levels });
+            return Err(CoreError::NotDivisible {
+                height: h,
+                width: w,
+                levels: self.levels,
+            });
         }
         Ok(())
     }
@@ -77,7 +85,13 @@ impl MultiScaleFlowConfig {
         shapes
             .into_iter()
             .enumerate()
-            .map(|(level, [c, h, w])| if level < top { [c / 2, h, w] } else { [c, h, w] })
+            .map(|(level, [c, h, w])| {
+                if level < top {
+                    [c / 2, h, w]
+                } else {
+                    [c, h, w]
+                }
+            })
             .collect()
     }
 
@@ -94,7 +108,10 @@ impl MultiScaleFlowConfig {
                 Ok(FlowLevel { steps })
             })
             .collect::<Result<_, CoreError>>()?;
-        Ok(MultiScaleFlow { levels, config: self.clone() })
+        Ok(MultiScaleFlow {
+            levels,
+            config: self.clone(),
+        })
     }
 }
 
@@ -161,7 +178,10 @@ impl MultiScaleFlow {
             }
             levels.push(FlowLevel { steps });
         }
-        Ok(Self { levels, config: self.config })
+        Ok(Self {
+            levels,
+            config: self.config,
+        })
     }
 
     /// `x -> latents`, accumulating log-dets and prior log-densities onto `logdet` (`(B)`).
@@ -183,21 +203,27 @@ impl MultiScaleFlow {
             if index < top {
                 let (z1, z2) = split(state.x);
                 let log_p = prior.log_prob(index, z2.clone(), Some(z1.clone()));
-                state = FlowState::new(z1, state.logdet).add(log_p);
+                state = FlowState::new(z1, state.logdet).add_log_density(log_p);
                 latents.push(z2);
             } else {
                 let log_p = prior.log_prob(index, state.x.clone(), None);
                 latents.push(state.x.clone());
-                state = state.add(log_p);
+                state = state.add_log_density(log_p);
             }
         }
-        Ok(Encoded { latents, objective: state.logdet })
+        Ok(Encoded {
+            latents,
+            objective: state.logdet,
+        })
     }
 
     /// `latents -> x`, the exact inverse of [`forward`](Self::forward).
     pub fn decode(&self, latents: Vec<Tensor<4>>) -> Result<Tensor<4>, CoreError> {
         if latents.len() != self.levels.len() {
-            return Err(CoreError::LatentCount { expected: self.levels.len(), got: latents.len() });
+            return Err(CoreError::LatentCount {
+                expected: self.levels.len(),
+                got: latents.len(),
+            });
         }
         let batch = latents[0].dims()[0];
         for (z, [c, h, w]) in latents.iter().zip(self.latent_shapes()) {
@@ -210,7 +236,11 @@ impl MultiScaleFlow {
             }
         }
         let mut latents = latents.into_iter().map(Some).collect::<Vec<_>>();
-        Ok(self.reverse(|level, _| latents[level].take().expect("each level's latent is taken once")))
+        Ok(self.reverse(|level, _| {
+            latents[level]
+                .take()
+                .expect("each level's latent is taken once")
+        }))
     }
 
     /// `n` samples from the prior pushed through the inverse flow, noise scaled by

@@ -1,0 +1,86 @@
+//! The one device selection used by every binary, example, bench and test.
+//!
+//! Cargo features decide which backends are compiled in (`flex`, the default, `ndarray`,
+//! `wgpu`, `vulkan`, `cuda`); [`select_device`] picks the most capable of them, or the one
+//! named by the `BURN_DEVICE` environment variable.
+
+use burn::tensor::Device;
+
+/// The environment variable that overrides the choice (Burn's own name for it).
+pub const DEVICE_ENV: &str = "BURN_DEVICE";
+
+/// A device that cannot be selected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeviceError {
+    /// `BURN_DEVICE` names a backend that this build does not include.
+    #[error(
+        "{DEVICE_ENV}={requested} names a backend not compiled into this build; compiled: {compiled:?} (enable it with --features {requested})"
+    )]
+    NotCompiled {
+        /// The requested backend.
+        requested: String,
+        /// The backends this build has.
+        compiled: Vec<&'static str>,
+    },
+    /// The build has no backend at all.
+    #[error(
+        "no backend compiled in: build with one of the features flex, ndarray, wgpu, vulkan, cuda"
+    )]
+    NoBackend,
+}
+
+/// The backends compiled into this build, most capable first.
+pub fn compiled_backends() -> Vec<&'static str> {
+    [
+        ("cuda", cfg!(feature = "cuda")),
+        ("vulkan", cfg!(feature = "vulkan")),
+        ("wgpu", cfg!(feature = "wgpu")),
+        ("flex", cfg!(feature = "flex")),
+        ("ndarray", cfg!(feature = "ndarray")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect()
+}
+
+/// The device named `name` (one of [`compiled_backends`]).
+#[allow(unreachable_code, unused_variables)]
+pub fn device_named(name: &str) -> Result<Device, DeviceError> {
+    match name.to_ascii_lowercase().as_str() {
+        #[cfg(feature = "cuda")]
+        "cuda" => return Ok(Device::cuda(burn::tensor::DeviceIndex::Default)),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => return Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "flex")]
+        "flex" => return Ok(Device::flex()),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        "ndarray" => return Ok(Device::ndarray()),
+        _ => {}
+    }
+    Err(DeviceError::NotCompiled {
+        requested: name.to_string(),
+        compiled: compiled_backends(),
+    })
+}
+
+/// The device to run on: the backend named by `BURN_DEVICE` if set, else the first of
+/// CUDA, Vulkan, wgpu, Flex, NdArray that is compiled in. Without autodiff; call
+/// `.autodiff()` on it to train.
+pub fn select_device() -> Result<Device, DeviceError> {
+    match std::env::var(DEVICE_ENV) {
+        Ok(name) if !name.is_empty() => device_named(&name),
+        _ => device_named(compiled_backends().first().ok_or(DeviceError::NoBackend)?),
+    }
+}
+
+/// The name of the backend [`select_device`] picks.
+pub fn selected_backend_name() -> String {
+    std::env::var(DEVICE_ENV)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| compiled_backends().first().map(|n| n.to_string()))
+        .unwrap_or_default()
+}
