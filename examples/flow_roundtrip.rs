@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use marscf::core::{CouplingConfig, MultiScaleFlowConfig, StandardNormal};
+use marscf::core::{MultiScaleFlowConfig, StandardNormal};
 use marscf::data::{MnistLayout, embedded, mnist_batch};
 use marscf::{bits_per_dim, dequantize, objective_start, select_device};
 
@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [_, c, h, w] = x.dims();
     let dims = c * h * w;
 
-    let config = MultiScaleFlowConfig::new([c, h, w], 3, 4, CouplingConfig::Affine { hidden: 64 });
+    let config = MultiScaleFlowConfig::new([c, h, w], 3, 4, 64);
     println!(
         "backend {}, flow L={} K={} hidden 64 (affine couplings, standard-normal prior), {batch} MNIST digits {c}x{h}x{w}",
         marscf::device::selected_backend_name(),

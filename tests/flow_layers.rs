@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use marscf::core::{
-    ActNormConfig, AffineCouplingConfig, CoreError, CouplingConfig, FlowStep, InvConv1x1Config,
+    ActNormConfig, AffineCouplingConfig, CoreError, CouplingKind, FlowStep, InvConv1x1Config,
     InvConvKind, InvertibleLayer, Squeeze, TupleFlip,
 };
 
@@ -82,7 +82,7 @@ fn affine(d: &Device) -> marscf::core::AffineCoupling {
     AffineCouplingConfig::new(4, 8).init(d).unwrap()
 }
 fn step(d: &Device) -> FlowStep {
-    FlowStep::new(4, &CouplingConfig::Affine { hidden: 8 }, InvConvKind::Lu, d).unwrap()
+    FlowStep::new(4, 8, &CouplingKind::Affine, InvConvKind::Lu, d).unwrap()
 }
 fn squeeze(_: &Device) -> Squeeze {
     Squeeze

@@ -6,12 +6,11 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use marscf::core::{
-    CoreError, CouplingConfig, InvConvKind, MultiScaleFlow, MultiScaleFlowConfig, Prior,
-    StandardNormal, merge,
+    CoreError, InvConvKind, MultiScaleFlow, MultiScaleFlowConfig, Prior, StandardNormal, merge,
 };
 
 fn config(image: [usize; 3], levels: usize, steps: usize) -> MultiScaleFlowConfig {
-    MultiScaleFlowConfig::new(image, levels, steps, CouplingConfig::Affine { hidden: 16 })
+    MultiScaleFlowConfig::new(image, levels, steps, 16)
 }
 
 /// A flow initialised on one batch and perturbed, as after some training. The noise
@@ -201,8 +200,7 @@ fn configuration_and_input_errors() {
         }
     );
     assert!(matches!(
-        MultiScaleFlowConfig::new([3, 8, 8], 2, 1, CouplingConfig::Affine { hidden: 0 })
-            .init(&device),
+        MultiScaleFlowConfig::new([3, 8, 8], 2, 1, 0).init(&device),
         Err(CoreError::ZeroSize { .. })
     ));
 

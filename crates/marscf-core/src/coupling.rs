@@ -8,22 +8,25 @@ use crate::CoreError;
 use crate::affine_coupling::{AffineCoupling, AffineCouplingConfig};
 use crate::layer::InvertibleLayer;
 
-/// Which coupling a flow step uses, with its parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Which coupling a flow step uses, with the parameters specific to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum CouplingConfig {
-    /// Glow's affine coupling with a conditioning network of the given hidden width.
-    Affine {
-        /// Hidden width of the conditioning network.
-        hidden: usize,
-    },
+pub enum CouplingKind {
+    /// Glow's affine coupling.
+    #[default]
+    Affine,
 }
 
-impl CouplingConfig {
-    /// The coupling for a tensor with `channels` channels.
-    pub fn init(&self, channels: usize, device: &Device) -> Result<Coupling, CoreError> {
-        match *self {
-            Self::Affine { hidden } => Ok(Coupling::Affine(
+impl CouplingKind {
+    /// The coupling for a tensor with `channels` channels, its network `hidden` wide.
+    pub fn init(
+        &self,
+        channels: usize,
+        hidden: usize,
+        device: &Device,
+    ) -> Result<Coupling, CoreError> {
+        match self {
+            Self::Affine => Ok(Coupling::Affine(
                 AffineCouplingConfig::new(channels, hidden).init(device)?,
             )),
         }

@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::CoreError;
 use crate::actnorm::{ActNorm, ActNormConfig};
-use crate::coupling::{Coupling, CouplingConfig};
+use crate::coupling::{Coupling, CouplingKind};
 use crate::inv_conv::{InvConv1x1, InvConv1x1Config, InvConvKind};
 use crate::layer::{FlowState, InvertibleLayer};
 use crate::split::TupleFlip;
@@ -23,10 +23,11 @@ pub struct FlowStep {
 }
 
 impl FlowStep {
-    /// A new step on `channels` channels.
+    /// A new step on `channels` channels whose coupling network is `hidden` wide.
     pub fn new(
         channels: usize,
-        coupling: &CouplingConfig,
+        hidden: usize,
+        coupling: &CouplingKind,
         inv_conv: InvConvKind,
         device: &Device,
     ) -> Result<Self, CoreError> {
@@ -35,7 +36,7 @@ impl FlowStep {
             inv_conv: InvConv1x1Config::new(channels)
                 .with_kind(inv_conv)
                 .init(device)?,
-            coupling: coupling.init(channels, device)?,
+            coupling: coupling.init(channels, hidden, device)?,
         })
     }
 }

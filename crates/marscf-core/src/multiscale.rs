@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::CoreError;
-use crate::coupling::CouplingConfig;
+use crate::coupling::CouplingKind;
 use crate::flow_step::FlowStep;
 use crate::inv_conv::InvConvKind;
 use crate::layer::{FlowState, InvertibleLayer};
@@ -23,8 +23,11 @@ pub struct MultiScaleFlowConfig {
     pub levels: usize,
     /// Flow steps per level `K`.
     pub steps: usize,
+    /// Hidden width `C` of the coupling networks.
+    pub hidden: usize,
     /// The coupling of every step.
-    pub coupling: CouplingConfig,
+    #[config(default = "CouplingKind::Affine")]
+    pub coupling: CouplingKind,
     /// Parametrisation of the 1x1 convolutions.
     #[config(default = "InvConvKind::Lu")]
     pub inv_conv: InvConvKind,
@@ -40,6 +43,7 @@ impl MultiScaleFlowConfig {
             (w, "image width"),
             (self.levels, "levels L"),
             (self.steps, "steps per level K"),
+            (self.hidden, "hidden width C"),
         ] {
             if value == 0 {
                 return Err(CoreError::ZeroSize { what });
@@ -103,7 +107,7 @@ impl MultiScaleFlowConfig {
             .into_iter()
             .map(|[c, _, _]| {
                 let steps = (0..self.steps)
-                    .map(|_| FlowStep::new(c, &self.coupling, self.inv_conv, device))
+                    .map(|_| FlowStep::new(c, self.hidden, &self.coupling, self.inv_conv, device))
                     .collect::<Result<_, _>>()?;
                 Ok(FlowLevel { steps })
             })

@@ -24,6 +24,14 @@ pub trait Prior {
     ) -> Tensor<4>;
 }
 
+/// The log-density of `N(mean, exp(logs)²)` at `z`, elementwise:
+/// `-(2 logs + (z - mean)² exp(-2 logs) + ln 2π) / 2`.
+pub fn gaussian_log_density(z: Tensor<4>, mean: Tensor<4>, logs: Tensor<4>) -> Tensor<4> {
+    let ln_2pi = (2.0 * std::f64::consts::PI).ln();
+    let scaled = (z - mean).square() * logs.clone().mul_scalar(-2.0).exp();
+    (logs.mul_scalar(2.0) + scaled + ln_2pi).mul_scalar(-0.5)
+}
+
 /// Independent standard normals at every level (the Glow-style baseline):
 /// `ln p(z) = Σ -(z² + ln 2π) / 2`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,8 +39,8 @@ pub struct StandardNormal;
 
 impl Prior for StandardNormal {
     fn log_prob(&self, _level: usize, z: Tensor<4>, _condition: Option<Tensor<4>>) -> Tensor<1> {
-        let ln_2pi = (2.0 * std::f64::consts::PI).ln();
-        sum_per_sample((z.square() + ln_2pi).mul_scalar(-0.5))
+        let zeros = z.zeros_like();
+        sum_per_sample(gaussian_log_density(z, zeros.clone(), zeros))
     }
 
     fn sample(

@@ -1,0 +1,173 @@
+//! A stacked convolutional LSTM (Shi et al. 2015) with PyTorch's gate layout, so that
+//! reference weights load as they are.
+
+use burn::config::Config;
+use burn::module::{Initializer, Module, Param};
+use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor};
+
+/// Configuration of [`ConvLstm`].
+#[derive(Config, Debug)]
+pub struct ConvLstmConfig {
+    /// Channels of the input at each step.
+    pub input_channels: usize,
+    /// Channels of the hidden and cell states.
+    pub hidden: usize,
+    /// Number of stacked layers.
+    #[config(default = 1)]
+    pub layers: usize,
+    /// Square kernel size `k` of the gate convolutions.
+    #[config(default = 3)]
+    pub kernel: usize,
+    /// Dilation `d` of the gate convolutions.
+    #[config(default = 1)]
+    pub dilation: usize,
+}
+
+impl ConvLstmConfig {
+    /// Weights and biases drawn from `U(-1/sqrt(hidden), 1/sqrt(hidden))`, as PyTorch's
+    /// recurrent layers do.
+    pub fn init(&self, device: &Device) -> ConvLstm {
+        let (h, k) = (self.hidden, self.kernel);
+        let bound = 1.0 / (h as f64).sqrt();
+        let uniform = Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        };
+        let layers = (0..self.layers)
+            .map(|layer| {
+                let c_in = if layer == 0 { self.input_channels } else { h };
+                ConvLstmCell {
+                    weight_ih: uniform.init([4 * h, c_in, k, k], device),
+                    weight_hh: uniform.init([4 * h, h, k, k], device),
+                    bias_ih: uniform.init([4 * h], device),
+                    bias_hh: uniform.init([4 * h], device),
+                    dilation: self.dilation,
+                }
+            })
+            .collect();
+        ConvLstm { layers }
+    }
+}
+
+/// One layer: gates `[i, f, g, o] = conv(x, W_ih) + b_ih + conv(h, W_hh) + b_hh`,
+/// `c' = σ(f) c + σ(i) tanh(g)`, `h' = σ(o) tanh(c')`, with "same" zero padding
+/// (left `d(k-1)/2`, right `(d(k-1)+1)/2`).
+#[derive(Module, Debug)]
+pub struct ConvLstmCell {
+    /// Input-to-gates kernel, `[4 hidden, C_in, k, k]`.
+    pub weight_ih: Param<Tensor<4>>,
+    /// Hidden-to-gates kernel, `[4 hidden, hidden, k, k]`.
+    pub weight_hh: Param<Tensor<4>>,
+    /// Input bias, `[4 hidden]`.
+    pub bias_ih: Param<Tensor<1>>,
+    /// Hidden bias, `[4 hidden]`.
+    pub bias_hh: Param<Tensor<1>>,
+    /// Dilation of both convolutions.
+    #[module(skip)]
+    pub dilation: usize,
+}
+
+/// The state of every layer: hidden `h` and cell `c`, each `(B, hidden, H, W)`.
+#[derive(Debug, Clone)]
+pub struct ConvLstmState {
+    /// Hidden state per layer.
+    pub h: Vec<Tensor<4>>,
+    /// Cell state per layer.
+    pub c: Vec<Tensor<4>>,
+}
+
+impl ConvLstmCell {
+    fn options(&self) -> ConvOptions<2> {
+        let k = self.weight_hh.dims()[2];
+        let span = self.dilation * (k - 1);
+        let pad = (span / 2, (span + 1) / 2);
+        ConvOptions::new_with_padding([1, 1], [pad, pad], [self.dilation, self.dilation], 1)
+    }
+
+    /// `conv(x, W_ih) + b_ih + b_hh`: the part of the gates that does not depend on the
+    /// state, `(N, C_in, H, W) -> (N, 4 hidden, H, W)` (any number `N` of steps × batch).
+    pub fn input_gates(&self, x: Tensor<4>) -> Tensor<4> {
+        let bias = self.bias_ih.val() + self.bias_hh.val();
+        conv2d(x, self.weight_ih.val(), Some(bias), self.options())
+    }
+
+    /// One step from precomputed input gates: `(h, c)` with `h, c` `(B, hidden, H, W)`
+    /// (`None` = zeros at the first step).
+    pub fn step(
+        &self,
+        input_gates: Tensor<4>,
+        state: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let (gates, c) = match state {
+            Some((h, c)) => (
+                input_gates + conv2d(h, self.weight_hh.val(), None, self.options()),
+                Some(c),
+            ),
+            None => (input_gates, None),
+        };
+        let [i, f, g, o]: [Tensor<4>; 4] = gates
+            .chunk(4, 1)
+            .try_into()
+            .expect("4 * hidden gate channels chunk into 4");
+        let new_c = sigmoid(i) * tanh(g);
+        let new_c = match c {
+            Some(c) => sigmoid(f) * c + new_c,
+            None => new_c,
+        };
+        let h = sigmoid(o) * tanh(new_c.clone());
+        (h, new_c)
+    }
+}
+
+/// A stack of [`ConvLstmCell`]s; each layer's hidden state is the next layer's input.
+#[derive(Module, Debug)]
+pub struct ConvLstm {
+    /// The layers, bottom first.
+    pub layers: Vec<ConvLstmCell>,
+}
+
+impl ConvLstm {
+    /// Runs a whole sequence `(T, B, C_in, H, W) -> (T, B, hidden, H, W)` (the top layer's
+    /// hidden states) from zero states. Layer by layer: each layer's input convolution
+    /// runs once over all `T` steps; only the hidden-to-hidden convolution is sequential.
+    pub fn forward_sequence(&self, x: Tensor<5>) -> Tensor<5> {
+        let [t, b, c, h, w] = x.dims();
+        let mut input = x.reshape([t * b, c, h, w]);
+        for layer in &self.layers {
+            let gates = layer.input_gates(input);
+            let mut state = None;
+            let mut outputs = Vec::with_capacity(t);
+            for step_gates in gates.chunk(t, 0) {
+                let (h_t, c_t) = layer.step(step_gates, state);
+                outputs.push(h_t.clone());
+                state = Some((h_t, c_t));
+            }
+            input = Tensor::cat(outputs, 0);
+        }
+        let [_, hidden, _, _] = input.dims();
+        input.reshape([t, b, hidden, h, w])
+    }
+
+    /// One step `(B, C_in, H, W) -> (B, hidden, H, W)` for every layer, carrying `state`
+    /// (`None` = zeros).
+    pub fn step(&self, x: Tensor<4>, state: Option<ConvLstmState>) -> (Tensor<4>, ConvLstmState) {
+        let mut input = x;
+        let mut next = ConvLstmState {
+            h: Vec::with_capacity(self.layers.len()),
+            c: Vec::with_capacity(self.layers.len()),
+        };
+        for (index, layer) in self.layers.iter().enumerate() {
+            let previous = state
+                .as_ref()
+                .map(|s| (s.h[index].clone(), s.c[index].clone()));
+            let (h, c) = layer.step(layer.input_gates(input), previous);
+            next.h.push(h.clone());
+            next.c.push(c);
+            input = h;
+        }
+        (input, next)
+    }
+}
