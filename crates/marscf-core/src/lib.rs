@@ -31,7 +31,7 @@ pub use error::CoreError;
 pub use flow_step::FlowStep;
 pub use inv_conv::{InvConv1x1, InvConv1x1Config, InvConvKind};
 pub use layer::{FlowState, InvertibleLayer, sum_per_sample};
-pub use multiscale::{Encoded, FlowLevel, MultiScaleFlow, MultiScaleFlowConfig};
+pub use multiscale::{Encoded, FlowEvent, FlowLevel, MultiScaleFlow, MultiScaleFlowConfig};
 pub use prior::{Prior, StandardNormal, gaussian_log_density};
 pub use split::{TupleFlip, merge, split};
 pub use squeeze::{Squeeze, squeeze, unsqueeze};

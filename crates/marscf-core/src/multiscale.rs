@@ -131,9 +131,34 @@ pub struct FlowLevel {
 pub struct Encoded {
     /// One latent per level: the split-off half `z2` of levels `0..L-1`, then the top tensor.
     pub latents: Vec<Tensor<4>>,
+    /// `ln p(z_l | z1_l)` of each level's latent, `(B)` each.
+    pub log_priors: Vec<Tensor<1>>,
     /// The starting log-det plus every layer's log-det and every level's prior
     /// log-density, `(B)`.
     pub objective: Tensor<1>,
+}
+
+/// A point in a traced forward pass ([`MultiScaleFlow::forward_traced`]); levels and
+/// steps count from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// After the squeeze that starts `level`.
+    Squeeze {
+        /// The level.
+        level: usize,
+    },
+    /// After flow step `step` of `level`.
+    Step {
+        /// The level.
+        level: usize,
+        /// The step within the level.
+        step: usize,
+    },
+    /// After the split that ends `level` (below the top) and its prior term.
+    Split {
+        /// The level.
+        level: usize,
+    },
 }
 
 /// The multi-scale flow `x -> (z_1, ..., z_L)`. For level `l`: squeeze, `K` flow steps,
@@ -195,28 +220,48 @@ impl MultiScaleFlow {
         logdet: Tensor<1>,
         prior: &impl Prior,
     ) -> Result<Encoded, CoreError> {
+        self.forward_traced(x, logdet, prior, |_, _| {})
+    }
+
+    /// [`forward`](Self::forward), calling `trace` with the state after every squeeze,
+    /// flow step and split (after a split: the kept half, the log-det including that
+    /// level's prior term), in the order the reference's module list runs them.
+    pub fn forward_traced(
+        &self,
+        x: Tensor<4>,
+        logdet: Tensor<1>,
+        prior: &impl Prior,
+        mut trace: impl FnMut(FlowEvent, &FlowState),
+    ) -> Result<Encoded, CoreError> {
         self.check_input(&x)?;
         let top = self.levels.len() - 1;
         let mut state = FlowState::new(x, logdet);
         let mut latents = Vec::with_capacity(self.levels.len());
-        for (index, level) in self.levels.iter().enumerate() {
+        let mut log_priors = Vec::with_capacity(self.levels.len());
+        for (level, steps) in self.levels.iter().enumerate() {
             state = state.forward(&Squeeze);
-            for step in &level.steps {
-                state = state.forward(step);
+            trace(FlowEvent::Squeeze { level }, &state);
+            for (step, layer) in steps.steps.iter().enumerate() {
+                state = state.forward(layer);
+                trace(FlowEvent::Step { level, step }, &state);
             }
-            if index < top {
-                let (z1, z2) = split(state.x);
-                let log_p = prior.log_prob(index, z2.clone(), Some(z1.clone()));
-                state = FlowState::new(z1, state.logdet).add_log_density(log_p);
-                latents.push(z2);
+            let (kept, latent) = if level < top {
+                split(state.x)
             } else {
-                let log_p = prior.log_prob(index, state.x.clone(), None);
-                latents.push(state.x.clone());
-                state = state.add_log_density(log_p);
+                (state.x.clone(), state.x)
+            };
+            let condition = (level < top).then(|| kept.clone());
+            let log_p = prior.log_prob(level, latent.clone(), condition);
+            state = FlowState::new(kept, state.logdet).add_log_density(log_p.clone());
+            if level < top {
+                trace(FlowEvent::Split { level }, &state);
             }
+            latents.push(latent);
+            log_priors.push(log_p);
         }
         Ok(Encoded {
             latents,
+            log_priors,
             objective: state.logdet,
         })
     }

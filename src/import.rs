@@ -1,0 +1,271 @@
+//! Loading the reference implementation's PyTorch checkpoints (`torch.save(state_dict)`).
+//!
+//! [`reference_key_map`] is the one table from the reference's parameter names to this
+//! crate's. The reference numbers its modules in one flat list
+//! `[Squeeze, K x FlowStep, Split, Squeeze, ...]`: flow step `k` of level `l` (from 0) is
+//! module `l (K + 2) + 1 + k`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore};
+use burn::tensor::Device;
+use marscf_core::{CouplingKind, MultiScaleFlowConfig};
+
+use crate::{MarScf, MarScfConfig, ModelError, PriorKind};
+
+/// The reference's module index of flow step `step` of `level` (both from 0).
+pub fn reference_step_index(level: usize, step: usize, steps: usize) -> usize {
+    level * (steps + 2) + 1 + step
+}
+
+/// Regex rewrites, applied in order, from reference keys (prefix already stripped) to
+/// this crate's parameter paths.
+pub fn reference_key_map(config: &MarScfConfig) -> Vec<(String, String)> {
+    let flow = &config.flow;
+    let mut map = Vec::new();
+    for level in 0..flow.levels {
+        for step in 0..flow.steps {
+            let index = reference_step_index(level, step, flow.steps);
+            map.push((
+                format!(r"^flow\.layers\.{index}\."),
+                format!("flow.levels.{level}.steps.{step}."),
+            ));
+        }
+    }
+    let rules: &[(&str, &str)] = &[
+        // Flow step: ActNorm, 1x1 convolution.
+        (r"\.actnormlayer\.is_initialized$", ".actnorm.initialized"),
+        (r"\.actnormlayer\.", ".actnorm."),
+        (r"\.invert_1x1_layer\.", ".inv_conv."),
+        // Affine coupling network: conv + ActNorm twice, then the zero convolution.
+        (
+            r"\.coupling\.NN_net\.conv([12])\.weight$",
+            ".coupling.net.conv$1.conv.weight",
+        ),
+        (
+            r"\.coupling\.NN_net\.conv([12])\.actnorm\.is_initialized$",
+            ".coupling.net.conv$1.actnorm.initialized",
+        ),
+        (
+            r"\.coupling\.NN_net\.conv([12])\.actnorm\.",
+            ".coupling.net.conv$1.actnorm.",
+        ),
+        (
+            r"\.coupling\.NN_net\.conv3\.(weight|bias)$",
+            ".coupling.net.conv3.conv.$1",
+        ),
+        (
+            r"\.coupling\.NN_net\.conv3\.logs$",
+            ".coupling.net.conv3.logs",
+        ),
+        // mAR prior, one ChannelPrior per level.
+        (
+            r"^flow\.c_prior\.prior_list\.(\d+)\.z1_cond_network\.0\.",
+            "prior.levels.$1.condition.conv1.",
+        ),
+        (
+            r"^flow\.c_prior\.prior_list\.(\d+)\.z1_cond_network\.2\.",
+            "prior.levels.$1.condition.conv2.",
+        ),
+        (
+            r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.conv_embed\.",
+            "prior.levels.$1.embed.",
+        ),
+        (
+            r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.conv_out1\.",
+            "prior.levels.$1.out.",
+        ),
+        (
+            r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.lstm\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$",
+            "prior.levels.$1.lstm.layers.$3.$2",
+        ),
+    ];
+    map.extend(
+        rules
+            .iter()
+            .map(|(from, to)| (from.to_string(), to.to_string())),
+    );
+    map
+}
+
+/// Reference parameters that the reference builds but never uses, accepted and dropped:
+/// the top level's conditioning network (the top level has nothing to condition on).
+pub fn is_reference_only(key: &str, levels: usize) -> bool {
+    key.starts_with(&format!(
+        "flow.c_prior.prior_list.{}.z1_cond_network.",
+        levels - 1
+    ))
+}
+
+/// What [`load_reference`] did besides loading.
+#[derive(Debug, Clone)]
+pub struct ImportReport {
+    /// The configuration used.
+    pub config: MarScfConfig,
+    /// Whether it was inferred from the checkpoint's keys (no configuration given).
+    pub config_inferred: bool,
+    /// The prefix stripped from every key (`module.` of DataParallel, a wrapping dict's
+    /// key such as `state_dict.`), empty if none.
+    pub prefix: String,
+    /// Number of tensors loaded.
+    pub loaded: usize,
+    /// Reference-only keys dropped (see [`is_reference_only`]).
+    pub ignored: Vec<String>,
+    /// Problems tolerated by a partial load (empty otherwise).
+    pub problems: Vec<String>,
+}
+
+fn format_error(path: &Path, message: impl ToString) -> ModelError {
+    ModelError::Format {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads a reference checkpoint: a `state_dict`, possibly with DataParallel's `module.`
+/// prefix or inside a dict (e.g. `{"state_dict": ...}`). Without `config`, the shape of
+/// the model is inferred from the keys (see [`infer_config`]). Unless `partial`, any
+/// missing, unused or wrongly-shaped tensor fails the load with every problem listed.
+pub fn load_reference(
+    path: &Path,
+    config: Option<&MarScfConfig>,
+    partial: bool,
+    device: &Device,
+) -> Result<(MarScf, ImportReport), ModelError> {
+    let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+    let all: BTreeMap<String, PackTensor> = store
+        .get_all_tensors()
+        .map_err(|e| format_error(path, e))?
+        .clone();
+    let prefix = state_dict_prefix(all.keys()).ok_or_else(|| {
+        format_error(
+            path,
+            "no mAR-SCF parameters (keys `...flow.layers.<i>...`) in this file",
+        )
+    })?;
+    let tensors: BTreeMap<String, PackTensor> = all
+        .into_iter()
+        .filter_map(|(key, mut tensor)| {
+            let key = key.strip_prefix(&prefix)?.to_string();
+            tensor.name = key.clone();
+            Some((key, tensor))
+        })
+        .collect();
+
+    let (config, config_inferred) = match config {
+        Some(config) => (config.clone(), false),
+        None => (
+            infer_config(&tensors).map_err(|m| format_error(path, m))?,
+            true,
+        ),
+    };
+    let (ignored, kept): (Vec<_>, Vec<_>) = tensors
+        .into_values()
+        .partition(|t| is_reference_only(&t.name, config.flow.levels));
+    let remapper = KeyRemapper::from_patterns(reference_key_map(&config))
+        .expect("the key table's patterns are valid regexes");
+    let (renamed, _) = remapper.remap(kept);
+
+    let mut model = config.init(device)?;
+    let result = model.apply(renamed, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    let mut problems: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+    problems.extend(
+        result
+            .missing
+            .iter()
+            .map(|(key, _)| format!("missing in the checkpoint: {key}")),
+    );
+    problems.extend(
+        result
+            .unused
+            .iter()
+            .map(|key| format!("not used by the model: {key}")),
+    );
+    if !problems.is_empty() && !partial {
+        return Err(ModelError::Mismatch {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    let report = ImportReport {
+        config,
+        config_inferred,
+        prefix,
+        loaded: result.applied.len(),
+        ignored: ignored.into_iter().map(|t| t.name).collect(),
+        problems,
+    };
+    Ok((model, report))
+}
+
+/// The prefix before `flow.layers.` shared by the checkpoint's keys, if any key has it.
+fn state_dict_prefix<'a>(keys: impl Iterator<Item = &'a String>) -> Option<String> {
+    keys.filter_map(|key| key.find("flow.layers.").map(|at| key[..at].to_string()))
+        .min_by_key(|p| p.len())
+}
+
+/// The tensor `key`'s dims, or an error naming it.
+fn dims<'a>(tensors: &'a BTreeMap<String, PackTensor>, key: &str) -> Result<&'a [usize], String> {
+    tensors
+        .get(key)
+        .map(|t| t.shape.as_slice())
+        .ok_or_else(|| format!("cannot infer the configuration: no key {key}"))
+}
+
+/// The reference's model shape from its keys: `L` = number of prior levels, `K` from the
+/// number of modules (`L (K + 2) - 1`), the hidden width from the first coupling network,
+/// the image channels from the first ActNorm (`4 C`), the coupling from its parameter
+/// names, the prior's width and depth from its LSTM. The image size leaves no trace in
+/// the weights: it is taken as the reference's 32 x 32.
+pub fn infer_config(tensors: &BTreeMap<String, PackTensor>) -> Result<MarScfConfig, String> {
+    let number_after = |key: &str, marker: &str| -> Option<usize> {
+        key.strip_prefix(marker)?.split('.').next()?.parse().ok()
+    };
+    let levels = tensors
+        .keys()
+        .filter_map(|k| number_after(k, "flow.c_prior.prior_list."))
+        .collect::<BTreeSet<_>>()
+        .len();
+    let last_module = tensors
+        .keys()
+        .filter_map(|k| number_after(k, "flow.layers."))
+        .max();
+    let (Some(last_module), true) = (last_module, levels > 0) else {
+        return Err("cannot infer the configuration: no flow or prior keys".into());
+    };
+    if (last_module + 2) % levels != 0 || (last_module + 2) / levels < 3 {
+        return Err(format!(
+            "cannot infer K: {} modules for {levels} levels",
+            last_module + 1
+        ));
+    }
+    let steps = (last_module + 2) / levels - 2;
+    let channels = dims(tensors, "flow.layers.1.actnormlayer.bias")?[1] / 4;
+    let (coupling, hidden) = if tensors.contains_key("flow.layers.1.coupling.NN_net.conv1.weight") {
+        (
+            CouplingKind::Affine,
+            dims(tensors, "flow.layers.1.coupling.NN_net.conv1.weight")?[0],
+        )
+    } else {
+        return Err(
+            "cannot infer the coupling: neither affine (NN_net) nor MixLogCDF (nn.in_conv) keys"
+                .into(),
+        );
+    };
+    let lstm_layers = tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix("flow.c_prior.prior_list.0.prior_lstm.lstm.weight_ih_l"))
+        .count();
+    let prior_hidden = dims(
+        tensors,
+        "flow.c_prior.prior_list.0.prior_lstm.conv_embed.weight",
+    )?[0];
+    let flow = MultiScaleFlowConfig::new([channels, 32, 32], levels, steps, hidden)
+        .with_coupling(coupling);
+    Ok(MarScfConfig::new(flow).with_prior(PriorKind::Mar {
+        hidden: prior_hidden,
+        lstm_layers,
+    }))
+}

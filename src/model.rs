@@ -1,0 +1,195 @@
+//! The whole mAR-SCF model: a multi-scale flow and its prior, with the reference's
+//! dequantised objective in bits per dimension.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use marscf_core::{
+    Encoded, FlowEvent, FlowState, MultiScaleFlow, MultiScaleFlowConfig, Prior, StandardNormal,
+};
+use marscf_prior::{MarPrior, MarPriorConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+use crate::objective::{bits_per_dim, objective_start};
+
+/// The density of the latents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PriorKind {
+    /// The multi-scale autoregressive ConvLSTM prior (mAR-SCF).
+    Mar {
+        /// Width of the embeddings and LSTM states.
+        hidden: usize,
+        /// Stacked LSTM layers per level.
+        lstm_layers: usize,
+    },
+    /// Independent standard normals: a Glow-style baseline.
+    StandardNormal,
+}
+
+impl Default for PriorKind {
+    fn default() -> Self {
+        Self::Mar {
+            hidden: 32,
+            lstm_layers: 3,
+        }
+    }
+}
+
+/// Configuration of [`MarScf`]; saved as JSON beside every checkpoint.
+#[derive(Config, Debug)]
+pub struct MarScfConfig {
+    /// The flow: image shape, levels `L`, steps `K`, hidden width `C`, coupling.
+    pub flow: MultiScaleFlowConfig,
+    /// The prior.
+    #[config(default = "PriorKind::default()")]
+    pub prior: PriorKind,
+}
+
+impl MarScfConfig {
+    /// The model on `device` (ActNorms uninitialised: call [`MarScf::initialize`]).
+    pub fn init(&self, device: &Device) -> Result<MarScf, ModelError> {
+        let flow = self.flow.init(device)?;
+        let prior = match self.prior {
+            PriorKind::Mar {
+                hidden,
+                lstm_layers,
+            } => Some(
+                MarPriorConfig::for_flow(&self.flow)
+                    .with_hidden(hidden)
+                    .with_lstm_layers(lstm_layers)
+                    .init(device),
+            ),
+            PriorKind::StandardNormal => None,
+        };
+        Ok(MarScf {
+            flow,
+            prior,
+            config: self.clone(),
+        })
+    }
+
+    /// Dimensions `D = C H W` of one image.
+    pub fn dims_per_sample(&self) -> usize {
+        self.flow.image.iter().product()
+    }
+}
+
+/// mAR-SCF: `x -> (z_1, ..., z_L)` through a [`MultiScaleFlow`], the latents scored by a
+/// [`MarPrior`] (or standard normals).
+#[derive(Module, Debug)]
+pub struct MarScf {
+    /// The flow.
+    pub flow: MultiScaleFlow,
+    /// The mAR prior; `None` for the standard-normal baseline.
+    pub prior: Option<MarPrior>,
+    /// The configuration it was built from.
+    #[module(skip)]
+    pub config: MarScfConfig,
+}
+
+/// The model's prior as a [`Prior`].
+enum ModelPrior<'a> {
+    Mar(&'a MarPrior),
+    StandardNormal,
+}
+
+impl Prior for ModelPrior<'_> {
+    fn log_prob(&self, level: usize, z: Tensor<4>, condition: Option<Tensor<4>>) -> Tensor<1> {
+        match self {
+            Self::Mar(prior) => prior.log_prob(level, z, condition),
+            Self::StandardNormal => StandardNormal.log_prob(level, z, condition),
+        }
+    }
+
+    fn sample(
+        &self,
+        level: usize,
+        shape: [usize; 4],
+        condition: Option<Tensor<4>>,
+        temperature: f64,
+        device: &Device,
+    ) -> Tensor<4> {
+        match self {
+            Self::Mar(prior) => prior.sample(level, shape, condition, temperature, device),
+            Self::StandardNormal => {
+                StandardNormal.sample(level, shape, condition, temperature, device)
+            }
+        }
+    }
+}
+
+/// What [`MarScf::forward`] computes for a batch.
+#[derive(Debug, Clone)]
+pub struct ModelOutput {
+    /// `-D ln 256 + Σ log-dets + Σ prior log-densities`, `(B)`.
+    pub objective: Tensor<1>,
+    /// `-objective / (D ln 2)`, `(B)`.
+    pub bits_per_dim: Tensor<1>,
+    /// The latents and each level's prior term.
+    pub encoded: Encoded,
+}
+
+impl MarScf {
+    fn prior(&self) -> ModelPrior<'_> {
+        match &self.prior {
+            Some(prior) => ModelPrior::Mar(prior),
+            None => ModelPrior::StandardNormal,
+        }
+    }
+
+    /// Data-dependent initialisation (every ActNorm) from a dequantised batch
+    /// `(B, C, H, W)`; an initialised model is returned unchanged.
+    pub fn initialize(self, x: Tensor<4>) -> Result<Self, ModelError> {
+        Ok(Self {
+            flow: self.flow.initialize(x)?,
+            ..self
+        })
+    }
+
+    /// The objective and bits/dim of a dequantised batch `x` (pixels in `[-0.5, 0.5]`
+    /// plus `U(0, 1/256)` noise), `(B, C, H, W)`.
+    pub fn forward(&self, x: Tensor<4>) -> Result<ModelOutput, ModelError> {
+        self.forward_traced(x, |_, _| {})
+    }
+
+    /// [`forward`](Self::forward), reporting the state after every squeeze, step and split
+    /// (see [`MultiScaleFlow::forward_traced`]).
+    pub fn forward_traced(
+        &self,
+        x: Tensor<4>,
+        trace: impl FnMut(FlowEvent, &FlowState),
+    ) -> Result<ModelOutput, ModelError> {
+        let dims = self.config.dims_per_sample();
+        let start = objective_start(x.dims()[0], dims, &x.device());
+        let encoded = self.flow.forward_traced(x, start, &self.prior(), trace)?;
+        Ok(ModelOutput {
+            bits_per_dim: bits_per_dim(encoded.objective.clone(), dims),
+            objective: encoded.objective.clone(),
+            encoded,
+        })
+    }
+
+    /// The latents of `x`, one per level (see [`Encoded::latents`]).
+    pub fn encode(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>, ModelError> {
+        Ok(self.forward(x)?.encoded.latents)
+    }
+
+    /// The images of `latents`: the exact inverse of [`encode`](Self::encode).
+    pub fn decode(&self, latents: Vec<Tensor<4>>) -> Result<Tensor<4>, ModelError> {
+        Ok(self.flow.decode(latents)?)
+    }
+
+    /// `n` samples `(n, C, H, W)`, the prior's noise scaled by `temperature`. Runs without
+    /// autodiff whatever the model's device.
+    pub fn sample(&self, n: usize, temperature: f64) -> Tensor<4> {
+        let model = self.valid();
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .expect("a model has parameters on a device");
+        model.flow.sample(&model.prior(), n, temperature, &device)
+    }
+}
