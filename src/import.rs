@@ -11,7 +11,7 @@ use std::path::Path;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore};
 use burn::tensor::Device;
-use marscf_core::{CouplingKind, MultiScaleFlowConfig};
+use marscf_core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 
 use crate::{MarScf, MarScfConfig, ModelError, PriorKind};
 
@@ -60,6 +60,29 @@ pub fn reference_key_map(config: &MarScfConfig) -> Vec<(String, String)> {
             r"\.coupling\.NN_net\.conv3\.logs$",
             ".coupling.net.conv3.logs",
         ),
+        // MixLogCDF coupling network (Flow++): WN convolutions wrap an nn.Conv2d as `.conv`.
+        (r"\.coupling\.nn\.in_conv\.conv\.", ".coupling.net.in_conv."),
+        (
+            r"\.coupling\.nn\.mid_convs\.(\d+)\.conv\.conv\.conv\.",
+            ".coupling.net.blocks.$1.gated_conv.conv.",
+        ),
+        (
+            r"\.coupling\.nn\.mid_convs\.(\d+)\.conv\.gate\.conv\.",
+            ".coupling.net.blocks.$1.gated_conv.gate.",
+        ),
+        (
+            r"\.coupling\.nn\.mid_convs\.(\d+)\.norm_([12])\.",
+            ".coupling.net.blocks.$1.norm_$2.",
+        ),
+        (
+            r"\.coupling\.nn\.mid_convs\.(\d+)\.attn\.",
+            ".coupling.net.blocks.$1.attention.",
+        ),
+        (
+            r"\.coupling\.nn\.out_conv\.conv\.",
+            ".coupling.net.out_conv.",
+        ),
+        (r"\.coupling\.nn\.rescale\.", ".coupling.net.rescale."),
         // mAR prior, one ChannelPrior per level.
         (
             r"^flow\.c_prior\.prior_list\.(\d+)\.z1_cond_network\.0\.",

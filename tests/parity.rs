@@ -10,7 +10,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{device, parity_folders, read_safetensors};
-use marscf::core::{CouplingKind, FlowEvent, MultiScaleFlowConfig};
+use marscf::core::{CouplingKind, FlowEvent, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::import::{load_reference, reference_step_index};
 use marscf::{MarScf, MarScfConfig};
 
@@ -31,6 +31,7 @@ fn fixture_config(folder: &Path) -> MarScfConfig {
         .collect();
     let coupling = match json["coupling"].as_str().unwrap() {
         "affine" => CouplingKind::Affine,
+        "mixlogcdf" => CouplingKind::MixLogCdf(MixLogCdfConfig::default()),
         other => panic!("unknown coupling {other}"),
     };
     let flow =
@@ -151,6 +152,7 @@ fn check_folder(folder: &Path) -> Vec<String> {
     let x_back = model.decode(latents).unwrap();
     let inverse_tol = match config.flow.coupling {
         CouplingKind::Affine => 1e-4,
+        CouplingKind::MixLogCdf(_) => 1e-3,
     };
     fixture.compare("x_dequantized", x_back, inverse_tol, 0.0, true);
     fixture

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::CoreError;
 use crate::actnorm::{ActNorm, ActNormConfig};
+use crate::coupling::check_coupling_sizes;
 use crate::layer::{InvertibleLayer, sum_per_sample};
 use crate::split::{merge, split};
 
@@ -27,22 +28,7 @@ impl AffineCouplingConfig {
     /// `scale = sigmoid(2)`).
     pub fn init(&self, device: &Device) -> Result<AffineCoupling, CoreError> {
         let (c, hidden) = (self.channels, self.hidden);
-        if c == 0 {
-            return Err(CoreError::ZeroSize {
-                what: "AffineCoupling channels",
-            });
-        }
-        if hidden == 0 {
-            return Err(CoreError::ZeroSize {
-                what: "AffineCoupling hidden width",
-            });
-        }
-        if c % 2 != 0 {
-            return Err(CoreError::OddChannels {
-                layer: "AffineCoupling",
-                channels: c,
-            });
-        }
+        check_coupling_sizes("AffineCoupling", c, hidden)?;
         let normal = Initializer::Normal {
             mean: 0.0,
             std: 0.05,

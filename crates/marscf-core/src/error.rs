@@ -18,6 +18,14 @@ pub enum CoreError {
         /// The channel count it got.
         channels: usize,
     },
+    /// The attention heads do not divide the hidden width.
+    #[error("hidden width {hidden} does not divide into {heads} attention heads")]
+    HeadsMismatch {
+        /// Hidden width.
+        hidden: usize,
+        /// Heads.
+        heads: usize,
+    },
     /// A spatial size cannot be squeezed `levels` times.
     #[error("image {height}x{width} cannot be squeezed {levels} times: both sides must divide by 2^{levels} = {}", 1usize << levels)]
     NotDivisible {

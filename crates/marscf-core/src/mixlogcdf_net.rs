@@ -1,0 +1,265 @@
+//! The conditioning network of the MixLogCDF coupling (Flow++): weight-normalised
+//! convolutions, gated residual blocks with channel dropout, gated multi-head
+//! self-attention over pixels, and layer norms over channels.
+
+use burn::module::{Flag, Module, Param};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
+use burn::tensor::activation::{elu, sigmoid, softmax};
+use burn::tensor::{Device, Distribution, Int, Tensor};
+
+use crate::weight_norm::{WnConv2d, WnLinear, WnScale};
+
+/// `elu(cat(x, -x))` along the channels: `(B, C, H, W) -> (B, 2C, H, W)`.
+pub fn concat_elu(x: Tensor<4>) -> Tensor<4> {
+    elu(Tensor::cat(vec![x.clone(), x.neg()], 1), 1.0)
+}
+
+/// Dropout of whole channels (PyTorch's `Dropout2d`): during training each channel of each
+/// sample is zeroed with probability `prob` and the rest scaled by `1 / (1 - prob)`; the
+/// identity otherwise (non-autodiff device, `valid()` model, or `prob = 0`).
+#[derive(Module, Debug)]
+pub struct ChannelDropout {
+    /// Probability of dropping a channel.
+    pub prob: f64,
+    /// Whether the layer is in training mode.
+    pub training: Param<Flag>,
+}
+
+impl ChannelDropout {
+    /// Channel dropout with probability `prob` (in `[0, 1)`).
+    pub fn new(prob: f64) -> Self {
+        Self {
+            prob,
+            training: Param::from_bool(true),
+        }
+    }
+
+    /// `(B, C, H, W) -> (B, C, H, W)`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.prob == 0.0 || !self.training.is_enabled() || !x.device().is_autodiff() {
+            return x;
+        }
+        let [b, c, _, _] = x.dims();
+        let keep = 1.0 - self.prob;
+        let mask = Tensor::<4>::random([b, c, 1, 1], Distribution::Bernoulli(keep), &x.device());
+        x * mask.div_scalar(keep)
+    }
+}
+
+/// `concat_elu -> WN conv 3x3 (2h -> h) -> concat_elu -> channel dropout ->
+/// WN conv 1x1 (2h -> 2h) -> a * sigmoid(b)`: `(B, h, H, W) -> (B, h, H, W)`.
+#[derive(Module, Debug)]
+pub struct GatedConv {
+    /// 3x3, `2h -> h`.
+    pub conv: WnConv2d,
+    /// Channel dropout between the two convolutions.
+    pub dropout: ChannelDropout,
+    /// 1x1, `2h -> 2h`: the value and gate halves.
+    pub gate: WnConv2d,
+}
+
+impl GatedConv {
+    fn new(hidden: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            conv: WnConv2d::new(2 * hidden, hidden, 3, device),
+            dropout: ChannelDropout::new(dropout),
+            gate: WnConv2d::new(2 * hidden, 2 * hidden, 1, device),
+        }
+    }
+
+    /// `(B, h, H, W) -> (B, h, H, W)`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(concat_elu(x));
+        let x = self.gate.forward(self.dropout.forward(concat_elu(x)));
+        let [a, b]: [Tensor<4>; 2] = x.chunk(2, 1).try_into().expect("2h channels chunk into 2");
+        a * sigmoid(b)
+    }
+}
+
+/// The sinusoidal position encoding of `positions` positions in `channels` channels:
+/// `[sin(p ω_j), cos(p ω_j)]` with `ω_j = exp(-j ln(10⁴) / (n - 1))`, `n = channels / 2`,
+/// zero-padded to `channels`: `(positions, channels)`.
+pub fn position_encoding(positions: usize, channels: usize, device: &Device) -> Tensor<2> {
+    let timescales = channels / 2;
+    let increment = 10_000f64.ln() / (timescales as f64 - 1.0).max(1.0);
+    let position = Tensor::<1, Int>::arange(0..positions as i64, device)
+        .float()
+        .unsqueeze_dim::<2>(1);
+    let inverse = Tensor::<1, Int>::arange(0..timescales as i64, device)
+        .float()
+        .mul_scalar(-increment)
+        .exp()
+        .unsqueeze_dim::<2>(0);
+    let angle = position * inverse;
+    let mut parts = vec![angle.clone().sin(), angle.cos()];
+    if channels % 2 == 1 {
+        parts.push(Tensor::zeros([positions, 1], device));
+    }
+    Tensor::cat(parts, 1)
+}
+
+/// Gated multi-head self-attention over the `H W` pixels: `(B, L, c) -> (B, L, c)`.
+/// `q, k, v` from one WN linear map (no bias) of `x + position encoding`;
+/// `softmax(q k^T / sqrt(c / heads)) v` per head; a WN linear gate `a * sigmoid(b)`.
+#[derive(Module, Debug)]
+pub struct GatedAttention {
+    /// `c -> 3c`: key, value, query.
+    pub in_proj: WnLinear,
+    /// `c -> 2c`: value and gate halves.
+    pub gate: WnLinear,
+    /// Dropout on the attention weights (training only).
+    pub dropout: Dropout,
+    /// Number of heads.
+    pub heads: usize,
+}
+
+impl GatedAttention {
+    fn new(channels: usize, heads: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            in_proj: WnLinear::new(channels, 3 * channels, false, device),
+            gate: WnLinear::new(channels, 2 * channels, true, device),
+            dropout: DropoutConfig::new(dropout).init(),
+            heads,
+        }
+    }
+
+    /// `(B, L, c) -> (B, L, c)`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, l, c] = x.dims();
+        let (n, d) = (self.heads, c / self.heads);
+        let encoding = position_encoding(l, c, &x.device());
+        let x = x + encoding.unsqueeze_dim::<3>(0);
+        let projected = self.in_proj.forward(x);
+        let heads = |t: Tensor<3>| t.reshape([b, l, n, d]).swap_dims(1, 2);
+        let key = heads(projected.clone().narrow(2, 0, c));
+        let value = heads(projected.clone().narrow(2, c, c));
+        let query = heads(projected.narrow(2, 2 * c, c)).mul_scalar((d as f64).powf(-0.5));
+        let weights = self
+            .dropout
+            .forward(softmax(query.matmul(key.swap_dims(2, 3)), 3));
+        let attended = weights.matmul(value).swap_dims(1, 2).reshape([b, l, c]);
+        let [a, gate]: [Tensor<3>; 2] = self
+            .gate
+            .forward(attended)
+            .chunk(2, 2)
+            .try_into()
+            .expect("2c channels chunk into 2");
+        a * sigmoid(gate)
+    }
+}
+
+/// `x = GatedConv(x) + x; LayerNorm; x = GatedAttention(x) + x; LayerNorm`, the norms
+/// over the channels of each pixel: `(B, h, H, W) -> (B, h, H, W)`.
+#[derive(Module, Debug)]
+pub struct ConvAttnBlock {
+    /// Gated residual convolution.
+    pub gated_conv: GatedConv,
+    /// LayerNorm after the convolution.
+    pub norm_1: LayerNorm,
+    /// Gated self-attention.
+    pub attention: GatedAttention,
+    /// LayerNorm after the attention.
+    pub norm_2: LayerNorm,
+}
+
+impl ConvAttnBlock {
+    fn new(hidden: usize, heads: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            gated_conv: GatedConv::new(hidden, dropout, device),
+            norm_1: LayerNormConfig::new(hidden).init(device),
+            attention: GatedAttention::new(hidden, heads, dropout, device),
+            norm_2: LayerNormConfig::new(hidden).init(device),
+        }
+    }
+
+    /// `(B, h, H, W) -> (B, h, H, W)`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let x = self.gated_conv.forward(x.clone()) + x;
+        let x = self
+            .norm_1
+            .forward(x.permute([0, 2, 3, 1]).reshape([b, h * w, c]));
+        let x = self.norm_2.forward(self.attention.forward(x.clone()) + x);
+        x.reshape([b, h, w, c]).permute([0, 3, 1, 2])
+    }
+}
+
+/// The network `x_id -> (a, b, pi, mu, log_s)` of the MixLogCDF coupling:
+/// WN conv 3x3 (`c -> h`), `blocks` [`ConvAttnBlock`]s, WN conv 3x3 (`h -> c (2 + 3k)`).
+#[derive(Module, Debug)]
+pub struct MixLogCdfNet {
+    /// `c -> hidden`.
+    pub in_conv: WnConv2d,
+    /// Residual blocks.
+    pub blocks: Vec<ConvAttnBlock>,
+    /// `hidden -> c (2 + 3k)`.
+    pub out_conv: WnConv2d,
+    /// Per-channel scale of `tanh(a_raw)`.
+    pub rescale: WnScale,
+    /// Mixture components `k`.
+    pub components: usize,
+}
+
+/// The coupling parameters for `x_change` `(B, c, H, W)`.
+#[derive(Debug, Clone)]
+pub struct MixLogCdfParams {
+    /// Log-scale of the output, `rescale(tanh(a_raw))`, `(B, c, H, W)`.
+    pub a: Tensor<4>,
+    /// Shift of the output, `(B, c, H, W)`.
+    pub b: Tensor<4>,
+    /// Component logits, `(B, k, c, H, W)`.
+    pub pi: Tensor<5>,
+    /// Component locations, `(B, k, c, H, W)`.
+    pub mu: Tensor<5>,
+    /// Component log-scales, clamped below at -7, `(B, k, c, H, W)`.
+    pub log_s: Tensor<5>,
+}
+
+/// The reference's lower clamp of the components' log-scales.
+pub const MIN_LOG_SCALE: f64 = -7.0;
+
+impl MixLogCdfNet {
+    /// A network for `channels` (= `c`) input channels.
+    pub fn new(
+        channels: usize,
+        hidden: usize,
+        blocks: usize,
+        components: usize,
+        heads: usize,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
+        Self {
+            in_conv: WnConv2d::new(channels, hidden, 3, device),
+            blocks: (0..blocks)
+                .map(|_| ConvAttnBlock::new(hidden, heads, dropout, device))
+                .collect(),
+            out_conv: WnConv2d::new(hidden, channels * (2 + 3 * components), 3, device),
+            rescale: WnScale::new(channels, device),
+            components,
+        }
+    }
+
+    /// `(B, c, H, W) -> (a, b, pi, mu, log_s)`. The output's channel `j c + i` is
+    /// parameter `j` of input channel `i`, `j` running over `a, b, pi_1..k, mu_1..k, s_1..k`.
+    pub fn forward(&self, x: Tensor<4>) -> MixLogCdfParams {
+        let [batch, c, h, w] = x.dims();
+        let k = self.components;
+        let mut y = self.in_conv.forward(x);
+        for block in &self.blocks {
+            y = block.forward(y);
+        }
+        let y = self
+            .out_conv
+            .forward(y)
+            .reshape([batch, 2 + 3 * k, c, h, w]);
+        let plane = |j: usize| y.clone().narrow(1, j, 1).reshape([batch, c, h, w]);
+        MixLogCdfParams {
+            a: self.rescale.forward(plane(0).tanh()),
+            b: plane(1),
+            pi: y.clone().narrow(1, 2, k),
+            mu: y.clone().narrow(1, 2 + k, k),
+            log_s: y.narrow(1, 2 + 2 * k, k).clamp_min(MIN_LOG_SCALE),
+        }
+    }
+}
