@@ -104,10 +104,11 @@ impl ChannelPrior {
     pub fn predict(&self, z: Tensor<4>, condition: Option<Tensor<4>>) -> (Tensor<4>, Tensor<4>) {
         let [b, n, h, w] = z.dims();
         // Step t sees channel t-1: shift the channels by one, zeros first; (N, B, 1, h, w).
-        let previous = Tensor::cat(
-            vec![z.zeros_like().narrow(1, 0, 1), z.narrow(1, 0, n - 1)],
-            1,
-        );
+        let first = z.zeros_like().narrow(1, 0, 1);
+        let previous = match n {
+            1 => first,
+            _ => Tensor::cat(vec![first, z.narrow(1, 0, n - 1)], 1),
+        };
         let mut inputs = previous.swap_dims(0, 1).reshape([n, b, 1, h, w]);
         if let Some(e) = self.embedding(condition) {
             let e = e.unsqueeze_dim::<5>(0).expand([n as i32, -1, -1, -1, -1]);

@@ -1,0 +1,205 @@
+//! The mAR prior: autoregressive structure, sampling against likelihood, and the batched
+//! likelihood against a plain step-by-step loop.
+
+mod common;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use common::{device, max_abs_diff, perturb};
+use marscf::core::{Prior, gaussian_log_density, sum_per_sample};
+use marscf::prior::{ChannelPrior, ChannelPriorConfig, ConvLstmConfig, MarPriorConfig};
+
+/// A level prior on `n` channels with a small LSTM, weights perturbed by N(0, std²).
+fn level_prior_with(n: usize, conditioned: bool, std: f64, device: &Device) -> ChannelPrior {
+    let prior = ChannelPriorConfig::new(n, conditioned, 3, 1)
+        .with_hidden(8)
+        .with_lstm_layers(2)
+        .init(device);
+    perturb(prior, std)
+}
+
+fn level_prior(n: usize, conditioned: bool, device: &Device) -> ChannelPrior {
+    level_prior_with(n, conditioned, 0.1, device)
+}
+
+fn normal(shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+#[test]
+fn prediction_of_channel_t_depends_only_on_earlier_channels() {
+    let device = device();
+    let n = 5;
+    let prior = level_prior(n, true, &device);
+    let z = normal([2, n, 6, 6], &device);
+    let z1 = normal([2, n, 6, 6], &device);
+    let (mean, logs) = prior.predict(z.clone(), Some(z1.clone()));
+    for t in 0..n {
+        // Replace channels t.. with fresh noise: predictions for channel t must not move.
+        let tail = normal([2, n - t, 6, 6], &device);
+        let changed = if t == 0 {
+            tail
+        } else {
+            Tensor::cat(vec![z.clone().narrow(1, 0, t), tail], 1)
+        };
+        let (mean2, logs2) = prior.predict(changed, Some(z1.clone()));
+        let same = max_abs_diff(mean2.narrow(1, t, 1), mean.clone().narrow(1, t, 1))
+            + max_abs_diff(logs2.narrow(1, t, 1), logs.clone().narrow(1, t, 1));
+        assert!(
+            same < 1e-6,
+            "channel {t} depends on channels >= {t} ({same:e})"
+        );
+    }
+    for t in 1..n {
+        // Change channel t-1 alone: predictions for channel t must move.
+        let mut parts = vec![normal([2, 1, 6, 6], &device), z.clone().narrow(1, t, n - t)];
+        if t > 1 {
+            parts.insert(0, z.clone().narrow(1, 0, t - 1));
+        }
+        let changed = Tensor::cat(parts, 1);
+        let (mean2, _) = prior.predict(changed, Some(z1.clone()));
+        let moved = max_abs_diff(mean2.narrow(1, t, 1), mean.clone().narrow(1, t, 1));
+        assert!(moved > 1e-4, "channel {t} ignores channel {}", t - 1);
+    }
+    // The condition z1 reaches the first channel.
+    let (mean2, _) = prior.predict(z, Some(normal([2, n, 6, 6], &device)));
+    assert!(max_abs_diff(mean2.narrow(1, 0, 1), mean.narrow(1, 0, 1)) > 1e-4);
+}
+
+#[test]
+fn samples_are_distributed_as_the_likelihood_says() {
+    let device = device();
+    device.seed(11);
+    let n = 4;
+    // Strong weights, so that each channel's distribution depends markedly on the previous
+    // sample, and scales well away from 1 (logs around -1): a sampler that feeds the wrong
+    // input or gets the scale wrong shows.
+    let mut prior = level_prior_with(n, true, 0.5, &device);
+    let bias = Tensor::<1>::from_floats([0.3, -1.0], &device);
+    prior.out.bias = Some(burn::module::Param::from_tensor(bias));
+    let (b, h, w) = (64, 4, 4);
+    let z1 = normal([b, n, h, w], &device);
+    let z = prior.sample([b, n, h, w], Some(z1.clone()), 1.0, &device);
+    // Under the likelihood's own mean and scale, the standardised samples must be N(0, 1).
+    let (mean, logs) = prior.predict(z.clone(), Some(z1.clone()));
+    let eps = (z.clone() - mean) * logs.clone().neg().exp();
+    let count = (b * n * h * w) as f64;
+    let eps_mean = eps.clone().mean().into_scalar::<f32>() as f64;
+    let eps_var = eps.square().mean().into_scalar::<f32>() as f64;
+    assert!(
+        eps_mean.abs() < 5.0 / count.sqrt(),
+        "standardised mean {eps_mean}"
+    );
+    assert!(
+        (eps_var - 1.0).abs() < 5.0 * (2.0 / count).sqrt(),
+        "standardised variance {eps_var}"
+    );
+    // And the average log-likelihood equals minus the entropy, Σ (logs + ln(2πe)/2).
+    let log_p = prior.log_prob(z, Some(z1)).mean().into_scalar::<f32>() as f64;
+    let entropy =
+        sum_per_sample(logs + 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E).ln())
+            .mean()
+            .into_scalar::<f32>() as f64;
+    let per_sample_sd = (0.5 * (n * h * w) as f64).sqrt();
+    assert!(
+        (log_p + entropy).abs() < 5.0 * per_sample_sd / (b as f64).sqrt(),
+        "E[ln p] = {log_p}, -H = {}",
+        -entropy
+    );
+}
+
+#[test]
+fn zero_temperature_samples_the_means() {
+    let device = device();
+    let prior = level_prior(3, false, &device);
+    let z = prior.sample([2, 3, 5, 5], None, 0.0, &device);
+    let (mean, _) = prior.predict(z.clone(), None);
+    assert!(max_abs_diff(z, mean) < 1e-5);
+}
+
+#[test]
+fn batched_likelihood_equals_a_step_by_step_loop() {
+    let device = device();
+    let n = 4;
+    let prior = level_prior(n, true, &device);
+    let z = normal([3, n, 5, 5], &device);
+    let z1 = normal([3, n, 5, 5], &device);
+    let e = prior.condition.as_ref().unwrap().forward(z1.clone());
+    // Plain loop: one step at a time, the LSTM state carried by hand.
+    let mut state = None;
+    let mut previous = Tensor::<4>::zeros([3, 1, 5, 5], &device);
+    let mut log_p = Tensor::<1>::zeros([3], &device);
+    for t in 0..n {
+        let input = prior
+            .embed
+            .forward(Tensor::cat(vec![previous, e.clone()], 1));
+        let (hidden, next) = prior.lstm.step(input, state);
+        state = Some(next);
+        let out = prior.out.forward(hidden);
+        let z_t = z.clone().narrow(1, t, 1);
+        log_p = log_p
+            + sum_per_sample(gaussian_log_density(
+                z_t.clone(),
+                out.clone().narrow(1, 0, 1),
+                out.narrow(1, 1, 1),
+            ));
+        previous = z_t;
+    }
+    let batched = prior.log_prob(z, Some(z1));
+    assert!(
+        max_abs_diff(batched.clone(), log_p.clone()) < 1e-3,
+        "{batched} vs {log_p}"
+    );
+}
+
+#[test]
+fn conv_lstm_sequence_equals_its_steps() {
+    let device = device();
+    for (kernel, dilation) in [(3, 1), (5, 2)] {
+        let lstm = ConvLstmConfig::new(2, 6)
+            .with_layers(3)
+            .with_kernel(kernel)
+            .with_dilation(dilation)
+            .init(&device);
+        let x = Tensor::<5>::random([4, 2, 2, 7, 7], Distribution::Normal(0.0, 1.0), &device);
+        let sequence = lstm.forward_sequence(x.clone());
+        assert_eq!(sequence.dims(), [4, 2, 6, 7, 7]);
+        let mut state = None;
+        for t in 0..4 {
+            let (h, next) = lstm.step(x.clone().narrow(0, t, 1).reshape([2, 2, 7, 7]), state);
+            state = Some(next);
+            let diff = max_abs_diff(h, sequence.clone().narrow(0, t, 1).reshape([2, 6, 7, 7]));
+            assert!(diff < 1e-5, "k={kernel} d={dilation} step {t}: {diff:e}");
+        }
+    }
+}
+
+#[test]
+fn multi_scale_prior_has_the_reference_layout_and_any_batch_and_size_work() {
+    let device = device();
+    let config = MarPriorConfig::new(vec![6, 12, 48]);
+    let prior = config.init(&device);
+    // Kernel / dilation per level, conditioning below the top only.
+    let kernels: Vec<_> = prior
+        .levels
+        .iter()
+        .map(|l| l.lstm.layers[0].weight_hh.dims()[2])
+        .collect();
+    assert_eq!(kernels, vec![5, 5, 3]);
+    assert_eq!(
+        prior
+            .levels
+            .iter()
+            .map(|l| l.condition.is_some())
+            .collect::<Vec<_>>(),
+        vec![true, true, false]
+    );
+    for (b, h) in [(1, 16), (3, 24)] {
+        let z2 = normal([b, 6, h, h], &device);
+        let z1 = normal([b, 6, h, h], &device);
+        assert_eq!(prior.log_prob(0, z2, Some(z1.clone())).dims(), [b]);
+        assert_eq!(
+            prior.sample(0, [b, 6, h, h], Some(z1), 1.0, &device).dims(),
+            [b, 6, h, h]
+        );
+    }
+}
