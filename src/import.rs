@@ -74,6 +74,9 @@ pub fn reference_key_map(config: &MarScfConfig) -> Vec<(String, String)> {
             r"\.coupling\.nn\.mid_convs\.(\d+)\.norm_([12])\.",
             ".coupling.net.blocks.$1.norm_$2.",
         ),
+        // Burn's LayerNorm calls its affine parameters gamma and beta.
+        (r"\.(norm_[12])\.weight$", ".$1.gamma"),
+        (r"\.(norm_[12])\.bias$", ".$1.beta"),
         (
             r"\.coupling\.nn\.mid_convs\.(\d+)\.attn\.",
             ".coupling.net.blocks.$1.attention.",
@@ -111,6 +114,30 @@ pub fn reference_key_map(config: &MarScfConfig) -> Vec<(String, String)> {
             .map(|(from, to)| (from.to_string(), to.to_string())),
     );
     map
+}
+
+/// [`reference_key_map`] compiled for one configuration.
+pub struct KeyTable {
+    remapper: KeyRemapper,
+}
+
+impl KeyTable {
+    /// The table for `config`'s levels, steps and coupling.
+    pub fn new(config: &MarScfConfig) -> Self {
+        let remapper = KeyRemapper::from_patterns(reference_key_map(config))
+            .expect("the key table's patterns are valid regexes");
+        Self { remapper }
+    }
+
+    /// This crate's parameter path for a reference key (prefix already stripped).
+    pub fn native_path(&self, reference_key: &str) -> String {
+        self.remapper
+            .to_regex_pairs()
+            .iter()
+            .fold(reference_key.to_string(), |key, (pattern, to)| {
+                pattern.replace_all(&key, to.as_str()).into_owned()
+            })
+    }
 }
 
 /// Reference parameters that the reference builds but never uses, accepted and dropped:
@@ -187,9 +214,7 @@ pub fn load_reference(
     let (ignored, kept): (Vec<_>, Vec<_>) = tensors
         .into_values()
         .partition(|t| is_reference_only(&t.name, config.flow.levels));
-    let remapper = KeyRemapper::from_patterns(reference_key_map(&config))
-        .expect("the key table's patterns are valid regexes");
-    let (renamed, _) = remapper.remap(kept);
+    let (renamed, _) = KeyTable::new(&config).remapper.remap(kept);
 
     let mut model = config.init(device)?;
     let result = model.apply(renamed, None, Some(Box::new(PyTorchToBurnAdapter)), true);
@@ -271,6 +296,27 @@ pub fn infer_config(tensors: &BTreeMap<String, PackTensor>) -> Result<MarScfConf
             CouplingKind::Affine,
             dims(tensors, "flow.layers.1.coupling.NN_net.conv1.weight")?[0],
         )
+    } else if tensors.contains_key("flow.layers.1.coupling.nn.in_conv.conv.weight_v") {
+        let in_conv = dims(tensors, "flow.layers.1.coupling.nn.in_conv.conv.weight_v")?;
+        let out_channels = dims(tensors, "flow.layers.1.coupling.nn.out_conv.conv.weight_v")?[0];
+        let (hidden, half) = (in_conv[0], in_conv[1]);
+        let per_channel = out_channels / half.max(1);
+        if out_channels % half.max(1) != 0 || per_channel < 5 || (per_channel - 2) % 3 != 0 {
+            return Err(format!(
+                "cannot infer the mixture components from {out_channels} output channels"
+            ));
+        }
+        let blocks = tensors
+            .keys()
+            .filter_map(|k| number_after(k, "flow.layers.1.coupling.nn.mid_convs."))
+            .collect::<BTreeSet<_>>()
+            .len();
+        let mixlogcdf = MixLogCdfConfig {
+            components: (per_channel - 2) / 3,
+            blocks,
+            ..MixLogCdfConfig::default()
+        };
+        (CouplingKind::MixLogCdf(mixlogcdf), hidden)
     } else {
         return Err(
             "cannot infer the coupling: neither affine (NN_net) nor MixLogCDF (nn.in_conv) keys"

@@ -12,6 +12,7 @@ mod error;
 pub mod import;
 pub mod model;
 pub mod objective;
+pub mod params;
 
 pub use device::{DeviceError, select_device};
 pub use error::ModelError;

@@ -8,10 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{device, parity_folders, read_safetensors};
 use marscf::core::{CouplingKind, FlowEvent, MixLogCdfConfig, MultiScaleFlowConfig};
-use marscf::import::{load_reference, reference_step_index};
+use marscf::import::{KeyTable, load_reference, reference_step_index};
+use marscf::params::{flat_gradient, param_paths};
 use marscf::{MarScf, MarScfConfig};
 
 /// The fixture's `config.json` as a model configuration.
@@ -160,6 +163,74 @@ fn check_folder(folder: &Path) -> Vec<String> {
         .iter()
         .map(|f| format!("{}: {f}", folder.display()))
         .collect()
+}
+
+/// The gradient of the mean bits/dim of `x_dequantized` (training mode, dropout off)
+/// against the reference's `grad_step1.<key>`, where the folder has `train.safetensors`.
+fn check_gradients(folder: &Path) -> Vec<String> {
+    let train_file = folder.join("train.safetensors");
+    if !train_file.is_file() {
+        return Vec::new();
+    }
+    let device = device().autodiff();
+    let mut config = fixture_config(folder);
+    if let CouplingKind::MixLogCdf(mixlogcdf) = &mut config.flow.coupling {
+        mixlogcdf.dropout = 0.0;
+    }
+    let (model, _) =
+        load_reference(&folder.join("checkpoint.pt"), Some(&config), false, &device).unwrap();
+    let model = model.train();
+    let io = read_safetensors(&folder.join("io.safetensors"));
+    let train = read_safetensors(&train_file);
+    let x = Tensor::<4>::from_data(io["x_dequantized"].clone(), &device);
+    let loss = model.forward(x).unwrap().bits_per_dim.mean();
+    let mut failures = Vec::new();
+    let loss_value = loss.clone().into_scalar::<f32>();
+    let loss_ref = train["loss_step1"].as_slice::<f32>().unwrap()[0];
+    if (loss_value - loss_ref).abs() > 1e-4 {
+        failures.push(format!("loss_step1: {loss_value} vs {loss_ref}"));
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let params = param_paths(&model);
+    let table = KeyTable::new(&config);
+    let mut compared = 0;
+    for (name, reference) in train.iter().filter(|(k, _)| k.starts_with("grad_step1.")) {
+        let key = name.trim_start_matches("grad_step1.");
+        let path = table.native_path(key);
+        let Some(info) = params.get(&path) else {
+            failures.push(format!("{key}: no parameter {path}"));
+            continue;
+        };
+        let ours = flat_gradient(&grads, info)
+            .unwrap_or_else(|| Tensor::zeros([reference.num_elements()], &device));
+        let values = reference.as_slice::<f32>().unwrap().to_vec();
+        let reference =
+            Tensor::<1>::from_data(TensorData::new(values, [reference.num_elements()]), &device);
+        let norm = |t: Tensor<1>| t.square().sum().sqrt().into_scalar::<f32>() as f64;
+        let (diff, scale) = (norm(ours - reference.clone()), norm(reference));
+        if diff > 1e-3 * scale + 1e-6 {
+            failures.push(format!("{key}: |grad - ref| = {diff:e}, |ref| = {scale:e}"));
+        }
+        compared += 1;
+    }
+    assert!(compared > 0, "{}: no gradients compared", folder.display());
+    failures
+        .iter()
+        .map(|f| format!("{}: {f}", folder.display()))
+        .collect()
+}
+
+#[test]
+fn gradient_parity_with_reference_fixtures() {
+    let failures: Vec<String> = parity_folders()
+        .iter()
+        .flat_map(|f| check_gradients(f))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "gradient parity failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
