@@ -9,10 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use burn::store::burn_pack::Tensor as PackTensor;
-use burn::store::{KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore};
+use burn::store::{KeyRemapper, ModuleStore, PyTorchToBurnAdapter, PytorchStore};
 use burn::tensor::Device;
 use marscf_core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 
+use crate::checkpoint::apply_tensors;
 use crate::{MarScf, MarScfConfig, ModelError, PriorKind};
 
 /// The reference's module index of flow step `step` of `level` (both from 0).
@@ -217,31 +218,19 @@ pub fn load_reference(
     let (renamed, _) = KeyTable::new(&config).remapper.remap(kept);
 
     let mut model = config.init(device)?;
-    let result = model.apply(renamed, None, Some(Box::new(PyTorchToBurnAdapter)), true);
-    let mut problems: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-    problems.extend(
-        result
-            .missing
-            .iter()
-            .map(|(key, _)| format!("missing in the checkpoint: {key}")),
-    );
-    problems.extend(
-        result
-            .unused
-            .iter()
-            .map(|key| format!("not used by the model: {key}")),
-    );
-    if !problems.is_empty() && !partial {
-        return Err(ModelError::Mismatch {
-            path: path.to_path_buf(),
-            problems,
-        });
-    }
+    let (loaded, problems) = apply_tensors(
+        &mut model,
+        renamed,
+        Some(Box::new(PyTorchToBurnAdapter)),
+        true,
+        path,
+        partial,
+    )?;
     let report = ImportReport {
         config,
         config_inferred,
         prefix,
-        loaded: result.applied.len(),
+        loaded,
         ignored: ignored.into_iter().map(|t| t.name).collect(),
         problems,
     };

@@ -1,0 +1,290 @@
+//! Checkpoints: native round trip, reference checkpoints in their published forms
+//! (plain, DataParallel `module.` prefix, wrapped in a dict), configuration inference, and
+//! clear errors for corrupt or mismatched files.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use common::{device, max_abs_diff, parity_folders, perturb, pixels};
+use marscf::checkpoint::{checkpoint_files, load, save};
+use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
+use marscf::import::load_reference;
+use marscf::{MarScfConfig, ModelError};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("marscf-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn small_config() -> MarScfConfig {
+    let mixlogcdf = MixLogCdfConfig {
+        components: 3,
+        blocks: 1,
+        heads: 2,
+        dropout: 0.0,
+        max_bisection_iters: 100,
+    };
+    let flow = MultiScaleFlowConfig::new([3, 8, 8], 2, 1, 8)
+        .with_coupling(CouplingKind::MixLogCdf(mixlogcdf));
+    MarScfConfig::new(flow)
+}
+
+#[test]
+fn native_round_trip_is_bit_identical() {
+    let device = device();
+    let config = small_config();
+    let model = config
+        .init(&device)
+        .unwrap()
+        .initialize(pixels([4, 3, 8, 8], &device))
+        .unwrap();
+    let model = perturb(model, 0.05);
+    let dir = temp_dir("roundtrip");
+    let path = dir.join("model");
+    save(&model, &path).unwrap();
+    // Saving again over an existing checkpoint works (atomic replace).
+    save(&model, &path).unwrap();
+    let loaded = load(&path.with_extension("bpk"), &device).unwrap();
+    assert_eq!(
+        serde_json::to_string(&loaded.config).unwrap(),
+        serde_json::to_string(&config).unwrap()
+    );
+    let x = pixels([2, 3, 8, 8], &device);
+    let a = model.forward(x.clone()).unwrap();
+    let b = loaded.forward(x).unwrap();
+    assert_eq!(max_abs_diff(a.objective, b.objective), 0.0);
+    for (za, zb) in a.encoded.latents.into_iter().zip(b.encoded.latents) {
+        assert_eq!(max_abs_diff(za, zb), 0.0);
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn corrupt_or_mismatched_native_checkpoints_are_errors() {
+    let device = device();
+    let model = small_config().init(&device).unwrap();
+    let dir = temp_dir("corrupt");
+    let path = dir.join("model");
+    save(&model, &path).unwrap();
+    let (weights, config) = checkpoint_files(&path);
+    let original = std::fs::read(&weights).unwrap();
+
+    // Truncated weights, garbage weights.
+    for bytes in [original[..original.len() / 2].to_vec(), vec![7u8; 1000]] {
+        std::fs::write(&weights, &bytes).unwrap();
+        let err = load(&path, &device).unwrap_err();
+        assert!(
+            matches!(err, ModelError::Format { .. } | ModelError::Mismatch { .. }),
+            "{err}"
+        );
+    }
+    std::fs::write(&weights, &original).unwrap();
+
+    // A configuration that does not match the weights: every problem listed.
+    let mut other = small_config();
+    other.flow.steps = 2;
+    std::fs::write(&config, serde_json::to_string(&other).unwrap()).unwrap();
+    match load(&path, &device).unwrap_err() {
+        ModelError::Mismatch { problems, .. } => {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("missing") && p.contains("steps.1")),
+                "{problems:?}"
+            )
+        }
+        err => panic!("expected a mismatch, got {err}"),
+    }
+    // Corrupt or missing configuration.
+    std::fs::write(&config, "{ not json").unwrap();
+    assert!(matches!(
+        load(&path, &device),
+        Err(ModelError::Format { .. })
+    ));
+    std::fs::remove_file(&config).unwrap();
+    assert!(matches!(load(&path, &device), Err(ModelError::Io { .. })));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Rewrites a PyTorch zip checkpoint's pickle with `edit` (other entries unchanged).
+fn rewrite_checkpoint(source: &Path, target: &Path, edit: impl Fn(&[u8]) -> Vec<u8>) {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(source).unwrap()).unwrap();
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(target).unwrap());
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if name.ends_with("data.pkl") {
+            bytes = edit(&bytes);
+        }
+        writer.start_file(name, options).unwrap();
+        writer.write_all(&bytes).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+/// Pickle (protocol 2): prefixes every `BINUNICODE` string that starts with `flow.`.
+fn prefix_keys(pickle: &[u8], prefix: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pickle.len() + 4096);
+    let mut i = 0;
+    while i < pickle.len() {
+        if pickle[i] == b'X' && i + 5 <= pickle.len() {
+            let len = u32::from_le_bytes(pickle[i + 1..i + 5].try_into().unwrap()) as usize;
+            if pickle
+                .get(i + 5..i + 5 + len)
+                .is_some_and(|s| s.starts_with(b"flow."))
+            {
+                let text = [prefix.as_bytes(), &pickle[i + 5..i + 5 + len]].concat();
+                out.push(b'X');
+                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                out.extend_from_slice(&text);
+                i += 5 + len;
+                continue;
+            }
+        }
+        out.push(pickle[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Pickle (protocol 2): `{"state_dict": <original>, "epoch": 5}`.
+fn wrap_in_dict(pickle: &[u8]) -> Vec<u8> {
+    assert_eq!(&pickle[..2], b"\x80\x02");
+    assert_eq!(pickle.last(), Some(&b'.'));
+    let string = |s: &str| [&[b'X'][..], &(s.len() as u32).to_le_bytes(), s.as_bytes()].concat();
+    [
+        &pickle[..2],
+        b"}",
+        &string("state_dict"),
+        &pickle[2..pickle.len() - 1],
+        b"s",
+        &string("epoch"),
+        b"K\x05s.",
+    ]
+    .concat()
+}
+
+#[test]
+fn reference_checkpoints_load_plain_prefixed_and_wrapped_with_or_without_config() {
+    let device = device();
+    let folder = parity_folders()
+        .into_iter()
+        .find(|f| f.ends_with("affine-L3-K2-C16"))
+        .unwrap();
+    let source = folder.join("checkpoint.pt");
+    let dir = temp_dir("reference");
+    let prefixed = dir.join("prefixed.pt");
+    let wrapped = dir.join("wrapped.pt");
+    rewrite_checkpoint(&source, &prefixed, |p| prefix_keys(p, "module."));
+    rewrite_checkpoint(&source, &wrapped, |p| {
+        wrap_in_dict(&prefix_keys(p, "module."))
+    });
+
+    let (plain, report) = load_reference(&source, None, false, &device).unwrap();
+    assert!(report.config_inferred);
+    assert_eq!(
+        (
+            report.config.flow.levels,
+            report.config.flow.steps,
+            report.config.flow.hidden
+        ),
+        (3, 2, 16)
+    );
+    assert_eq!(report.config.flow.coupling, CouplingKind::Affine);
+    assert_eq!(
+        report.ignored.len(),
+        4,
+        "the top level's unused conditioning network"
+    );
+    let x = pixels([2, 3, 32, 32], &device);
+    let expected = plain.forward(x.clone()).unwrap().objective;
+    for (file, prefix) in [(&prefixed, "module."), (&wrapped, "state_dict.module.")] {
+        let (model, report) = load_reference(file, None, false, &device).unwrap();
+        assert_eq!(report.prefix, prefix);
+        assert_eq!(
+            max_abs_diff(
+                model.forward(x.clone()).unwrap().objective,
+                expected.clone()
+            ),
+            0.0
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn inferred_configuration_matches_every_fixture() {
+    let device = device();
+    for folder in parity_folders() {
+        let (_, report) =
+            load_reference(&folder.join("checkpoint.pt"), None, false, &device).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap())
+                .unwrap();
+        let flow = &report.config.flow;
+        assert_eq!(flow.levels as u64, json["L"].as_u64().unwrap());
+        assert_eq!(flow.steps as u64, json["K"].as_u64().unwrap());
+        assert_eq!(flow.hidden as u64, json["C"].as_u64().unwrap());
+        let coupling = match flow.coupling {
+            CouplingKind::Affine => "affine",
+            CouplingKind::MixLogCdf(_) => "mixlogcdf",
+        };
+        assert_eq!(coupling, json["coupling"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
+    let device = device();
+    let folder = parity_folders()
+        .into_iter()
+        .find(|f| f.ends_with("affine-L3-K2-C16"))
+        .unwrap();
+    let source = folder.join("checkpoint.pt");
+    // K = 1 where the checkpoint has K = 2, and a wider network: every problem listed.
+    let flow = MultiScaleFlowConfig::new([3, 32, 32], 3, 1, 32);
+    let wrong = MarScfConfig::new(flow);
+    match load_reference(&source, Some(&wrong), false, &device) {
+        Err(ModelError::Mismatch { problems, .. }) => {
+            assert!(
+                problems.iter().any(|p| p.contains("not used by the model")),
+                "{problems:?}"
+            );
+            assert!(problems.iter().any(|p| p.contains("hape")), "{problems:?}");
+        }
+        other => panic!("expected a mismatch, got {:?}", other.map(|_| ())),
+    }
+    // --partial accepts it and reports the problems.
+    let (_, report) = load_reference(&source, Some(&wrong), true, &device).unwrap();
+    assert!(!report.problems.is_empty());
+
+    let dir = temp_dir("corrupt-reference");
+    let bytes = std::fs::read(&source).unwrap();
+    for (name, content) in [
+        ("truncated.pt", bytes[..bytes.len() / 3].to_vec()),
+        (
+            "garbage.pt",
+            (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        ("empty.pt", Vec::new()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        let err = load_reference(&path, None, false, &device)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, ModelError::Format { .. }), "{name}: {err}");
+    }
+    let missing = load_reference(&dir.join("missing.pt"), None, false, &device)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(missing, ModelError::Format { .. }), "{missing}");
+    std::fs::remove_dir_all(dir).ok();
+}
