@@ -39,7 +39,7 @@ impl CouplingKind {
                         what: "MixLogCDF components",
                     });
                 }
-                if config.heads == 0 || hidden % config.heads != 0 {
+                if config.heads == 0 || !hidden.is_multiple_of(config.heads) {
                     return Err(CoreError::HeadsMismatch {
                         hidden,
                         heads: config.heads,
@@ -69,7 +69,7 @@ pub(crate) fn check_coupling_sizes(
             what: "coupling hidden width",
         });
     }
-    if channels % 2 != 0 {
+    if !channels.is_multiple_of(2) {
         return Err(CoreError::OddChannels { layer, channels });
     }
     Ok(())

@@ -83,7 +83,7 @@ impl ConvLstmCell {
     fn options(&self) -> ConvOptions<2> {
         let k = self.weight_hh.dims()[2];
         let span = self.dilation * (k - 1);
-        let pad = (span / 2, (span + 1) / 2);
+        let pad = (span / 2, span.div_ceil(2));
         ConvOptions::new_with_padding([1, 1], [pad, pad], [self.dilation, self.dilation], 1)
     }
 
