@@ -170,7 +170,7 @@ fn invalid_configurations_are_errors() {
     assert_eq!(
         AffineCouplingConfig::new(4, 0).init(&device).unwrap_err(),
         CoreError::ZeroSize {
-            what: "AffineCoupling hidden width"
+            what: "coupling hidden width"
         }
     );
     assert_eq!(
