@@ -14,6 +14,7 @@ pub mod import;
 pub mod model;
 pub mod objective;
 pub mod params;
+pub mod report;
 pub mod train;
 
 pub use device::{DeviceError, select_device};

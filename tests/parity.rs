@@ -13,8 +13,9 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{device, parity_folders, read_safetensors};
 use marscf::core::{CouplingKind, FlowEvent, MixLogCdfConfig, MultiScaleFlowConfig};
-use marscf::import::{KeyTable, load_reference, reference_step_index};
-use marscf::params::{flat_gradient, param_paths};
+use marscf::import::{KeyTable, is_reference_only, load_reference, reference_step_index};
+use marscf::train::{OptimOptions, StepOutcome, Training};
+use marscf::params::{flat_gradient, param_paths, param_values};
 use marscf::{MarScf, MarScfConfig};
 
 /// The fixture's `config.json` as a model configuration.
@@ -231,6 +232,73 @@ fn gradient_parity_with_reference_fixtures() {
         "gradient parity failures:\n{}",
         failures.join("\n")
     );
+}
+
+/// Two of our Adamax steps (constant lr from `train-config.json`, dropout off) against the
+/// reference's `param_step2.<key>` and `loss_step1/2`.
+fn check_optimizer(folder: &Path) -> Vec<String> {
+    let train_file = folder.join("train.safetensors");
+    if !train_file.is_file() {
+        return Vec::new();
+    }
+    let device = device();
+    let mut config = fixture_config(folder);
+    if let CouplingKind::MixLogCdf(mixlogcdf) = &mut config.flow.coupling {
+        mixlogcdf.dropout = 0.0;
+    }
+    let train_config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("train-config.json")).unwrap()).unwrap();
+    let lr = train_config["lr"].as_f64().unwrap();
+    let (model, _) = load_reference(&folder.join("checkpoint.pt"), Some(&config), false, &device).unwrap();
+    let options = OptimOptions { lr, warmup_steps: 0, ..OptimOptions::default() };
+    let mut training = Training::new(model, options);
+    let io = read_safetensors(&folder.join("io.safetensors"));
+    let train = read_safetensors(&train_file);
+    let mut failures = Vec::new();
+    for step in 1..=2 {
+        let x = Tensor::<4>::from_data(io["x_dequantized"].clone(), &device);
+        let StepOutcome::Applied { bits_per_dim, .. } = training.step(x).unwrap() else {
+            panic!("{}: step {step} skipped", folder.display());
+        };
+        let reference = train[&format!("loss_step{step}")].as_slice::<f32>().unwrap()[0] as f64;
+        if (bits_per_dim - reference).abs() > 1e-4 {
+            failures.push(format!("loss_step{step}: {bits_per_dim} vs {reference}"));
+        }
+    }
+    let table = KeyTable::new(&config);
+    let ours = param_values(&training.model);
+    let mut compared = 0;
+    for (name, reference) in train.iter().filter(|(k, _)| k.starts_with("param_step2.")) {
+        let key = name.trim_start_matches("param_step2.");
+        let Some(value) = ours.get(&table.native_path(key)) else {
+            // The reference-only parameters (top-level conditioning network) are not ours.
+            assert!(is_reference_only(key, config.flow.levels), "{key}: no parameter");
+            continue;
+        };
+        let ours = value.clone().into_data().convert::<f32>();
+        let ours = ours.as_slice::<f32>().unwrap();
+        let grad = train.get(&format!("grad_step1.{key}")).map(|g| g.as_slice::<f32>().unwrap().to_vec());
+        let reference = reference.as_slice::<f32>().unwrap();
+        for (i, (&a, &b)) in ours.iter().zip(reference).enumerate() {
+            // Where the reference gradient is below 1e-7, f32 noise decides the sign of the
+            // update: allow one step of each sign (2 lr).
+            let tiny = grad.as_ref().is_some_and(|g| g[i].abs() < 1e-7);
+            let tolerance = if tiny { 2.0 * lr + 1e-5 } else { 1e-5 };
+            if ((a - b).abs() as f64) > tolerance {
+                failures.push(format!("{key}[{i}]: {a} vs {b}"));
+                break;
+            }
+        }
+        compared += 1;
+    }
+    assert!(compared > 0);
+    failures.iter().map(|f| format!("{}: {f}", folder.display())).collect()
+}
+
+#[test]
+fn optimizer_parity_with_reference_fixtures() {
+    let failures: Vec<String> = parity_folders().iter().flat_map(|f| check_optimizer(f)).collect();
+    assert!(failures.is_empty(), "optimizer parity failures:\n{}", failures.join("\n"));
 }
 
 #[test]

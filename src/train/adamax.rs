@@ -25,9 +25,14 @@ pub struct AdamaxConfig {
 }
 
 impl AdamaxConfig {
+    /// The per-tensor rule.
+    pub fn build(&self) -> Adamax {
+        Adamax { beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon }
+    }
+
     /// The optimizer for a whole module.
     pub fn init(&self) -> ModuleOptimizer {
-        ModuleOptimizer::from(Adamax { beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon })
+        ModuleOptimizer::from(self.build())
     }
 }
 

@@ -1,0 +1,152 @@
+//! What a training run shows its user: a metrics log (JSON lines), a plot of train and
+//! test bits/dim against steps, and grids of samples.
+
+use std::io::Write;
+use std::path::Path;
+
+use burn::tensor::Tensor;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+use crate::checkpoint::write_atomic;
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRecord {
+    /// Optimizer step.
+    pub step: u64,
+    /// Epoch (from 0).
+    pub epoch: u64,
+    /// Seconds since the run started (resumes included).
+    pub seconds: f64,
+    /// Mean train bits/dim of the step's batch.
+    pub train_bits_per_dim: Option<f64>,
+    /// Test bits/dim, at evaluations.
+    pub test_bits_per_dim: Option<f64>,
+    /// Learning rate.
+    pub lr: Option<f64>,
+    /// Training throughput.
+    pub images_per_second: Option<f64>,
+}
+
+fn io(path: &Path, e: impl ToString) -> ModelError {
+    ModelError::Io { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Appends one record to the log at `path`.
+pub fn append_metrics(path: &Path, record: &MetricsRecord) -> Result<(), ModelError> {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| io(path, e))?;
+    let line = serde_json::to_string(record).expect("a record serialises");
+    writeln!(file, "{line}").map_err(|e| io(path, e))
+}
+
+/// The records of the log at `path` (none if it does not exist); unreadable lines are
+/// skipped (a crash can cut the last one short).
+pub fn read_metrics(path: &Path) -> Vec<MetricsRecord> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Keeps only the records up to `step` (what a resumed run had checkpointed).
+pub fn truncate_metrics(path: &Path, step: u64) -> Result<(), ModelError> {
+    let kept: Vec<String> = read_metrics(path)
+        .into_iter()
+        .filter(|r| r.step <= step)
+        .map(|r| serde_json::to_string(&r).expect("a record serialises"))
+        .collect();
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Draws train (thin, every step) and test (thick, at evaluations) bits/dim against
+/// steps into a PNG at `path`.
+pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelError> {
+    register_font();
+    let train: Vec<(f64, f64)> =
+        records.iter().filter_map(|r| Some((r.step as f64, r.train_bits_per_dim?))).filter(|p| p.1.is_finite()).collect();
+    let test: Vec<(f64, f64)> =
+        records.iter().filter_map(|r| Some((r.step as f64, r.test_bits_per_dim?))).filter(|p| p.1.is_finite()).collect();
+    let all = train.iter().chain(&test);
+    let max_step = all.clone().map(|p| p.0).fold(1.0, f64::max);
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (lo, hi) = if lo.is_finite() { (lo - 0.05 * (hi - lo + 0.1), hi + 0.05 * (hi - lo + 0.1)) } else { (0.0, 8.0) };
+    let temporary = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&temporary, (900, 560)).into_drawing_area();
+        let draw = |e: &dyn std::fmt::Display| io(path, e);
+        root.fill(&WHITE).map_err(|e| draw(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("mAR-SCF: bits/dim", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..max_step, lo..hi)
+            .map_err(|e| draw(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("optimizer step")
+            .y_desc("bits/dim")
+            .draw()
+            .map_err(|e| draw(&e))?;
+        chart
+            .draw_series(LineSeries::new(train, BLUE.mix(0.6)))
+            .map_err(|e| draw(&e))?
+            .label("train (batch)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE));
+        chart
+            .draw_series(LineSeries::new(test.clone(), RED.stroke_width(3)))
+            .map_err(|e| draw(&e))?
+            .label("test")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(3)));
+        chart.draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(|e| draw(&e))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| draw(&e))?;
+        root.present().map_err(|e| draw(&e))?;
+    }
+    std::fs::rename(&temporary, path).map_err(|e| io(path, e))
+}
+
+/// Saves images `(N, C, H, W)` in `[-0.5, 0.5]` as a PNG grid, `per_row` per row with a
+/// 2-pixel border; values are clamped, NaN shows as black. One or three channels.
+pub fn save_image_grid(images: Tensor<4>, per_row: usize, path: &Path) -> Result<(), ModelError> {
+    let [n, c, h, w] = images.dims();
+    let values: Vec<f32> = images.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| io(path, format!("{e:?}")))?;
+    let per_row = per_row.max(1).min(n.max(1));
+    let rows = n.div_ceil(per_row);
+    let (pad, width, height) = (2, per_row * (w + 2) + 2, rows * (h + 2) + 2);
+    let mut canvas = image::RgbImage::new(width as u32, height as u32);
+    for i in 0..n {
+        let (x0, y0) = (pad + (i % per_row) * (w + pad), pad + (i / per_row) * (h + pad));
+        for y in 0..h {
+            for x in 0..w {
+                let channel = |ch: usize| {
+                    let v = values[((i * c + ch.min(c - 1)) * h + y) * w + x];
+                    let v = if v.is_nan() { -0.5 } else { v.clamp(-0.5, 0.5) };
+                    ((v + 0.5) * 255.0).round() as u8
+                };
+                canvas.put_pixel((x0 + x) as u32, (y0 + y) as u32, image::Rgb([channel(0), channel(1), channel(2)]));
+            }
+        }
+    }
+    let temporary = path.with_extension("tmp.png");
+    canvas.save_with_format(&temporary, image::ImageFormat::Png).map_err(|e| io(path, e))?;
+    std::fs::rename(&temporary, path).map_err(|e| io(path, e))
+}

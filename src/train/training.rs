@@ -1,0 +1,202 @@
+//! One training run's state: the model, Adamax, the weight average and the counters, with
+//! the step that updates them and the files that save and restore them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, write_atomic};
+use crate::params::{ParamInfo, param_paths};
+use crate::train::TrainError;
+use crate::train::adamax::AdamaxConfig;
+use crate::train::ema::Ema;
+use crate::train::gradients::{clip_to_norm, global_norm};
+use crate::train::schedule::warmup_lr;
+use crate::{MarScf, ModelError};
+
+/// Optimisation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimOptions {
+    /// Base learning rate of Adamax.
+    pub lr: f64,
+    /// Linear warm-up, in optimizer steps.
+    pub warmup_steps: u64,
+    /// Clip the global gradient norm to this value.
+    pub grad_clip: Option<f64>,
+    /// Decay of the weight average (the averaged weights are what evaluation uses).
+    pub ema: Option<f64>,
+    /// Consecutive non-finite steps after which training stops.
+    pub nan_patience: u32,
+}
+
+impl Default for OptimOptions {
+    /// The reference's: lr 8e-4, warm-up ≈ 10,000 samples at batch 128, no clipping, no
+    /// averaging; stop after 5 non-finite steps in a row.
+    fn default() -> Self {
+        Self { lr: 8e-4, warmup_steps: 78, grad_clip: None, ema: None, nan_patience: 5 }
+    }
+}
+
+/// The counters of a run, saved with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Optimizer steps applied.
+    pub step: u64,
+    /// Steps skipped for a non-finite loss or gradient.
+    pub skipped: u64,
+    /// Non-finite steps in a row (reset by a good one).
+    pub consecutive_skipped: u32,
+}
+
+/// What one call to [`Training::step`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// The update was applied.
+    Applied {
+        /// Mean bits/dim of the batch before the update.
+        bits_per_dim: f64,
+        /// Global gradient norm before clipping.
+        grad_norm: f64,
+        /// Learning rate used.
+        lr: f64,
+    },
+    /// The batch's loss or gradient was NaN or infinite: nothing was changed.
+    Skipped {
+        /// What was not finite.
+        reason: String,
+    },
+}
+
+/// A model being trained, with its optimizer state and weight average.
+pub struct Training {
+    /// The model, on an autodiff device.
+    pub model: MarScf,
+    /// The weight average, if enabled.
+    pub ema: Option<Ema>,
+    /// Counters.
+    pub counters: Counters,
+    optimizer: ModuleOptimizer,
+    params: BTreeMap<String, ParamInfo>,
+    options: OptimOptions,
+}
+
+impl Training {
+    /// Starts training `model` (moved to an autodiff device, in training mode).
+    pub fn new(model: MarScf, options: OptimOptions) -> Self {
+        let device = model.devices().into_iter().next().expect("a model has parameters");
+        let model = model.fork(&device.autodiff()).train();
+        let ema = options.ema.map(|decay| Ema::new(&model, decay));
+        Self {
+            params: param_paths(&model),
+            model,
+            ema,
+            counters: Counters::default(),
+            optimizer: AdamaxConfig::new().init(),
+            options,
+        }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &OptimOptions {
+        &self.options
+    }
+
+    /// One optimizer step on a dequantised batch `(B, C, H, W)`: the mean bits/dim, its
+    /// gradient, clipping, Adamax, the weight average. A non-finite loss or gradient skips
+    /// the step; `nan_patience` of them in a row is [`TrainError::Diverged`].
+    pub fn step(&mut self, batch: Tensor<4>) -> Result<StepOutcome, TrainError> {
+        let loss = self.model.forward(batch)?.bits_per_dim.mean();
+        let bits_per_dim = loss.clone().into_scalar::<f32>() as f64;
+        let (grads, grad_norm) = if bits_per_dim.is_finite() {
+            let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+            let norm = global_norm(&grads, &self.params);
+            (Some(grads), norm)
+        } else {
+            (None, f64::NAN)
+        };
+        let Some(grads) = grads.filter(|_| grad_norm.is_finite()) else {
+            let reason = if bits_per_dim.is_finite() { "gradient" } else { "loss" };
+            return self.skip(format!("non-finite {reason} (bits/dim {bits_per_dim}, gradient norm {grad_norm})"));
+        };
+        let grads = match self.options.grad_clip {
+            Some(max_norm) => clip_to_norm(grads, &self.params, grad_norm, max_norm),
+            None => grads,
+        };
+        self.counters.step += 1;
+        self.counters.consecutive_skipped = 0;
+        let lr = warmup_lr(self.options.lr, self.options.warmup_steps, self.counters.step);
+        let model = self.model.clone();
+        self.model = self.optimizer.step(lr, model, grads);
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.model);
+        }
+        Ok(StepOutcome::Applied { bits_per_dim, grad_norm, lr })
+    }
+
+    fn skip(&mut self, reason: String) -> Result<StepOutcome, TrainError> {
+        self.counters.skipped += 1;
+        self.counters.consecutive_skipped += 1;
+        if self.counters.consecutive_skipped >= self.options.nan_patience {
+            return Err(TrainError::Diverged {
+                step: self.counters.step,
+                consecutive: self.counters.consecutive_skipped,
+                reason,
+            });
+        }
+        Ok(StepOutcome::Skipped { reason })
+    }
+
+    /// The weights evaluation uses: the average when enabled, else the model, without
+    /// autodiff.
+    pub fn eval_model(&self) -> MarScf {
+        match &self.ema {
+            Some(ema) => ema.model.clone(),
+            None => self.model.valid(),
+        }
+    }
+
+    /// Writes the whole state into `dir` (created): `model`, `ema` (if any), `optimizer.bpk`
+    /// and `counters.json`.
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        checkpoint::save(&self.model, &dir.join("model"))?;
+        if let Some(ema) = &self.ema {
+            checkpoint::save(&ema.model, &dir.join("ema"))?;
+        }
+        let optimizer = dir.join("optimizer.bpk");
+        self.optimizer.save(&optimizer).map_err(|e| io_error(&optimizer, e))?;
+        let counters = serde_json::to_string_pretty(&self.counters).expect("counters serialise");
+        write_atomic(&dir.join("counters.json"), counters.as_bytes())?;
+        Ok(())
+    }
+
+    /// Restores a state written by [`save`](Self::save), on `device`.
+    pub fn load(dir: &Path, options: OptimOptions, device: &Device) -> Result<Self, TrainError> {
+        let model = checkpoint::load(&dir.join("model"), &device.clone().autodiff())?.train();
+        let ema = match options.ema {
+            Some(decay) => Some(match checkpoint::load(&dir.join("ema"), device) {
+                Ok(model) => Ema { decay, model },
+                Err(_) => Ema::new(&model, decay),
+            }),
+            None => None,
+        };
+        let optimizer_file = dir.join("optimizer.bpk");
+        let optimizer = AdamaxConfig::new()
+            .init()
+            .load(&optimizer_file)
+            .map_err(|e| TrainError::Model(ModelError::Format { path: optimizer_file.clone(), message: e.to_string() }))?;
+        let counters_file = dir.join("counters.json");
+        let text = std::fs::read_to_string(&counters_file).map_err(|e| io_error(&counters_file, e))?;
+        let counters = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Model(ModelError::Format { path: counters_file, message: e.to_string() }))?;
+        Ok(Self { params: param_paths(&model), model, ema, counters, optimizer, options })
+    }
+}
+
+pub(crate) fn io_error(path: &Path, error: impl ToString) -> TrainError {
+    TrainError::Model(ModelError::Io { path: path.to_path_buf(), message: error.to_string() })
+}
