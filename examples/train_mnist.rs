@@ -28,7 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let run = RunConfig {
         dataset: "mnist-sample".into(),
         batch_size: 32,
-        optim: OptimOptions { warmup_steps: 100, ..OptimOptions::default() },
+        optim: OptimOptions {
+            warmup_steps: 100,
+            ..OptimOptions::default()
+        },
         seed: 0,
         eval_every: 25,
         max_steps: None,
@@ -46,7 +49,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         test_set.len(),
         marscf::device::selected_backend_name()
     );
-    let summary = train(&model, &run, &train_set, &test_set, &device, false, &mut Printer)?;
+    let summary = train(
+        &model,
+        &run,
+        &train_set,
+        &test_set,
+        &device,
+        false,
+        &mut Printer,
+    )?;
     println!(
         "{} steps in {:.0} s: test {:.4} bits/dim (best {:.4})",
         summary.steps,
@@ -66,14 +77,19 @@ struct Printer;
 impl marscf::train::Observer for Printer {
     fn on_step(&mut self, step: u64, outcome: &marscf::train::StepOutcome, images_per_second: f64) {
         if let marscf::train::StepOutcome::Applied { bits_per_dim, .. } = outcome
-            && step % 10 == 0
+            && step.is_multiple_of(10)
         {
-            println!("step {step:4}: train {bits_per_dim:.3} bits/dim ({images_per_second:.1} images/s)");
+            println!(
+                "step {step:4}: train {bits_per_dim:.3} bits/dim ({images_per_second:.1} images/s)"
+            );
         }
     }
 
     fn on_eval(&mut self, step: u64, test_bits_per_dim: f64, best: bool) {
-        println!("step {step:4}: test  {test_bits_per_dim:.4} bits/dim{}", if best { " (best)" } else { "" });
+        println!(
+            "step {step:4}: test  {test_bits_per_dim:.4} bits/dim{}",
+            if best { " (best)" } else { "" }
+        );
     }
 
     fn on_message(&mut self, message: &str) {

@@ -31,12 +31,19 @@ pub struct MetricsRecord {
 }
 
 fn io(path: &Path, e: impl ToString) -> ModelError {
-    ModelError::Io { path: path.to_path_buf(), message: e.to_string() }
+    ModelError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Appends one record to the log at `path`.
 pub fn append_metrics(path: &Path, record: &MetricsRecord) -> Result<(), ModelError> {
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| io(path, e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io(path, e))?;
     let line = serde_json::to_string(record).expect("a record serialises");
     writeln!(file, "{line}").map_err(|e| io(path, e))
 }
@@ -45,7 +52,11 @@ pub fn append_metrics(path: &Path, record: &MetricsRecord) -> Result<(), ModelEr
 /// skipped (a crash can cut the last one short).
 pub fn read_metrics(path: &Path) -> Vec<MetricsRecord> {
     std::fs::read_to_string(path)
-        .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -76,14 +87,26 @@ fn register_font() {
 /// steps into a PNG at `path`.
 pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelError> {
     register_font();
-    let train: Vec<(f64, f64)> =
-        records.iter().filter_map(|r| Some((r.step as f64, r.train_bits_per_dim?))).filter(|p| p.1.is_finite()).collect();
-    let test: Vec<(f64, f64)> =
-        records.iter().filter_map(|r| Some((r.step as f64, r.test_bits_per_dim?))).filter(|p| p.1.is_finite()).collect();
+    let train: Vec<(f64, f64)> = records
+        .iter()
+        .filter_map(|r| Some((r.step as f64, r.train_bits_per_dim?)))
+        .filter(|p| p.1.is_finite())
+        .collect();
+    let test: Vec<(f64, f64)> = records
+        .iter()
+        .filter_map(|r| Some((r.step as f64, r.test_bits_per_dim?)))
+        .filter(|p| p.1.is_finite())
+        .collect();
     let all = train.iter().chain(&test);
     let max_step = all.clone().map(|p| p.0).fold(1.0, f64::max);
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
-    let (lo, hi) = if lo.is_finite() { (lo - 0.05 * (hi - lo + 0.1), hi + 0.05 * (hi - lo + 0.1)) } else { (0.0, 8.0) };
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        (lo - 0.05 * (hi - lo + 0.1), hi + 0.05 * (hi - lo + 0.1))
+    } else {
+        (0.0, 8.0)
+    };
     let temporary = path.with_extension("tmp.png");
     {
         let root = BitMapBackend::new(&temporary, (900, 560)).into_drawing_area();
@@ -112,7 +135,9 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
             .map_err(|e| draw(&e))?
             .label("test")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(3)));
-        chart.draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(|e| draw(&e))?;
+        chart
+            .draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled())))
+            .map_err(|e| draw(&e))?;
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
@@ -128,13 +153,20 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
 /// 2-pixel border; values are clamped, NaN shows as black. One or three channels.
 pub fn save_image_grid(images: Tensor<4>, per_row: usize, path: &Path) -> Result<(), ModelError> {
     let [n, c, h, w] = images.dims();
-    let values: Vec<f32> = images.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| io(path, format!("{e:?}")))?;
+    let values: Vec<f32> = images
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| io(path, format!("{e:?}")))?;
     let per_row = per_row.max(1).min(n.max(1));
     let rows = n.div_ceil(per_row);
     let (pad, width, height) = (2, per_row * (w + 2) + 2, rows * (h + 2) + 2);
     let mut canvas = image::RgbImage::new(width as u32, height as u32);
     for i in 0..n {
-        let (x0, y0) = (pad + (i % per_row) * (w + pad), pad + (i / per_row) * (h + pad));
+        let (x0, y0) = (
+            pad + (i % per_row) * (w + pad),
+            pad + (i / per_row) * (h + pad),
+        );
         for y in 0..h {
             for x in 0..w {
                 let channel = |ch: usize| {
@@ -142,11 +174,17 @@ pub fn save_image_grid(images: Tensor<4>, per_row: usize, path: &Path) -> Result
                     let v = if v.is_nan() { -0.5 } else { v.clamp(-0.5, 0.5) };
                     ((v + 0.5) * 255.0).round() as u8
                 };
-                canvas.put_pixel((x0 + x) as u32, (y0 + y) as u32, image::Rgb([channel(0), channel(1), channel(2)]));
+                canvas.put_pixel(
+                    (x0 + x) as u32,
+                    (y0 + y) as u32,
+                    image::Rgb([channel(0), channel(1), channel(2)]),
+                );
             }
         }
     }
     let temporary = path.with_extension("tmp.png");
-    canvas.save_with_format(&temporary, image::ImageFormat::Png).map_err(|e| io(path, e))?;
+    canvas
+        .save_with_format(&temporary, image::ImageFormat::Png)
+        .map_err(|e| io(path, e))?;
     std::fs::rename(&temporary, path).map_err(|e| io(path, e))
 }

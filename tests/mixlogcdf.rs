@@ -41,7 +41,10 @@ fn column(values: &[f64], device: &Device) -> Tensor<4> {
 }
 
 fn host(t: Tensor<4>) -> Vec<f64> {
-    t.into_data().convert::<f64>().try_into_vec::<f64>().unwrap()
+    t.into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap()
 }
 
 /// The mixture's density and CDF in f64, straight from the definitions.

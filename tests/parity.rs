@@ -14,8 +14,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::{device, parity_folders, read_safetensors};
 use marscf::core::{CouplingKind, FlowEvent, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::import::{KeyTable, is_reference_only, load_reference, reference_step_index};
-use marscf::train::{OptimOptions, StepOutcome, Training};
 use marscf::params::{flat_gradient, param_paths, param_values};
+use marscf::train::{OptimOptions, StepOutcome, Training};
 use marscf::{MarScf, MarScfConfig};
 
 /// The fixture's `config.json` as a model configuration.
@@ -247,10 +247,16 @@ fn check_optimizer(folder: &Path) -> Vec<String> {
         mixlogcdf.dropout = 0.0;
     }
     let train_config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("train-config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(folder.join("train-config.json")).unwrap())
+            .unwrap();
     let lr = train_config["lr"].as_f64().unwrap();
-    let (model, _) = load_reference(&folder.join("checkpoint.pt"), Some(&config), false, &device).unwrap();
-    let options = OptimOptions { lr, warmup_steps: 0, ..OptimOptions::default() };
+    let (model, _) =
+        load_reference(&folder.join("checkpoint.pt"), Some(&config), false, &device).unwrap();
+    let options = OptimOptions {
+        lr,
+        warmup_steps: 0,
+        ..OptimOptions::default()
+    };
     let mut training = Training::new(model, options);
     let io = read_safetensors(&folder.join("io.safetensors"));
     let train = read_safetensors(&train_file);
@@ -260,7 +266,9 @@ fn check_optimizer(folder: &Path) -> Vec<String> {
         let StepOutcome::Applied { bits_per_dim, .. } = training.step(x).unwrap() else {
             panic!("{}: step {step} skipped", folder.display());
         };
-        let reference = train[&format!("loss_step{step}")].as_slice::<f32>().unwrap()[0] as f64;
+        let reference = train[&format!("loss_step{step}")]
+            .as_slice::<f32>()
+            .unwrap()[0] as f64;
         if (bits_per_dim - reference).abs() > 1e-4 {
             failures.push(format!("loss_step{step}: {bits_per_dim} vs {reference}"));
         }
@@ -272,12 +280,17 @@ fn check_optimizer(folder: &Path) -> Vec<String> {
         let key = name.trim_start_matches("param_step2.");
         let Some(value) = ours.get(&table.native_path(key)) else {
             // The reference-only parameters (top-level conditioning network) are not ours.
-            assert!(is_reference_only(key, config.flow.levels), "{key}: no parameter");
+            assert!(
+                is_reference_only(key, config.flow.levels),
+                "{key}: no parameter"
+            );
             continue;
         };
         let ours = value.clone().into_data().convert::<f32>();
         let ours = ours.as_slice::<f32>().unwrap();
-        let grad = train.get(&format!("grad_step1.{key}")).map(|g| g.as_slice::<f32>().unwrap().to_vec());
+        let grad = train
+            .get(&format!("grad_step1.{key}"))
+            .map(|g| g.as_slice::<f32>().unwrap().to_vec());
         let reference = reference.as_slice::<f32>().unwrap();
         for (i, (&a, &b)) in ours.iter().zip(reference).enumerate() {
             // Where the reference gradient is below 1e-7, f32 noise decides the sign of the
@@ -292,13 +305,23 @@ fn check_optimizer(folder: &Path) -> Vec<String> {
         compared += 1;
     }
     assert!(compared > 0);
-    failures.iter().map(|f| format!("{}: {f}", folder.display())).collect()
+    failures
+        .iter()
+        .map(|f| format!("{}: {f}", folder.display()))
+        .collect()
 }
 
 #[test]
 fn optimizer_parity_with_reference_fixtures() {
-    let failures: Vec<String> = parity_folders().iter().flat_map(|f| check_optimizer(f)).collect();
-    assert!(failures.is_empty(), "optimizer parity failures:\n{}", failures.join("\n"));
+    let failures: Vec<String> = parity_folders()
+        .iter()
+        .flat_map(|f| check_optimizer(f))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "optimizer parity failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

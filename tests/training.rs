@@ -11,7 +11,10 @@ use marscf::core::MultiScaleFlowConfig;
 use marscf::data::{ImageSet, MnistLayout, embedded};
 use marscf::import::load_reference;
 use marscf::params::param_values;
-use marscf::train::{AdamaxConfig, OptimOptions, RunConfig, Silent, StepOutcome, TrainError, Training, evaluate, train};
+use marscf::train::{
+    AdamaxConfig, OptimOptions, RunConfig, Silent, StepOutcome, TrainError, Training, evaluate,
+    train,
+};
 use marscf::{MarScfConfig, PriorKind};
 
 #[test]
@@ -39,19 +42,33 @@ fn adamax_follows_pytorchs_rule() {
         tensor = next;
         state = next_state;
     }
-    let ours = tensor.into_data().convert::<f64>().try_into_vec::<f64>().unwrap();
-    assert!((ours[0] - theta[0]).abs() < 1e-6 && (ours[1] - theta[1]).abs() < 1e-6, "{ours:?} vs {theta:?}");
+    let ours = tensor
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap();
+    assert!(
+        (ours[0] - theta[0]).abs() < 1e-6 && (ours[1] - theta[1]).abs() < 1e-6,
+        "{ours:?} vs {theta:?}"
+    );
     assert_eq!(state.unwrap().step, 2);
 }
 
 /// A tiny model on 1x28x28 digits: L = 2, K = 1, hidden 8, a one-layer prior.
 fn tiny_model() -> MarScfConfig {
     let flow = MultiScaleFlowConfig::new([1, 28, 28], 2, 1, 8);
-    MarScfConfig::new(flow).with_prior(PriorKind::Mar { hidden: 8, lstm_layers: 1 })
+    MarScfConfig::new(flow).with_prior(PriorKind::Mar {
+        hidden: 8,
+        lstm_layers: 1,
+    })
 }
 
 fn digits(n: usize, test: bool) -> ImageSet {
-    let split = if test { embedded::test() } else { embedded::train() };
+    let split = if test {
+        embedded::test()
+    } else {
+        embedded::train()
+    };
     ImageSet::from_mnist(&split, MnistLayout::Grey28).take(n)
 }
 
@@ -59,7 +76,13 @@ fn run_config(out: PathBuf, max_steps: u64) -> RunConfig {
     RunConfig {
         dataset: "mnist-sample".into(),
         batch_size: 8,
-        optim: OptimOptions { lr: 2e-3, warmup_steps: 2, grad_clip: Some(100.0), ema: Some(0.9), nan_patience: 3 },
+        optim: OptimOptions {
+            lr: 2e-3,
+            warmup_steps: 2,
+            grad_clip: Some(100.0),
+            ema: Some(0.9),
+            nan_patience: 3,
+        },
         seed: 7,
         eval_every: 3,
         max_steps: Some(max_steps),
@@ -86,12 +109,23 @@ fn a_few_steps_lower_the_loss() {
     let x = marscf::data::make_batch(
         &set,
         &(0..16).collect::<Vec<_>>(),
-        marscf::data::BatchOptions { augment: false, dequantize: true },
+        marscf::data::BatchOptions {
+            augment: false,
+            dequantize: true,
+        },
         &mut marscf::data::stream(1, 1, 1),
         &device,
     );
-    let model = tiny_model().init(&device).unwrap().initialize(x.clone()).unwrap();
-    let options = OptimOptions { lr: 3e-3, warmup_steps: 0, ..OptimOptions::default() };
+    let model = tiny_model()
+        .init(&device)
+        .unwrap()
+        .initialize(x.clone())
+        .unwrap();
+    let options = OptimOptions {
+        lr: 3e-3,
+        warmup_steps: 0,
+        ..OptimOptions::default()
+    };
     let mut training = Training::new(model, options);
     let mut losses = Vec::new();
     for _ in 0..15 {
@@ -100,7 +134,12 @@ fn a_few_steps_lower_the_loss() {
             skipped => panic!("{skipped:?}"),
         }
     }
-    assert!(losses[14] < losses[0] - 0.3, "bits/dim {:.3} -> {:.3}", losses[0], losses[14]);
+    assert!(
+        losses[14] < losses[0] - 0.3,
+        "bits/dim {:.3} -> {:.3}",
+        losses[0],
+        losses[14]
+    );
 }
 
 #[test]
@@ -110,11 +149,37 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
     let model = tiny_model();
     let straight = temp_dir("straight");
     let interrupted = temp_dir("interrupted");
-    train(&model, &run_config(straight.clone(), 7), &train_set, &test_set, &device, false, &mut Silent).unwrap();
+    train(
+        &model,
+        &run_config(straight.clone(), 7),
+        &train_set,
+        &test_set,
+        &device,
+        false,
+        &mut Silent,
+    )
+    .unwrap();
     // Stop after 3 steps (a checkpoint), then resume to 7: crossing an epoch boundary (5 batches).
-    train(&model, &run_config(interrupted.clone(), 3), &train_set, &test_set, &device, false, &mut Silent).unwrap();
-    let summary =
-        train(&model, &run_config(interrupted.clone(), 7), &train_set, &test_set, &device, true, &mut Silent).unwrap();
+    train(
+        &model,
+        &run_config(interrupted.clone(), 3),
+        &train_set,
+        &test_set,
+        &device,
+        false,
+        &mut Silent,
+    )
+    .unwrap();
+    let summary = train(
+        &model,
+        &run_config(interrupted.clone(), 7),
+        &train_set,
+        &test_set,
+        &device,
+        true,
+        &mut Silent,
+    )
+    .unwrap();
     assert_eq!(summary.steps, 7);
     assert_eq!(summary.position.epoch, 1);
     let a = marscf::checkpoint::load(&straight.join("last/model"), &device).unwrap();
@@ -122,12 +187,26 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
     let (a, b) = (param_values(&a), param_values(&b));
     assert_eq!(a.len(), b.len());
     for (path, value) in &a {
-        assert_eq!(max_abs_diff(value.clone(), b[path].clone()), 0.0, "{path} differs after resume");
+        assert_eq!(
+            max_abs_diff(value.clone(), b[path].clone()),
+            0.0,
+            "{path} differs after resume"
+        );
     }
     // Both runs wrote the same metrics, the plot, the samples and the best checkpoint.
-    let log = |dir: &PathBuf| std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().count();
+    let log = |dir: &PathBuf| {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
     assert_eq!(log(&straight), log(&interrupted));
-    for file in ["bits_per_dim.png", "samples.png", "marscf_mnist-sample_affine_1_8.bpk", "marscf_mnist-sample_affine_1_8.json"] {
+    for file in [
+        "bits_per_dim.png",
+        "samples.png",
+        "marscf_mnist-sample_affine_1_8.bpk",
+        "marscf_mnist-sample_affine_1_8.json",
+    ] {
         assert!(interrupted.join(file).is_file(), "{file} missing");
     }
     std::fs::remove_dir_all(straight).ok();
@@ -138,42 +217,95 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
 fn non_finite_batches_are_skipped_then_stop_the_run() {
     let device = device();
     let set = digits(8, false);
-    let x = marscf::data::make_batch(&set, &(0..8).collect::<Vec<_>>(), Default::default(), &mut marscf::data::stream(1, 1, 1), &device);
-    let model = tiny_model().init(&device).unwrap().initialize(x.clone()).unwrap();
-    let options = OptimOptions { nan_patience: 2, ..OptimOptions::default() };
+    let x = marscf::data::make_batch(
+        &set,
+        &(0..8).collect::<Vec<_>>(),
+        Default::default(),
+        &mut marscf::data::stream(1, 1, 1),
+        &device,
+    );
+    let model = tiny_model()
+        .init(&device)
+        .unwrap()
+        .initialize(x.clone())
+        .unwrap();
+    let options = OptimOptions {
+        nan_patience: 2,
+        ..OptimOptions::default()
+    };
     let mut training = Training::new(model, options);
     let before = param_values(&training.model);
-    let mut poisoned = x.clone().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let mut poisoned = x
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
     poisoned[100] = f32::NAN;
     let poisoned = Tensor::<4>::from_data(TensorData::new(poisoned, [8, 1, 28, 28]), &device);
-    assert!(matches!(training.step(poisoned.clone()).unwrap(), StepOutcome::Skipped { .. }));
+    assert!(matches!(
+        training.step(poisoned.clone()).unwrap(),
+        StepOutcome::Skipped { .. }
+    ));
     assert_eq!((training.counters.step, training.counters.skipped), (0, 1));
     for (path, value) in param_values(&training.model) {
-        assert_eq!(max_abs_diff(value, before[&path].clone()), 0.0, "{path} changed on a skipped step");
+        assert_eq!(
+            max_abs_diff(value, before[&path].clone()),
+            0.0,
+            "{path} changed on a skipped step"
+        );
     }
     // A good step resets the count; two bad ones in a row stop training.
-    assert!(matches!(training.step(x).unwrap(), StepOutcome::Applied { .. }));
-    assert!(matches!(training.step(poisoned.clone()).unwrap(), StepOutcome::Skipped { .. }));
+    assert!(matches!(
+        training.step(x).unwrap(),
+        StepOutcome::Applied { .. }
+    ));
+    assert!(matches!(
+        training.step(poisoned.clone()).unwrap(),
+        StepOutcome::Skipped { .. }
+    ));
     let err = training.step(poisoned).map(|_| ()).unwrap_err();
-    assert!(matches!(err, TrainError::Diverged { step: 1, consecutive: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TrainError::Diverged {
+                step: 1,
+                consecutive: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn evaluating_a_reference_checkpoint_gives_its_recorded_bits_per_dim() {
     let device = device();
     for folder in parity_folders() {
-        let (model, _) = load_reference(&folder.join("checkpoint.pt"), None, false, &device).unwrap();
+        let (model, _) =
+            load_reference(&folder.join("checkpoint.pt"), None, false, &device).unwrap();
         let io = read_safetensors(&folder.join("io.safetensors"));
         let x = io["x"].as_slice::<f32>().unwrap();
         let dims = io["x"].shape().to_vec();
         // The fixture's pixels back to bytes: (x + 0.5) * 255.
-        let pixels: Vec<u8> = x.iter().map(|v| ((v + 0.5) * 255.0).round() as u8).collect();
-        let set = ImageSet { shape: [dims[1], dims[2], dims[3]], pixels, labels: vec![0; dims[0]] };
+        let pixels: Vec<u8> = x
+            .iter()
+            .map(|v| ((v + 0.5) * 255.0).round() as u8)
+            .collect();
+        let set = ImageSet {
+            shape: [dims[1], dims[2], dims[3]],
+            pixels,
+            labels: vec![0; dims[0]],
+        };
         let ours = evaluate(&model, &set, 8, 0, &device).unwrap();
         let recorded = io["nll_bits_per_dim"].as_slice::<f32>().unwrap();
         let recorded = recorded.iter().map(|v| *v as f64).sum::<f64>() / recorded.len() as f64;
         // Different dequantisation noise moves bits/dim by far less than 0.01.
-        assert!((ours - recorded).abs() < 0.01, "{}: {ours} vs {recorded}", folder.display());
+        assert!(
+            (ours - recorded).abs() < 0.01,
+            "{}: {ours} vs {recorded}",
+            folder.display()
+        );
     }
 }
 
@@ -181,8 +313,16 @@ fn evaluating_a_reference_checkpoint_gives_its_recorded_bits_per_dim() {
 fn data_that_does_not_fit_is_an_error() {
     let device = device();
     let wrong = ImageSet::from_mnist(&embedded::test(), MnistLayout::Reference).take(8);
-    let err = train(&tiny_model(), &run_config(temp_dir("wrong"), 1), &wrong, &wrong, &device, false, &mut Silent)
-        .map(|_| ())
-        .unwrap_err();
+    let err = train(
+        &tiny_model(),
+        &run_config(temp_dir("wrong"), 1),
+        &wrong,
+        &wrong,
+        &device,
+        false,
+        &mut Silent,
+    )
+    .map(|_| ())
+    .unwrap_err();
     assert!(matches!(err, TrainError::Data(_)), "{err}");
 }

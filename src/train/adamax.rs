@@ -27,7 +27,11 @@ pub struct AdamaxConfig {
 impl AdamaxConfig {
     /// The per-tensor rule.
     pub fn build(&self) -> Adamax {
-        Adamax { beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon }
+        Adamax {
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+        }
     }
 
     /// The optimizer for a whole module.
@@ -98,6 +102,10 @@ impl Optimizer for Adamax {
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
-        AdamaxState { moment: state.moment.to_device(device), norm: state.norm.to_device(device), ..state }
+        AdamaxState {
+            moment: state.moment.to_device(device),
+            norm: state.norm.to_device(device),
+            ..state
+        }
     }
 }

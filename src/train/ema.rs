@@ -39,7 +39,10 @@ impl ModuleMapper for Blend<'_> {
 impl Ema {
     /// Starts the average at `model`'s weights.
     pub fn new(model: &MarScf, decay: f64) -> Self {
-        Self { decay, model: model.valid() }
+        Self {
+            decay,
+            model: model.valid(),
+        }
     }
 
     /// Blends `model`'s current weights into the average.
@@ -49,6 +52,9 @@ impl Ema {
             current.insert(info.id, value);
         });
         let model = std::mem::replace(&mut self.model, model.valid());
-        self.model = model.map(&mut Blend { current: &current, decay: self.decay });
+        self.model = model.map(&mut Blend {
+            current: &current,
+            decay: self.decay,
+        });
     }
 }

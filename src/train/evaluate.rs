@@ -23,8 +23,17 @@ pub fn evaluate(
     let indices: Vec<usize> = (0..set.len()).collect();
     let mut total = 0.0;
     for (b, chunk) in indices.chunks(batch_size.max(1)).enumerate() {
-        let options = BatchOptions { augment: false, dequantize: true };
-        let x = make_batch(set, chunk, options, &mut stream(seed, EVAL_STREAM, b as u64), &device);
+        let options = BatchOptions {
+            augment: false,
+            dequantize: true,
+        };
+        let x = make_batch(
+            set,
+            chunk,
+            options,
+            &mut stream(seed, EVAL_STREAM, b as u64),
+            &device,
+        );
         total += model.forward(x)?.bits_per_dim.sum().into_scalar::<f32>() as f64;
     }
     Ok(total / set.len().max(1) as f64)

@@ -23,7 +23,9 @@ pub enum TrainError {
     #[error(transparent)]
     Model(#[from] ModelError),
     /// Too many non-finite steps in a row.
-    #[error("training diverged: {consecutive} non-finite steps in a row after step {step} ({reason}); the last checkpoint is intact")]
+    #[error(
+        "training diverged: {consecutive} non-finite steps in a row after step {step} ({reason}); the last checkpoint is intact"
+    )]
     Diverged {
         /// Optimizer steps applied before.
         step: u64,

@@ -9,11 +9,13 @@ use marscf_core::CouplingKind;
 use marscf_data::{BatchOptions, EpochOrder, ImageSet, make_batch, stream};
 use serde::{Deserialize, Serialize};
 
+use crate::MarScfConfig;
 use crate::checkpoint::{self, write_atomic};
-use crate::report::{MetricsRecord, append_metrics, plot_metrics, read_metrics, save_image_grid, truncate_metrics};
+use crate::report::{
+    MetricsRecord, append_metrics, plot_metrics, read_metrics, save_image_grid, truncate_metrics,
+};
 use crate::train::training::io_error;
 use crate::train::{OptimOptions, StepOutcome, TrainError, Training, evaluate};
-use crate::MarScfConfig;
 
 /// How a run trains, evaluates and stops.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,7 +101,10 @@ pub fn checkpoint_name(dataset: &str, model: &MarScfConfig) -> String {
         CouplingKind::Affine => "affine",
         CouplingKind::MixLogCdf(_) => "mixlogcdf",
     };
-    format!("marscf_{dataset}_{coupling}_{}_{}", model.flow.steps, model.flow.hidden)
+    format!(
+        "marscf_{dataset}_{coupling}_{}_{}",
+        model.flow.steps, model.flow.hidden
+    )
 }
 
 const TRAIN_STREAM: u64 = 0x7a1;
@@ -123,7 +128,10 @@ pub fn train(
     let metrics = out.join("metrics.jsonl");
     let best = out.join(checkpoint_name(&run.dataset, model));
     let batches_per_epoch = (train.len() / run.batch_size) as u64;
-    let order = EpochOrder { seed: run.seed, len: train.len() };
+    let order = EpochOrder {
+        seed: run.seed,
+        len: train.len(),
+    };
 
     let resumable = recover_last(&last)?;
     let (mut training, mut position) = match resumable.filter(|_| resume) {
@@ -131,7 +139,11 @@ pub fn train(
             let training = Training::load(&dir, run.optim.clone(), device)?;
             let position = read_position(&dir)?;
             truncate_metrics(&metrics, training.counters.step)?;
-            observer.on_message(&format!("resumed at step {} from {}", training.counters.step, dir.display()));
+            observer.on_message(&format!(
+                "resumed at step {} from {}",
+                training.counters.step,
+                dir.display()
+            ));
             (training, position)
         }
         None => {
@@ -141,10 +153,22 @@ pub fn train(
             let _ = std::fs::remove_file(&metrics);
             device.seed(run.seed);
             let first = order.permutation(0)[..run.batch_size].to_vec();
-            let options = BatchOptions { augment: run.augment, dequantize: true };
-            let batch = make_batch(train, &first, options, &mut stream(run.seed, TRAIN_STREAM, 0), device);
+            let options = BatchOptions {
+                augment: run.augment,
+                dequantize: true,
+            };
+            let batch = make_batch(
+                train,
+                &first,
+                options,
+                &mut stream(run.seed, TRAIN_STREAM, 0),
+                device,
+            );
             let model = model.init(device)?.initialize(batch)?;
-            (Training::new(model, run.optim.clone()), RunPosition::default())
+            (
+                Training::new(model, run.optim.clone()),
+                RunPosition::default(),
+            )
         }
     };
 
@@ -159,15 +183,27 @@ pub fn train(
     loop {
         let step = training.counters.step;
         let now = elapsed();
-        let out_of_time = run.max_minutes.is_some_and(|m| now + slowest_step + slowest_eval > 60.0 * m);
-        let done = run.max_steps.is_some_and(|s| step >= s) || run.epochs.is_some_and(|e| position.epoch >= e);
+        let out_of_time = run
+            .max_minutes
+            .is_some_and(|m| now + slowest_step + slowest_eval > 60.0 * m);
+        let done = run.max_steps.is_some_and(|s| step >= s)
+            || run.epochs.is_some_and(|e| position.epoch >= e);
         if done || out_of_time || batches_per_epoch == 0 {
             break;
         }
         let start = (position.batch_in_epoch as usize) * run.batch_size;
         let indices = &order_of_epoch[start..start + run.batch_size];
-        let options = BatchOptions { augment: run.augment, dequantize: true };
-        let batch = make_batch(train, indices, options, &mut stream(run.seed, TRAIN_STREAM, position.batches), device);
+        let options = BatchOptions {
+            augment: run.augment,
+            dequantize: true,
+        };
+        let batch = make_batch(
+            train,
+            indices,
+            options,
+            &mut stream(run.seed, TRAIN_STREAM, position.batches),
+            device,
+        );
         // Dropout masks come from the device's RNG: seed it per batch, so a resumed run
         // draws the same ones.
         device.seed(stream_seed(run.seed, TRAIN_STREAM, position.batches));
@@ -189,7 +225,10 @@ pub fn train(
             order_of_epoch = order.permutation(position.epoch);
         }
         position.seconds = elapsed();
-        if let StepOutcome::Applied { bits_per_dim, lr, .. } = outcome {
+        if let StepOutcome::Applied {
+            bits_per_dim, lr, ..
+        } = outcome
+        {
             let record = MetricsRecord {
                 step: training.counters.step,
                 epoch: position.epoch,
@@ -202,16 +241,40 @@ pub fn train(
             append_metrics(&metrics, &record)?;
         }
         let step = training.counters.step;
-        let due = if run.eval_every == 0 { epoch_ended } else { step > 0 && step % run.eval_every == 0 };
+        let due = if run.eval_every == 0 {
+            epoch_ended
+        } else {
+            step > 0 && step % run.eval_every == 0
+        };
         if due && evaluated_at != Some(step) {
             let eval_started = Instant::now();
-            evaluate_and_save(&mut training, &mut position, run, test, device, &best, &last, &metrics, observer)?;
+            evaluate_and_save(
+                &mut training,
+                &mut position,
+                run,
+                test,
+                device,
+                &best,
+                &last,
+                &metrics,
+                observer,
+            )?;
             slowest_eval = slowest_eval.max(eval_started.elapsed().as_secs_f64());
             evaluated_at = Some(step);
         }
     }
     if evaluated_at != Some(training.counters.step) {
-        evaluate_and_save(&mut training, &mut position, run, test, device, &best, &last, &metrics, observer)?;
+        evaluate_and_save(
+            &mut training,
+            &mut position,
+            run,
+            test,
+            device,
+            &best,
+            &last,
+            &metrics,
+            observer,
+        )?;
     }
     Ok(RunSummary {
         steps: training.counters.step,
@@ -221,7 +284,12 @@ pub fn train(
     })
 }
 
-fn check_data(model: &MarScfConfig, run: &RunConfig, train: &ImageSet, test: &ImageSet) -> Result<(), TrainError> {
+fn check_data(
+    model: &MarScfConfig,
+    run: &RunConfig,
+    train: &ImageSet,
+    test: &ImageSet,
+) -> Result<(), TrainError> {
     for (name, set) in [("training", train), ("test", test)] {
         if set.shape != model.flow.image {
             return Err(TrainError::Data(format!(
@@ -259,7 +327,10 @@ fn evaluate_and_save(
 ) -> Result<(), TrainError> {
     let model = training.eval_model();
     let bits_per_dim = evaluate(&model, test, run.eval_batch_size, run.seed, device)?;
-    let improved = bits_per_dim.is_finite() && position.best_test_bits_per_dim.is_none_or(|b| bits_per_dim < b);
+    let improved = bits_per_dim.is_finite()
+        && position
+            .best_test_bits_per_dim
+            .is_none_or(|b| bits_per_dim < b);
     if improved {
         position.best_test_bits_per_dim = Some(bits_per_dim);
         checkpoint::save(&model, best)?;
@@ -276,7 +347,10 @@ fn evaluate_and_save(
         images_per_second: None,
     };
     append_metrics(metrics, &record)?;
-    plot_metrics(&read_metrics(metrics), &run.out_dir.join("bits_per_dim.png"))?;
+    plot_metrics(
+        &read_metrics(metrics),
+        &run.out_dir.join("bits_per_dim.png"),
+    )?;
     if run.samples > 0 {
         let device = device.clone().without_autodiff();
         device.seed(stream_seed(run.seed, SAMPLE_STREAM, training.counters.step));
@@ -326,6 +400,10 @@ fn recover_last(last: &Path) -> Result<Option<PathBuf>, TrainError> {
 fn read_position(dir: &Path) -> Result<RunPosition, TrainError> {
     let path = dir.join("position.json");
     let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| TrainError::Model(crate::ModelError::Format { path, message: e.to_string() }))
+    serde_json::from_str(&text).map_err(|e| {
+        TrainError::Model(crate::ModelError::Format {
+            path,
+            message: e.to_string(),
+        })
+    })
 }

@@ -37,7 +37,13 @@ impl Default for OptimOptions {
     /// The reference's: lr 8e-4, warm-up ≈ 10,000 samples at batch 128, no clipping, no
     /// averaging; stop after 5 non-finite steps in a row.
     fn default() -> Self {
-        Self { lr: 8e-4, warmup_steps: 78, grad_clip: None, ema: None, nan_patience: 5 }
+        Self {
+            lr: 8e-4,
+            warmup_steps: 78,
+            grad_clip: None,
+            ema: None,
+            nan_patience: 5,
+        }
     }
 }
 
@@ -87,7 +93,11 @@ pub struct Training {
 impl Training {
     /// Starts training `model` (moved to an autodiff device, in training mode).
     pub fn new(model: MarScf, options: OptimOptions) -> Self {
-        let device = model.devices().into_iter().next().expect("a model has parameters");
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .expect("a model has parameters");
         let model = model.fork(&device.autodiff()).train();
         let ema = options.ema.map(|decay| Ema::new(&model, decay));
         Self {
@@ -119,8 +129,14 @@ impl Training {
             (None, f64::NAN)
         };
         let Some(grads) = grads.filter(|_| grad_norm.is_finite()) else {
-            let reason = if bits_per_dim.is_finite() { "gradient" } else { "loss" };
-            return self.skip(format!("non-finite {reason} (bits/dim {bits_per_dim}, gradient norm {grad_norm})"));
+            let reason = if bits_per_dim.is_finite() {
+                "gradient"
+            } else {
+                "loss"
+            };
+            return self.skip(format!(
+                "non-finite {reason} (bits/dim {bits_per_dim}, gradient norm {grad_norm})"
+            ));
         };
         let grads = match self.options.grad_clip {
             Some(max_norm) => clip_to_norm(grads, &self.params, grad_norm, max_norm),
@@ -128,13 +144,21 @@ impl Training {
         };
         self.counters.step += 1;
         self.counters.consecutive_skipped = 0;
-        let lr = warmup_lr(self.options.lr, self.options.warmup_steps, self.counters.step);
+        let lr = warmup_lr(
+            self.options.lr,
+            self.options.warmup_steps,
+            self.counters.step,
+        );
         let model = self.model.clone();
         self.model = self.optimizer.step(lr, model, grads);
         if let Some(ema) = &mut self.ema {
             ema.update(&self.model);
         }
-        Ok(StepOutcome::Applied { bits_per_dim, grad_norm, lr })
+        Ok(StepOutcome::Applied {
+            bits_per_dim,
+            grad_norm,
+            lr,
+        })
     }
 
     fn skip(&mut self, reason: String) -> Result<StepOutcome, TrainError> {
@@ -168,7 +192,9 @@ impl Training {
             checkpoint::save(&ema.model, &dir.join("ema"))?;
         }
         let optimizer = dir.join("optimizer.bpk");
-        self.optimizer.save(&optimizer).map_err(|e| io_error(&optimizer, e))?;
+        self.optimizer
+            .save(&optimizer)
+            .map_err(|e| io_error(&optimizer, e))?;
         let counters = serde_json::to_string_pretty(&self.counters).expect("counters serialise");
         write_atomic(&dir.join("counters.json"), counters.as_bytes())?;
         Ok(())
@@ -177,26 +203,45 @@ impl Training {
     /// Restores a state written by [`save`](Self::save), on `device`.
     pub fn load(dir: &Path, options: OptimOptions, device: &Device) -> Result<Self, TrainError> {
         let model = checkpoint::load(&dir.join("model"), &device.clone().autodiff())?.train();
-        let ema = match options.ema {
-            Some(decay) => Some(match checkpoint::load(&dir.join("ema"), device) {
+        let ema = options
+            .ema
+            .map(|decay| match checkpoint::load(&dir.join("ema"), device) {
                 Ok(model) => Ema { decay, model },
                 Err(_) => Ema::new(&model, decay),
-            }),
-            None => None,
-        };
+            });
         let optimizer_file = dir.join("optimizer.bpk");
         let optimizer = AdamaxConfig::new()
             .init()
             .load(&optimizer_file)
-            .map_err(|e| TrainError::Model(ModelError::Format { path: optimizer_file.clone(), message: e.to_string() }))?;
+            .map_err(|e| {
+                TrainError::Model(ModelError::Format {
+                    path: optimizer_file.clone(),
+                    message: e.to_string(),
+                })
+            })?;
         let counters_file = dir.join("counters.json");
-        let text = std::fs::read_to_string(&counters_file).map_err(|e| io_error(&counters_file, e))?;
-        let counters = serde_json::from_str(&text)
-            .map_err(|e| TrainError::Model(ModelError::Format { path: counters_file, message: e.to_string() }))?;
-        Ok(Self { params: param_paths(&model), model, ema, counters, optimizer, options })
+        let text =
+            std::fs::read_to_string(&counters_file).map_err(|e| io_error(&counters_file, e))?;
+        let counters = serde_json::from_str(&text).map_err(|e| {
+            TrainError::Model(ModelError::Format {
+                path: counters_file,
+                message: e.to_string(),
+            })
+        })?;
+        Ok(Self {
+            params: param_paths(&model),
+            model,
+            ema,
+            counters,
+            optimizer,
+            options,
+        })
     }
 }
 
 pub(crate) fn io_error(path: &Path, error: impl ToString) -> TrainError {
-    TrainError::Model(ModelError::Io { path: path.to_path_buf(), message: error.to_string() })
+    TrainError::Model(ModelError::Io {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })
 }

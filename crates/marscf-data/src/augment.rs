@@ -18,15 +18,27 @@ pub struct ShiftFlip {
 
 impl ShiftFlip {
     /// The identity (crop at the centre, no flip).
-    pub const IDENTITY: Self = Self { x: SHIFT_PAD, y: SHIFT_PAD, flip: false };
+    pub const IDENTITY: Self = Self {
+        x: SHIFT_PAD,
+        y: SHIFT_PAD,
+        flip: false,
+    };
 
     /// A random draw as the reference makes it: `s` uniform in `0..=5`; with probability
     /// 1/2 the window is at `(x = s, y = 3)`, otherwise at `(x = 3, y = s)`; then a flip
     /// with probability 1/2.
     pub fn sample(rng: &mut impl Rng) -> Self {
         let shift = rng.random_range(0..=5);
-        let (x, y) = if rng.random_bool(0.5) { (shift, SHIFT_PAD) } else { (SHIFT_PAD, shift) };
-        Self { x, y, flip: rng.random_bool(0.5) }
+        let (x, y) = if rng.random_bool(0.5) {
+            (shift, SHIFT_PAD)
+        } else {
+            (SHIFT_PAD, shift)
+        };
+        Self {
+            x,
+            y,
+            flip: rng.random_bool(0.5),
+        }
     }
 
     /// Applies the draw to one `[C, H, W]` image: pad by 3 pixels replicating the edge,
@@ -83,16 +95,41 @@ mod tests {
                     for row in 0..4 {
                         for col in 0..4 {
                             let src_col = if flip { 3 - col } else { col };
-                            assert_eq!(out[row * 4 + col], padded(row + y, src_col + x), "x={x} y={y} flip={flip}");
+                            assert_eq!(
+                                out[row * 4 + col],
+                                padded(row + y, src_col + x),
+                                "x={x} y={y} flip={flip}"
+                            );
                         }
                     }
                 }
             }
         }
         // Concretely: shift 0 along x puts the left edge column twice... three times.
-        assert_eq!(&apply(ShiftFlip { x: 0, y: 3, flip: false })[..4], &[0, 0, 0, 0]);
-        assert_eq!(&apply(ShiftFlip { x: 5, y: 3, flip: false })[..4], &[2, 3, 3, 3]);
-        assert_eq!(&apply(ShiftFlip { x: 3, y: 3, flip: true })[..4], &[3, 2, 1, 0]);
+        assert_eq!(
+            &apply(ShiftFlip {
+                x: 0,
+                y: 3,
+                flip: false
+            })[..4],
+            &[0, 0, 0, 0]
+        );
+        assert_eq!(
+            &apply(ShiftFlip {
+                x: 5,
+                y: 3,
+                flip: false
+            })[..4],
+            &[2, 3, 3, 3]
+        );
+        assert_eq!(
+            &apply(ShiftFlip {
+                x: 3,
+                y: 3,
+                flip: true
+            })[..4],
+            &[3, 2, 1, 0]
+        );
     }
 
     #[test]

@@ -64,7 +64,10 @@ pub fn make_batch(
         }
     }
     let values: Vec<f32> = if options.dequantize {
-        bytes.iter().map(|&b| byte_to_unit(b) + rng.random::<f32>() / 256.0).collect()
+        bytes
+            .iter()
+            .map(|&b| byte_to_unit(b) + rng.random::<f32>() / 256.0)
+            .collect()
     } else {
         bytes.iter().map(|&b| byte_to_unit(b)).collect()
     };

@@ -46,6 +46,31 @@ impl ImageSet {
         }
     }
 
+    /// The images of `parts` one after another, all of shape `shape`, stopping at the first
+    /// error. Readers concatenate the batch files of a split with this as they read them, so
+    /// that at most one batch is held besides the result.
+    pub(crate) fn concat<E>(
+        shape: [usize; 3],
+        parts: impl IntoIterator<Item = Result<ImageSet, E>>,
+    ) -> Result<Self, E> {
+        let mut out = Self {
+            shape,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+        };
+        for part in parts {
+            let part = part?;
+            debug_assert_eq!(part.shape, shape, "readers concatenate parts of one shape");
+            if out.is_empty() {
+                out = part;
+            } else {
+                out.pixels.extend_from_slice(&part.pixels);
+                out.labels.extend_from_slice(&part.labels);
+            }
+        }
+        Ok(out)
+    }
+
     /// MNIST digits in one of the [`MnistLayout`]s: zero-padded to 32x32 (and repeated to
     /// three channels for the reference's layout), or as stored.
     pub fn from_mnist(split: &MnistSplit, layout: MnistLayout) -> Self {
@@ -63,6 +88,10 @@ impl ImageSet {
                 }
             }
         }
-        Self { shape, pixels, labels: split.labels.iter().map(|&l| l as u16).collect() }
+        Self {
+            shape,
+            pixels,
+            labels: split.labels.iter().map(|&l| l as u16).collect(),
+        }
     }
 }

@@ -1,17 +1,36 @@
-//! Datasets of mAR-SCF: readers for the files the reference trains on, its preprocessing,
-//! and an embedded sample of real MNIST digits.
+//! Datasets of mAR-SCF: readers for the files the reference trains on (MNIST, CIFAR-10 in
+//! its binary and Python distributions, downsampled ImageNet 32/64 as image folders or npz
+//! batches), its preprocessing, an embedded sample of real MNIST digits, and (feature
+//! `download`) verified downloads of MNIST and CIFAR-10.
+//!
+//! Every reader produces an [`ImageSet`]; [`datasets::load`] picks the reader by
+//! [`DatasetName`]. Bad files are [`DataError`]s naming the file, never panics.
 
 #![warn(missing_docs)]
 
 pub mod augment;
 pub mod batch;
+pub mod cifar;
+pub mod cifar_pickle;
+pub mod datasets;
+#[cfg(feature = "download")]
+pub mod download;
 mod error;
 pub mod idx;
+pub mod image_folder;
+pub mod imagenet;
 pub mod images;
 pub mod mnist;
+pub mod npy;
 pub mod transform;
 
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod testutil;
+
 pub use batch::{BatchOptions, EpochOrder, make_batch, stream};
+pub use datasets::{DatasetName, load};
 pub use error::DataError;
 pub use images::ImageSet;
 pub use mnist::{MnistSplit, embedded};

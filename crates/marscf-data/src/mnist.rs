@@ -1,6 +1,6 @@
 //! MNIST: 28x28 grey digits in the IDX format, and an embedded sample of real digits.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::DataError;
 use crate::idx::{parse_images, parse_labels};
@@ -43,7 +43,7 @@ impl MnistSplit {
             return Err(DataError::LabelOutOfRange {
                 file: names.1.to_string(),
                 index,
-                label,
+                label: i64::from(label),
                 classes: 10,
             });
         }
@@ -53,17 +53,23 @@ impl MnistSplit {
     /// Reads a split from `dir`, given its `(images, labels)` file names; a name ending in
     /// `.gz` is also found without the suffix (the unpacked files).
     pub fn load(dir: &Path, names: (&str, &str)) -> Result<Self, DataError> {
-        let read = |name: &str| {
+        let find = |name: &str| {
             let path = dir.join(name);
             let unpacked = dir.join(name.trim_end_matches(".gz"));
-            let path = if !path.exists() && unpacked.exists() {
+            if !path.exists() && unpacked.exists() {
                 unpacked
             } else {
                 path
-            };
-            std::fs::read(&path).map_err(|source| DataError::Io { path, source })
+            }
         };
-        Self::from_idx(&read(names.0)?, &read(names.1)?, names)
+        let (images, labels) = (find(names.0), find(names.1));
+        let (images_name, labels_name) =
+            (images.display().to_string(), labels.display().to_string());
+        Self::from_idx(
+            &crate::error::read_file(&images)?,
+            &crate::error::read_file(&labels)?,
+            (&images_name, &labels_name),
+        )
     }
 
     /// Number of images.
@@ -80,6 +86,58 @@ impl MnistSplit {
     pub fn image(&self, i: usize) -> &[u8] {
         &self.pixels[i * MNIST_SIDE * MNIST_SIDE..(i + 1) * MNIST_SIDE * MNIST_SIDE]
     }
+}
+
+/// The folder under `root` that holds MNIST's four IDX files (each gzipped or unpacked):
+/// `root` itself, `root/mnist` or torchvision's `root/MNIST/raw`. An error says which files
+/// to place where.
+pub fn locate(root: &Path) -> Result<PathBuf, DataError> {
+    let names = [TRAIN_FILES.0, TRAIN_FILES.1, TEST_FILES.0, TEST_FILES.1];
+    let present = |dir: &Path, name: &str| {
+        dir.join(name).is_file() || dir.join(name.trim_end_matches(".gz")).is_file()
+    };
+    let candidates = [
+        root.to_path_buf(),
+        root.join("mnist"),
+        root.join("MNIST").join("raw"),
+    ];
+    for dir in &candidates {
+        if names.iter().all(|name| present(dir, name)) {
+            return Ok(dir.clone());
+        }
+    }
+    let lacking = candidates
+        .iter()
+        .find_map(|dir| {
+            let missing: Vec<_> = names.iter().filter(|n| !present(dir, n)).copied().collect();
+            (missing.len() < names.len()).then(|| {
+                format!(
+                    "{} holds part of MNIST but lacks {}. ",
+                    dir.display(),
+                    missing.join(", ")
+                )
+            })
+        })
+        .unwrap_or_default();
+    Err(DataError::MissingData {
+        dataset: "MNIST".into(),
+        message: format!(
+            "{lacking}Place {} (gzipped or unpacked; from \
+             https://storage.googleapis.com/cvdf-datasets/mnist/) in {}, or use the embedded \
+             sample (mnist-sample)",
+            names.join(", "),
+            root.display()
+        ),
+    })
+}
+
+/// MNIST's `(train, test)` splits from wherever [`locate`] finds them under `root`.
+pub fn load(root: &Path) -> Result<(MnistSplit, MnistSplit), DataError> {
+    let dir = locate(root)?;
+    Ok((
+        MnistSplit::load(&dir, TRAIN_FILES)?,
+        MnistSplit::load(&dir, TEST_FILES)?,
+    ))
 }
 
 /// The embedded sample of real MNIST digits: 1,600 training and 400 test digits from the
@@ -155,5 +213,39 @@ mod tests {
             MnistSplit::from_idx(&images, &labels, ("i", "l")),
             Err(DataError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn finds_torchvision_layout_and_names_a_corrupt_file() {
+        use crate::testutil::{gzip, idx_images, idx_labels, temp_dir};
+        let root = temp_dir();
+        let raw = root.path().join("MNIST").join("raw");
+        std::fs::create_dir_all(&raw).unwrap();
+        let images = idx_images(&[7; 2 * 784], 2, 28, 28);
+        for (name, bytes) in [
+            (TRAIN_FILES.0, gzip(&images)),
+            (TRAIN_FILES.1, gzip(&idx_labels(&[1, 2]))),
+            // Unpacked files are found too.
+            ("t10k-images-idx3-ubyte", images.clone()),
+            ("t10k-labels-idx1-ubyte", idx_labels(&[3, 4])),
+        ] {
+            std::fs::write(raw.join(name), bytes).unwrap();
+        }
+        assert_eq!(locate(root.path()).unwrap(), raw);
+        let (train, test) = load(root.path()).unwrap();
+        assert_eq!((train.labels, test.labels), (vec![1, 2], vec![3, 4]));
+        assert_eq!(test.pixels, vec![7; 2 * 784]);
+
+        let mut corrupt = gzip(&images);
+        corrupt.truncate(corrupt.len() - 12);
+        std::fs::write(raw.join(TRAIN_FILES.0), corrupt).unwrap();
+        let err = load(root.path()).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Gzip { file, .. } if file.ends_with(TRAIN_FILES.0)),
+            "{err}"
+        );
+        std::fs::remove_file(raw.join(TRAIN_FILES.0)).unwrap();
+        let text = load(root.path()).unwrap_err().to_string();
+        assert!(text.contains("lacks train-images-idx3-ubyte.gz"), "{text}");
     }
 }

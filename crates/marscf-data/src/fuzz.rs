@@ -1,0 +1,147 @@
+//! Fuzz-style robustness test: every parser is fed thousands of random, truncated and
+//! corrupted variants of valid files (from a seeded RNG) and must return, never panic.
+
+use std::io::Cursor;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::cifar::{CIFAR_SHAPE, parse_binary_batch};
+use crate::cifar_pickle::parse_python_batch;
+use crate::idx::{parse_images, parse_labels};
+use crate::image_folder::decode_rgb;
+use crate::imagenet::{ImagenetSize, parse_npz_batch};
+use crate::mnist::MnistSplit;
+use crate::npy::NpyArray;
+use crate::testutil::{
+    cifar_binary, cifar_pickle, gzip, idx_images, idx_labels, imagenet_npz, jpeg, npy, png,
+    test_images,
+};
+
+/// Cases per parser.
+const CASES: usize = 3000;
+
+type Parser = Box<dyn Fn(&[u8]) -> bool>;
+
+/// `(name, valid seed files, parser)`; each parser returns whether it accepted the input.
+fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
+    let mnist = test_images([1, 28, 28], 2, 10);
+    let labels: Vec<u8> = mnist.labels.iter().map(|&l| l as u8).collect();
+    let images = idx_images(&mnist.pixels, 2, 28, 28);
+    let cifar = test_images(CIFAR_SHAPE, 2, 10);
+    let imagenet = test_images([3, 32, 32], 2, 10);
+    let rgb: Vec<u8> = (0..6 * 5 * 3).map(|i| i as u8).collect();
+    let labels = idx_labels(&labels);
+    let labels_for_split = labels.clone();
+    vec![
+        (
+            "idx images",
+            vec![images.clone(), gzip(&images)],
+            Box::new(|b| parse_images(b, "f").is_ok()),
+        ),
+        (
+            "idx labels",
+            vec![labels.clone(), gzip(&labels)],
+            Box::new(|b| parse_labels(b, "f").is_ok()),
+        ),
+        (
+            "mnist split",
+            vec![images.clone(), gzip(&images)],
+            Box::new(move |b| MnistSplit::from_idx(b, &labels_for_split, ("i", "l")).is_ok()),
+        ),
+        (
+            "cifar binary",
+            vec![cifar_binary(&cifar)],
+            Box::new(|b| parse_binary_batch(b, "f").is_ok()),
+        ),
+        (
+            "cifar pickle",
+            vec![cifar_pickle(&cifar)],
+            Box::new(|b| parse_python_batch(b, "f").is_ok()),
+        ),
+        (
+            "npy",
+            vec![npy("<i8", &[2], &[1; 16]), npy("|u1", &[2, 3], &[1; 6])],
+            Box::new(|b| {
+                NpyArray::from_vec(b.to_vec(), "f")
+                    .and_then(|a| a.to_i64("f"))
+                    .is_ok()
+            }),
+        ),
+        (
+            "npz batch",
+            vec![
+                imagenet_npz(&imagenet, Some(&[1, 2]), false),
+                imagenet_npz(&imagenet, Some(&[5, 6]), true),
+            ],
+            Box::new(|b| parse_npz_batch(Cursor::new(b), "f", ImagenetSize::S32).is_ok()),
+        ),
+        (
+            "image",
+            vec![png(6, 5, &rgb), jpeg(6, 5, &rgb)],
+            Box::new(|b| decode_rgb(b, Path::new("f")).is_ok()),
+        ),
+    ]
+}
+
+/// A variant of `seed`: truncated, bytes overwritten, bytes inserted, or random bytes.
+fn mutate(seed: &[u8], rng: &mut StdRng) -> Vec<u8> {
+    let mut bytes = seed.to_vec();
+    match rng.random_range(0..5) {
+        0 => bytes.truncate(rng.random_range(0..=seed.len())),
+        1 | 2 => {
+            // Corruptions cluster in the headers, where the parsers branch.
+            let span = if rng.random_bool(0.7) {
+                bytes.len().min(128)
+            } else {
+                bytes.len()
+            };
+            for _ in 0..rng.random_range(1..=8) {
+                if span > 0 {
+                    let at = rng.random_range(0..span);
+                    bytes[at] = if rng.random_bool(0.5) {
+                        rng.random()
+                    } else {
+                        [0, 0xff, 0x7f, 0x80][at % 4]
+                    };
+                }
+            }
+        }
+        3 => {
+            let at = rng.random_range(0..=bytes.len());
+            let extra: Vec<u8> = (0..rng.random_range(1..64)).map(|_| rng.random()).collect();
+            bytes.splice(at..at, extra);
+        }
+        _ => {
+            bytes = (0..rng.random_range(0..512))
+                .map(|_| rng.random())
+                .collect();
+            // Sometimes behind a valid magic, to get past the first check.
+            if rng.random_bool(0.5) {
+                bytes.splice(0..0, seed[..seed.len().min(16)].iter().copied());
+            }
+        }
+    }
+    bytes
+}
+
+#[test]
+fn no_parser_panics_on_corrupt_input() {
+    let mut rng = StdRng::seed_from_u64(0x5eed_da7a);
+    for (name, seeds, parse) in parsers() {
+        for seed in &seeds {
+            assert!(parse(seed), "{name}: a valid seed file is accepted");
+        }
+        let mut accepted = 0;
+        for case in 0..CASES {
+            let input = mutate(&seeds[case % seeds.len()], &mut rng);
+            match catch_unwind(AssertUnwindSafe(|| parse(&input))) {
+                Ok(ok) => accepted += usize::from(ok),
+                Err(_) => panic!("{name}: panicked on case {case}: {input:02x?}"),
+            }
+        }
+        assert!(accepted < CASES, "{name}: some corrupt inputs are rejected");
+    }
+}

@@ -1,0 +1,304 @@
+//! A folder of images read like torchvision's `ImageFolder`: one sub-folder per class, the
+//! label of an image the index of its folder among the class folders sorted by name, and the
+//! images of a class in file-name order. PNG and JPEG files are decoded (by content, not by
+//! extension) with the `image` crate and converted to 8-bit RGB.
+//!
+//! Stricter than torchvision, so that a broken download is noticed: a file that does not
+//! decode, an image whose size differs from the first one's, a nested folder, a file beside
+//! the class folders, and an empty class folder are errors naming the file. Hidden entries
+//! (names starting with `.`) are skipped. A folder with no sub-folders at all is read as a
+//! single class (label 0): the layout of the official downsampled-ImageNet PNG archives.
+
+use std::path::{Path, PathBuf};
+
+use crate::DataError;
+use crate::images::ImageSet;
+
+/// Images of a folder with their class names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFolder {
+    /// `len` images `[3, H, W]`, channel-major, labels `0..classes.len()`.
+    pub images: ImageSet,
+    /// Class folder names in label order (the folder's own name when it has no sub-folders).
+    pub classes: Vec<String>,
+}
+
+/// Decodes a PNG or JPEG image to RGB: `(width, height, 3 * height * width bytes)` in the
+/// channel-major `[3, H, W]` layout. `path` names the file in errors.
+pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<(u32, u32, Vec<u8>), DataError> {
+    let err = |e: image::ImageError| DataError::Image {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let image = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .decode()
+        .map_err(err)?
+        .into_rgb8();
+    let (w, h) = image.dimensions();
+    if w == 0 || h == 0 {
+        return Err(DataError::Image {
+            path: path.to_path_buf(),
+            message: format!("the image is {w}x{h} pixels"),
+        });
+    }
+    let plane = w as usize * h as usize;
+    let mut out = vec![0u8; 3 * plane];
+    for (i, rgb) in image.as_raw().chunks_exact(3).enumerate() {
+        for (c, &v) in rgb.iter().enumerate() {
+            out[c * plane + i] = v;
+        }
+    }
+    Ok((w, h, out))
+}
+
+/// Reads every image under `dir` (see the module doc for the layout). With
+/// `expected = Some((width, height))` every image must have that size; otherwise all must
+/// have the size of the first.
+pub fn read_image_folder(
+    dir: &Path,
+    expected: Option<(u32, u32)>,
+) -> Result<ImageFolder, DataError> {
+    let (dirs, files) = entries(dir)?;
+    let (classes, items): (Vec<String>, Vec<(PathBuf, u16)>) = if dirs.is_empty() {
+        let name = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        (vec![name], files.into_iter().map(|f| (f, 0)).collect())
+    } else {
+        if let Some(file) = files.first() {
+            return Err(DataError::Mismatch {
+                file: file.display().to_string(),
+                message: format!(
+                    "a file beside the class folders of {}; expected only one sub-folder per class",
+                    dir.display()
+                ),
+            });
+        }
+        if dirs.len() > usize::from(u16::MAX) + 1 {
+            return Err(DataError::Mismatch {
+                file: dir.display().to_string(),
+                message: format!("{} class folders, at most 65,536 are supported", dirs.len()),
+            });
+        }
+        let mut items = Vec::new();
+        for (label, class_dir) in dirs.iter().enumerate() {
+            let (nested, files) = entries(class_dir)?;
+            if let Some(nested) = nested.first() {
+                return Err(DataError::Mismatch {
+                    file: nested.display().to_string(),
+                    message: "a folder inside a class folder; expected only image files".into(),
+                });
+            }
+            if files.is_empty() {
+                return Err(DataError::EmptyFolder {
+                    path: class_dir.clone(),
+                    message: "class folder holds no images".into(),
+                });
+            }
+            items.extend(files.into_iter().map(|f| (f, label as u16)));
+        }
+        let names = dirs.iter().map(|d| {
+            d.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        });
+        (names.collect(), items)
+    };
+    let Some((first, _)) = items.first() else {
+        return Err(DataError::EmptyFolder {
+            path: dir.to_path_buf(),
+            message: "folder holds no images".into(),
+        });
+    };
+    let (w, h, first_pixels) = decode_rgb(&crate::error::read_file(first)?, first)?;
+    if let Some(expected) = expected.filter(|&e| e != (w, h)) {
+        return Err(DataError::ImageSize {
+            path: first.clone(),
+            expected,
+            got: (w, h),
+        });
+    }
+    let image_bytes = first_pixels.len();
+    let mut pixels = vec![0u8; items.len() * image_bytes];
+    pixels[..image_bytes].copy_from_slice(&first_pixels);
+    decode_all(&items[1..], (w, h), &mut pixels[image_bytes..])?;
+    let images = ImageSet {
+        shape: [3, h as usize, w as usize],
+        pixels,
+        labels: items.iter().map(|&(_, label)| label).collect(),
+    };
+    Ok(ImageFolder { images, classes })
+}
+
+/// Decodes `items` into `out` (one `3 H W` slot each) on all cores; the error reported is
+/// the one of the first failing file.
+fn decode_all(items: &[(PathBuf, u16)], size: (u32, u32), out: &mut [u8]) -> Result<(), DataError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let image_bytes = out.len() / items.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    let per_thread = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(per_thread)
+            .zip(out.chunks_mut(per_thread * image_bytes))
+            .map(|(items, out)| {
+                scope.spawn(move || {
+                    for ((path, _), slot) in items.iter().zip(out.chunks_exact_mut(image_bytes)) {
+                        let (w, h, pixels) = decode_rgb(&crate::error::read_file(path)?, path)?;
+                        if (w, h) != size {
+                            return Err(DataError::ImageSize {
+                                path: path.clone(),
+                                expected: size,
+                                got: (w, h),
+                            });
+                        }
+                        slot.copy_from_slice(&pixels);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        // Joined in order, so the first error is the earliest file's.
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })
+}
+
+/// `(sub-folders, files)` of `dir`, each sorted by name, hidden entries skipped.
+fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symbolic links, as torchvision does.
+        if path.is_dir() {
+            dirs.push(path);
+        } else {
+            files.push(path);
+        }
+    }
+    dirs.sort();
+    files.sort();
+    Ok((dirs, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{jpeg, png, temp_dir};
+
+    fn rgb(w: u32, h: u32, seed: u8) -> Vec<u8> {
+        (0..w * h * 3)
+            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn reads_class_folders_in_sorted_order() {
+        let root = temp_dir();
+        for (class, seeds) in [("n02", &[5u8][..]), ("n01", &[1, 2][..])] {
+            std::fs::create_dir(root.path().join(class)).unwrap();
+            for (i, &seed) in seeds.iter().enumerate() {
+                std::fs::write(
+                    root.path().join(class).join(format!("{i}.png")),
+                    png(4, 2, &rgb(4, 2, seed)),
+                )
+                .unwrap();
+            }
+        }
+        std::fs::write(root.path().join(".DS_Store"), b"junk").unwrap();
+        let folder = read_image_folder(root.path(), Some((4, 2))).unwrap();
+        assert_eq!(folder.classes, vec!["n01", "n02"]);
+        assert_eq!(folder.images.labels, vec![0, 0, 1]);
+        assert_eq!(folder.images.shape, [3, 2, 4]);
+        // Channel-major: the red plane first. Pixel (y=1, x=2) of image 1 (seed 2).
+        let source = rgb(4, 2, 2);
+        let image = folder.images.image(1);
+        for c in 0..3 {
+            assert_eq!(image[c * 8 + 6], source[6 * 3 + c]);
+        }
+    }
+
+    #[test]
+    fn reads_a_flat_folder_and_jpeg() {
+        let root = temp_dir();
+        std::fs::write(root.path().join("a.png"), png(8, 8, &[200; 192])).unwrap();
+        std::fs::write(root.path().join("b.jpg"), jpeg(8, 8, &[100; 192])).unwrap();
+        let folder = read_image_folder(root.path(), None).unwrap();
+        assert_eq!(folder.images.len(), 2);
+        assert_eq!(folder.images.labels, vec![0, 0]);
+        assert!(
+            folder.images.image(1).iter().all(|&v| v.abs_diff(100) <= 2),
+            "JPEG is lossy"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_folders_naming_the_file() {
+        let root = temp_dir();
+        let class = root.path().join("c0");
+        std::fs::create_dir(&class).unwrap();
+        std::fs::write(class.join("a.png"), png(4, 4, &[0; 48])).unwrap();
+        std::fs::write(class.join("b.png"), png(4, 2, &[0; 24])).unwrap();
+        let err = read_image_folder(root.path(), None).unwrap_err();
+        assert!(
+            matches!(&err, DataError::ImageSize { path, expected: (4, 4), got: (4, 2) } if path.ends_with("b.png")),
+            "{err}"
+        );
+        let err = read_image_folder(root.path(), Some((8, 8))).unwrap_err();
+        assert!(
+            matches!(&err, DataError::ImageSize { path, .. } if path.ends_with("a.png")),
+            "{err}"
+        );
+
+        std::fs::write(class.join("b.png"), b"this is a text file").unwrap();
+        let err = read_image_folder(root.path(), None).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Image { path, .. } if path.ends_with("b.png")),
+            "{err}"
+        );
+        let mut truncated = png(4, 4, &[0; 48]);
+        truncated.truncate(40);
+        std::fs::write(class.join("b.png"), truncated).unwrap();
+        let err = read_image_folder(root.path(), None).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Image { path, .. } if path.ends_with("b.png")),
+            "{err}"
+        );
+        std::fs::remove_file(class.join("b.png")).unwrap();
+
+        std::fs::create_dir(root.path().join("c1")).unwrap();
+        let err = read_image_folder(root.path(), None).unwrap_err();
+        assert!(
+            matches!(&err, DataError::EmptyFolder { path, .. } if path.ends_with("c1")),
+            "{err}"
+        );
+        std::fs::write(root.path().join("README"), b"x").unwrap();
+        let err = read_image_folder(root.path(), None).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Mismatch { file, .. } if file.ends_with("README")),
+            "{err}"
+        );
+
+        let empty = temp_dir();
+        assert!(matches!(
+            read_image_folder(empty.path(), None),
+            Err(DataError::EmptyFolder { .. })
+        ));
+        let missing = empty.path().join("nope");
+        assert!(
+            matches!(read_image_folder(&missing, None), Err(DataError::Io { path, .. }) if path == missing)
+        );
+    }
+}

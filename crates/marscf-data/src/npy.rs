@@ -1,0 +1,472 @@
+//! NumPy's `.npy` arrays (format versions 1 to 3) of integers, and `.npz` archives of them.
+//!
+//! An `.npz` file is a zip archive (stored or deflated) with one `NAME.npy` member per array;
+//! the archive is read with the `zip` crate. An `.npy` member is the magic `\x93NUMPY`, a
+//! version, a header length, a header that is a Python dict literal
+//! `{'descr': '<i8', 'fortran_order': False, 'shape': (N, 3072), }`, then the raw elements.
+//!
+//! The `.npy` part is parsed here rather than with the `npyz` crate: `npyz` 0.9.1 panics
+//! ("attempt to multiply with overflow") on a header whose shape product overflows `u64`,
+//! which a corrupt file can hold, and this reader only needs integer arrays in C order.
+//! Every size is computed with checked arithmetic and checked against the bytes present, so
+//! a corrupt header never causes a large allocation.
+
+use std::io::{Read, Seek};
+
+use crate::DataError;
+
+/// Element type of an integer array: `(signed, bytes per element, big-endian)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntType {
+    /// Whether the elements are signed (`i`) or unsigned (`u`, or `b` for bools).
+    pub signed: bool,
+    /// Bytes per element: 1, 2, 4 or 8.
+    pub size: usize,
+    /// Whether multi-byte elements are big-endian.
+    pub big_endian: bool,
+}
+
+/// An integer array read from an `.npy` file: its shape and its raw elements in C order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    /// The shape, outermost dimension first.
+    pub shape: Vec<usize>,
+    /// The element type.
+    pub dtype: IntType,
+    /// `product(shape) * dtype.size` bytes, C order.
+    pub data: Vec<u8>,
+}
+
+impl NpyArray {
+    /// Parses an `.npy` file held in `bytes` (consumed to avoid a copy of the data).
+    pub fn from_vec(mut bytes: Vec<u8>, file: &str) -> Result<Self, DataError> {
+        let err = |message: String| DataError::Npz {
+            file: file.to_string(),
+            message,
+        };
+        if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
+            return Err(err("not an .npy array (no \\x93NUMPY magic)".into()));
+        }
+        let (header_start, header_len) = match bytes[6] {
+            1 => (10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]]))),
+            2 | 3 if bytes.len() >= 12 => {
+                let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+                (
+                    12,
+                    usize::try_from(len).map_err(|_| err("header length overflows".into()))?,
+                )
+            }
+            v => return Err(err(format!("unsupported .npy format version {v}"))),
+        };
+        let data_start = header_start + header_len;
+        let header = bytes
+            .get(header_start..data_start)
+            .ok_or_else(|| err(format!("header of {header_len} bytes runs past the end")))?;
+        let header = std::str::from_utf8(header).map_err(|_| err("header is not text".into()))?;
+        let (dtype, fortran, shape) =
+            parse_header(header).map_err(|m| err(format!("header: {m}")))?;
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
+        let got = bytes.len() - data_start;
+        if got != expected {
+            return Err(DataError::Truncated {
+                file: file.to_string(),
+                expected,
+                got,
+            });
+        }
+        if fortran && shape.iter().filter(|&&d| d > 1).count() > 1 {
+            return Err(err("Fortran-ordered arrays are not supported".into()));
+        }
+        bytes.drain(..data_start);
+        Ok(Self {
+            shape,
+            dtype,
+            data: bytes,
+        })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dtype.size
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The elements of any integer type as `i64`; an unsigned 64-bit element above
+    /// `i64::MAX` is an error.
+    pub fn to_i64(&self, file: &str) -> Result<Vec<i64>, DataError> {
+        let IntType {
+            signed,
+            size,
+            big_endian,
+        } = self.dtype;
+        self.data
+            .chunks_exact(size)
+            .map(|chunk| {
+                let mut buf = [0u8; 8];
+                let fill = if signed && chunk[if big_endian { 0 } else { size - 1 }] & 0x80 != 0 {
+                    0xff
+                } else {
+                    0
+                };
+                buf.fill(fill);
+                if big_endian {
+                    chunk
+                        .iter()
+                        .rev()
+                        .zip(buf.iter_mut())
+                        .for_each(|(s, d)| *d = *s);
+                } else {
+                    chunk.iter().zip(buf.iter_mut()).for_each(|(s, d)| *d = *s);
+                }
+                let value = i64::from_le_bytes(buf);
+                if !signed && size == 8 && value < 0 {
+                    return Err(DataError::Npz {
+                        file: file.to_string(),
+                        message: "a uint64 element does not fit in i64".into(),
+                    });
+                }
+                Ok(value)
+            })
+            .collect()
+    }
+}
+
+/// An `.npz` archive open for reading its arrays.
+pub struct Npz<R> {
+    archive: zip::ZipArchive<R>,
+    file: String,
+}
+
+impl<R: Read + Seek> Npz<R> {
+    /// Opens the archive; `file` names it in errors.
+    pub fn new(reader: R, file: &str) -> Result<Self, DataError> {
+        let archive = zip::ZipArchive::new(reader).map_err(|e| DataError::Npz {
+            file: file.to_string(),
+            message: format!("not a readable zip archive: {e}"),
+        })?;
+        Ok(Self {
+            archive,
+            file: file.to_string(),
+        })
+    }
+
+    /// The array `name` (the member `name.npy`), or `None` if the archive has no such member.
+    pub fn array(&mut self, name: &str) -> Result<Option<NpyArray>, DataError> {
+        let member = format!("{name}.npy");
+        let file = format!("{}:{member}", self.file);
+        let err = |message: String| DataError::Npz {
+            file: file.clone(),
+            message,
+        };
+        let mut entry = match self.archive.by_name(&member) {
+            Ok(entry) => entry,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        // Grows with the bytes actually inflated: a forged size in the zip directory cannot
+        // cause a large allocation, and a wrong CRC-32 is an error of the read.
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| err(e.to_string()))?;
+        NpyArray::from_vec(bytes, &file).map(Some)
+    }
+}
+
+/// `(dtype, fortran_order, shape)` from the header dict.
+fn parse_header(text: &str) -> Result<(IntType, bool, Vec<usize>), String> {
+    let mut parser = Literal {
+        text: text.as_bytes(),
+        pos: 0,
+    };
+    let Lit::Dict(entries) = parser.value(0)? else {
+        return Err("not a dict".into());
+    };
+    parser.skip_space();
+    if parser.pos != parser.text.len() {
+        return Err("text after the dict".into());
+    }
+    let get = |key: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| matches!(k, Lit::Str(s) if s == key))
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("no '{key}' entry"))
+    };
+    let dtype = match get("descr")? {
+        Lit::Str(descr) => int_type(descr)?,
+        _ => return Err("structured dtypes are not supported".into()),
+    };
+    let fortran = match get("fortran_order")? {
+        Lit::Bool(b) => *b,
+        _ => return Err("'fortran_order' is not a bool".into()),
+    };
+    let shape = match get("shape")? {
+        Lit::Tuple(dims) => dims
+            .iter()
+            .map(|d| match d {
+                Lit::Int(d) => usize::try_from(*d).map_err(|_| format!("dimension {d} too large")),
+                _ => Err("a dimension is not an integer".to_string()),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err("'shape' is not a tuple".into()),
+    };
+    Ok((dtype, fortran, shape))
+}
+
+/// An integer dtype string such as `|u1`, `<i8`, `>u2`.
+fn int_type(descr: &str) -> Result<IntType, String> {
+    let unsupported = || format!("dtype {descr:?} is not an integer type");
+    let bytes = descr.as_bytes();
+    let (order, kind, size) = match bytes {
+        [order @ (b'<' | b'>' | b'|' | b'='), kind, size @ ..] => (*order, *kind, size),
+        _ => return Err(unsupported()),
+    };
+    let size = match size {
+        b"1" => 1,
+        b"2" => 2,
+        b"4" => 4,
+        b"8" => 8,
+        _ => return Err(unsupported()),
+    };
+    let signed = match kind {
+        b'i' => true,
+        b'u' => false,
+        b'b' if size == 1 => false,
+        _ => return Err(unsupported()),
+    };
+    Ok(IntType {
+        signed,
+        size,
+        big_endian: order == b'>',
+    })
+}
+
+/// A Python literal of a `.npy` header.
+#[derive(Debug)]
+enum Lit {
+    Str(String),
+    Bool(bool),
+    None,
+    Int(u64),
+    Tuple(Vec<Lit>),
+    /// A list (only in structured dtypes, which are rejected): its items are not kept.
+    List,
+    Dict(Vec<(Lit, Lit)>),
+}
+
+/// A recursive-descent reader of the literals NumPy writes in a header.
+struct Literal<'a> {
+    text: &'a [u8],
+    pos: usize,
+}
+
+impl Literal<'_> {
+    /// Nesting allowed; NumPy's own headers nest at most 3 deep (structured dtypes).
+    const MAX_DEPTH: usize = 16;
+
+    fn skip_space(&mut self) {
+        while self.text.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.text.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at byte {}", c as char, self.pos))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Lit, String> {
+        if depth > Self::MAX_DEPTH {
+            return Err("nested too deep".into());
+        }
+        match self.peek() {
+            Some(b'{') => {
+                self.pos += 1;
+                let mut entries = Vec::new();
+                while self.peek() != Some(b'}') {
+                    let key = self.value(depth + 1)?;
+                    self.expect(b':')?;
+                    entries.push((key, self.value(depth + 1)?));
+                    if self.peek() != Some(b'}') {
+                        self.expect(b',')?;
+                    }
+                }
+                self.pos += 1;
+                Ok(Lit::Dict(entries))
+            }
+            Some(open @ (b'(' | b'[')) => {
+                let close = if open == b'(' { b')' } else { b']' };
+                self.pos += 1;
+                let mut items = Vec::new();
+                while self.peek() != Some(close) {
+                    items.push(self.value(depth + 1)?);
+                    if self.peek() != Some(close) {
+                        self.expect(b',')?;
+                    }
+                }
+                self.pos += 1;
+                Ok(if open == b'(' {
+                    Lit::Tuple(items)
+                } else {
+                    Lit::List
+                })
+            }
+            Some(quote @ (b'\'' | b'"')) => {
+                let start = self.pos + 1;
+                let len = self.text[start..]
+                    .iter()
+                    .position(|&c| c == quote)
+                    .ok_or("unterminated string")?;
+                self.pos = start + len + 1;
+                let s = std::str::from_utf8(&self.text[start..start + len])
+                    .map_err(|_| "string is not text")?;
+                Ok(Lit::Str(s.to_string()))
+            }
+            Some(c) if c.is_ascii_digit() => {
+                let start = self.pos;
+                while self.text.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                    self.pos += 1;
+                }
+                let digits = std::str::from_utf8(&self.text[start..self.pos])
+                    .map_err(|_| "number is not text")?;
+                let n = digits
+                    .parse::<u64>()
+                    .map_err(|_| format!("integer {digits} too large"))?;
+                // Python 2 wrote long integers with an `L` suffix.
+                if self.text.get(self.pos) == Some(&b'L') {
+                    self.pos += 1;
+                }
+                Ok(Lit::Int(n))
+            }
+            Some(c) if c.is_ascii_alphabetic() => {
+                let start = self.pos;
+                while self
+                    .text
+                    .get(self.pos)
+                    .is_some_and(u8::is_ascii_alphanumeric)
+                {
+                    self.pos += 1;
+                }
+                match &self.text[start..self.pos] {
+                    b"True" => Ok(Lit::Bool(true)),
+                    b"False" => Ok(Lit::Bool(false)),
+                    b"None" => Ok(Lit::None),
+                    _ => Err(format!("unexpected word at byte {start}")),
+                }
+            }
+            Some(_) => Err(format!("unexpected character at byte {}", self.pos)),
+            None => Err("unexpected end".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{npy, npz};
+
+    #[test]
+    fn reads_integer_arrays_of_every_width_and_order() {
+        let a = NpyArray::from_vec(npy("|u1", &[2, 3], &[1, 2, 3, 4, 5, 6]), "a").unwrap();
+        assert_eq!(
+            (a.shape.clone(), a.data.clone()),
+            (vec![2, 3], vec![1, 2, 3, 4, 5, 6])
+        );
+        assert_eq!(a.to_i64("a").unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        let le: Vec<u8> = [-2i64, 1000].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let a = NpyArray::from_vec(npy("<i8", &[2], &le), "a").unwrap();
+        assert_eq!(a.to_i64("a").unwrap(), vec![-2, 1000]);
+        let be: Vec<u8> = [-3i16, 700].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let a = NpyArray::from_vec(npy(">i2", &[2], &be), "a").unwrap();
+        assert_eq!(a.to_i64("a").unwrap(), vec![-3, 700]);
+        let a = NpyArray::from_vec(npy("<u4", &[1], &u32::MAX.to_le_bytes()), "a").unwrap();
+        assert_eq!(a.to_i64("a").unwrap(), vec![i64::from(u32::MAX)]);
+        let a = NpyArray::from_vec(npy("<u8", &[1], &u64::MAX.to_le_bytes()), "a").unwrap();
+        assert!(matches!(a.to_i64("a"), Err(DataError::Npz { .. })));
+    }
+
+    #[test]
+    fn reads_python2_headers_and_version_2() {
+        let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2L, 1L), }";
+        let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[7, 8]);
+        let a = NpyArray::from_vec(bytes, "a").unwrap();
+        assert_eq!((a.shape, a.data), (vec![2, 1], vec![7, 8]));
+    }
+
+    #[test]
+    fn rejects_bad_arrays_naming_the_file() {
+        let npz_err = |bytes: Vec<u8>| match NpyArray::from_vec(bytes, "f.npy") {
+            Err(DataError::Npz { file, .. }) => file == "f.npy",
+            _ => false,
+        };
+        assert!(npz_err(b"\x93NUMPZ\x01\x00\x00\x00".to_vec()));
+        assert!(npz_err(npy("<f4", &[1], &[0; 4])), "floats");
+        assert!(
+            npz_err(npy("|u1", &[1 << 40, 1 << 40, 1 << 40], &[])),
+            "overflowing shape"
+        );
+        let mut bad = npy("|u1", &[2], &[1, 2]);
+        bad[20] = b'!';
+        assert!(npz_err(bad), "a corrupt header");
+        let err = NpyArray::from_vec(npy("|u1", &[3], &[1, 2]), "f.npy").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected: 3,
+                    got: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reads_members_of_stored_and_deflated_archives() {
+        for compressed in [false, true] {
+            let bytes = npz(&[("data", npy("|u1", &[1, 2], &[9, 8]))], compressed);
+            let mut archive = Npz::new(std::io::Cursor::new(bytes), "a.npz").unwrap();
+            let data = archive.array("data").unwrap().unwrap();
+            assert_eq!(data.data, vec![9, 8]);
+            assert!(archive.array("labels").unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn rejects_corrupt_archives() {
+        let err = Npz::new(std::io::Cursor::new(b"PK\x03\x04garbage".to_vec()), "a.npz")
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, DataError::Npz { file, .. } if file == "a.npz"),
+            "{err}"
+        );
+        // A flipped byte in a deflated member: the inflate or the CRC-32 check fails.
+        let mut bytes = npz(&[("data", npy("|u1", &[64], &[5; 64]))], true);
+        bytes[40] ^= 0x55;
+        let result =
+            Npz::new(std::io::Cursor::new(bytes), "a.npz").and_then(|mut a| a.array("data"));
+        assert!(matches!(result, Err(DataError::Npz { .. })), "{result:?}");
+    }
+}
