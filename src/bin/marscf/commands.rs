@@ -4,6 +4,7 @@ use std::error::Error;
 use std::path::Path;
 use std::time::Instant;
 
+use marscf::bench::{BenchConfig, CASES, run_case};
 use marscf::checkpoint;
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::data::datasets::{DatasetName, load};
@@ -15,7 +16,8 @@ use marscf::{MarScf, MarScfConfig, PriorKind, select_device};
 
 use crate::progress::ProgressBarObserver;
 use crate::{
-    CouplingArg, DataArgs, EvalArgs, ImportArgs, LayoutArg, PriorArg, SampleArgs, TrainArgs,
+    BenchArgs, CouplingArg, DataArgs, EvalArgs, ImportArgs, LayoutArg, PriorArg, SampleArgs,
+    TrainArgs,
 };
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -93,13 +95,17 @@ fn load_model(
     Ok(model)
 }
 
+fn coupling(arg: CouplingArg) -> CouplingKind {
+    match arg {
+        CouplingArg::Affine => CouplingKind::Affine,
+        CouplingArg::Mixlogcdf => CouplingKind::MixLogCdf(MixLogCdfConfig::default()),
+    }
+}
+
 pub fn train(args: TrainArgs) -> Result<()> {
     let device = select_device()?;
     let (name, train_set, test_set) = load_data(&args.data)?;
-    let coupling = match args.coupling {
-        CouplingArg::Affine => CouplingKind::Affine,
-        CouplingArg::Mixlogcdf => CouplingKind::MixLogCdf(MixLogCdfConfig::default()),
-    };
+    let coupling = coupling(args.coupling);
     let flow = MultiScaleFlowConfig::new(train_set.shape, args.levels, args.steps, args.channels)
         .with_coupling(coupling);
     flow.validate()?;
@@ -250,6 +256,27 @@ pub fn import(args: ImportArgs) -> Result<()> {
     );
     for problem in &report.problems {
         eprintln!("warning (--partial): {problem}");
+    }
+    Ok(())
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let device = select_device()?;
+    let backend = marscf::device::selected_backend_name();
+    let config = BenchConfig {
+        coupling: coupling(args.coupling),
+        levels: args.levels,
+        steps: args.steps,
+        hidden: args.channels,
+        batch: args.batch,
+        reps: args.reps,
+    };
+    let cases = args
+        .cases
+        .unwrap_or_else(|| CASES.iter().map(|c| c.to_string()).collect());
+    for case in cases {
+        let result = run_case(&case, &config, &device, &backend)?;
+        println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
 }

@@ -26,6 +26,8 @@ enum Command {
     Sample(SampleArgs),
     /// Convert a reference PyTorch checkpoint to a native one.
     Import(ImportArgs),
+    /// Time training, evaluation, sampling and one coupling; one JSON line per case.
+    Bench(BenchArgs),
 }
 
 /// Which coupling every flow step uses.
@@ -209,6 +211,31 @@ struct ImportArgs {
     out: PathBuf,
 }
 
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Coupling of the model.
+    #[arg(long, value_enum, default_value = "affine")]
+    coupling: CouplingArg,
+    /// Levels L.
+    #[arg(long = "L", default_value_t = 3)]
+    levels: usize,
+    /// Steps per level K.
+    #[arg(long = "K", default_value_t = 8)]
+    steps: usize,
+    /// Hidden width C.
+    #[arg(long = "C", default_value_t = 128)]
+    channels: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Timed repetitions after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Comma-separated cases (default: all).
+    #[arg(long, value_delimiter = ',')]
+    cases: Option<Vec<String>>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -216,6 +243,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval(args),
         Command::Sample(args) => commands::sample(args),
         Command::Import(args) => commands::import(args),
+        Command::Bench(args) => commands::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
