@@ -21,6 +21,10 @@ pub const CASES: [&str; 5] = [
     "coupling_fwd_bwd_level1",
 ];
 
+/// An extra case, `gemm`: a 2048 x 2048 x 2048 f32 matrix product, the machine's matrix
+/// rate on this backend (`items_per_s` is then GFLOP/s).
+pub const GEMM_CASE: &str = "gemm";
+
 /// What to time.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -151,6 +155,23 @@ pub fn run_case(
                     let _ = total.into_data();
                 }
             })
+        }
+        GEMM_CASE => {
+            let a = Tensor::<2>::random([2048, 2048], Distribution::Default, device);
+            let seconds = median_seconds(config.reps, || {
+                let _ = a.clone().matmul(a.clone()).slice([0..1, 0..1]).into_data();
+            });
+            return Ok(BenchResult {
+                case: GEMM_CASE.into(),
+                coupling: String::new(),
+                levels: 0,
+                steps: 0,
+                hidden: 0,
+                batch: 0,
+                median_s: seconds,
+                items_per_s: 2.0 * 2048f64.powi(3) / seconds / 1e9,
+                backend: backend.to_string(),
+            });
         }
         other => {
             return Err(ModelError::Format {

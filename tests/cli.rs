@@ -27,11 +27,18 @@ fn assert_clean_failure(output: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "should fail: {stderr}");
     assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    assert!(stderr.contains(expected), "stderr lacks {expected:?}: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "stderr lacks {expected:?}: {stderr}"
+    );
 }
 
 fn fixture_checkpoint() -> PathBuf {
-    parity_folders().into_iter().find(|f| f.ends_with("affine-L3-K2-C16")).unwrap().join("checkpoint.pt")
+    parity_folders()
+        .into_iter()
+        .find(|f| f.ends_with("affine-L3-K2-C16"))
+        .unwrap()
+        .join("checkpoint.pt")
 }
 
 fn path(p: &Path) -> &str {
@@ -43,27 +50,89 @@ fn train_eval_import_and_sample() {
     let dir = temp_dir("happy");
     let out = dir.join("run");
     let train = marscf(&[
-        "train", "--dataset", "mnist-sample", "--mnist-layout", "grey28", "-L", "2", "-K", "1", "-C", "8",
-        "--batch-size", "8", "--max-steps", "2", "--test-images", "16", "--samples", "4", "--out", path(&out),
+        "train",
+        "--dataset",
+        "mnist-sample",
+        "--mnist-layout",
+        "grey28",
+        "-L",
+        "2",
+        "-K",
+        "1",
+        "-C",
+        "8",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+        "--test-images",
+        "16",
+        "--samples",
+        "4",
+        "--out",
+        path(&out),
     ]);
-    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
-    for file in ["metrics.jsonl", "bits_per_dim.png", "samples.png", "last/model.bpk", "marscf_mnist-sample_affine_1_8.bpk"] {
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    for file in [
+        "metrics.jsonl",
+        "bits_per_dim.png",
+        "samples.png",
+        "last/model.bpk",
+        "marscf_mnist-sample_affine_1_8.bpk",
+    ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
 
-    let eval = marscf(&["eval", "--checkpoint", path(&fixture_checkpoint()), "--test-images", "16", "--json"]);
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let eval = marscf(&[
+        "eval",
+        "--checkpoint",
+        path(&fixture_checkpoint()),
+        "--test-images",
+        "16",
+        "--json",
+    ]);
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let line: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(line["bits_per_dim"].as_f64().unwrap().is_finite());
     assert_eq!(line["images"], 16);
     assert!(line["seconds"].as_f64().is_some() && line["checkpoint"].as_str().is_some());
 
-    let import = marscf(&["import", "--pytorch", path(&fixture_checkpoint()), "--out", path(&dir)]);
-    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let import = marscf(&[
+        "import",
+        "--pytorch",
+        path(&fixture_checkpoint()),
+        "--out",
+        path(&dir),
+    ]);
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
     let native = dir.join("checkpoint.bpk");
     let grid = dir.join("grid.png");
-    let sample = marscf(&["sample", "--checkpoint", path(&native), "--n", "4", "--out", path(&grid)]);
-    assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
+    let sample = marscf(&[
+        "sample",
+        "--checkpoint",
+        path(&native),
+        "--n",
+        "4",
+        "--out",
+        path(&grid),
+    ]);
+    assert!(
+        sample.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sample.stderr)
+    );
     assert!(grid.is_file());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -76,7 +145,10 @@ fn bad_input_is_an_error_exit_that_touches_nothing() {
     std::fs::write(&corrupt, b"not a checkpoint").unwrap();
     std::fs::write(dir.join("corrupt.json"), b"{}").unwrap();
     assert_clean_failure(&marscf(&["eval", "--checkpoint", path(&corrupt)]), "error:");
-    assert_clean_failure(&marscf(&["eval", "--checkpoint", path(&dir.join("missing.pt"))]), "error:");
+    assert_clean_failure(
+        &marscf(&["eval", "--checkpoint", path(&dir.join("missing.pt"))]),
+        "error:",
+    );
 
     // A dataset whose files are missing, and one that is corrupt: the run folder's files stay.
     let out = dir.join("run");
@@ -85,19 +157,51 @@ fn bad_input_is_an_error_exit_that_touches_nothing() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let train = |root: &Path| {
-        marscf(&["train", "--dataset", "mnist", "--data-root", path(root), "--max-steps", "1", "--out", path(&out)])
+        marscf(&[
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-root",
+            path(root),
+            "--max-steps",
+            "1",
+            "--out",
+            path(&out),
+        ])
     };
     assert_clean_failure(&train(&empty), "train-images-idx3-ubyte");
-    std::fs::write(empty.join("train-images-idx3-ubyte.gz"), b"\x1f\x8b garbage").unwrap();
-    for name in ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+    std::fs::write(
+        empty.join("train-images-idx3-ubyte.gz"),
+        b"\x1f\x8b garbage",
+    )
+    .unwrap();
+    for name in [
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
         std::fs::write(empty.join(name), b"garbage").unwrap();
     }
     assert_clean_failure(&train(&empty), "error:");
-    assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), b"precious\n");
+    assert_eq!(
+        std::fs::read(out.join("metrics.jsonl")).unwrap(),
+        b"precious\n"
+    );
 
     // Unknown dataset, image size that does not divide by 2^L, unknown backend.
-    assert_clean_failure(&marscf(&["train", "--dataset", "svhn", "--out", path(&out)]), "svhn");
-    let odd = marscf(&["train", "--mnist-layout", "grey28", "-L", "3", "--out", path(&out)]);
+    assert_clean_failure(
+        &marscf(&["train", "--dataset", "svhn", "--out", path(&out)]),
+        "svhn",
+    );
+    let odd = marscf(&[
+        "train",
+        "--mnist-layout",
+        "grey28",
+        "-L",
+        "3",
+        "--out",
+        path(&out),
+    ]);
     assert_clean_failure(&odd, "2^3");
     let backend = Command::new(env!("CARGO_BIN_EXE_marscf"))
         .args(["bench", "--cases", "coupling_fwd_level1"])

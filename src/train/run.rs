@@ -183,9 +183,16 @@ pub fn train(
     loop {
         let step = training.counters.step;
         let now = elapsed();
+        // Until an evaluation has been timed, estimate it from the step: a forward pass is
+        // about a third of a training step, plus drawing the samples.
+        let eval_estimate = if slowest_eval > 0.0 {
+            slowest_eval
+        } else {
+            slowest_step * (0.45 * test.len() as f64 / run.batch_size as f64 + 0.5)
+        };
         let out_of_time = run
             .max_minutes
-            .is_some_and(|m| now + slowest_step + slowest_eval > 60.0 * m);
+            .is_some_and(|m| now + slowest_step + eval_estimate > 60.0 * m);
         let done = run.max_steps.is_some_and(|s| step >= s)
             || run.epochs.is_some_and(|e| position.epoch >= e);
         if done || out_of_time || batches_per_epoch == 0 {
