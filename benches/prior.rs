@@ -31,6 +31,46 @@ fn prior(c: &mut Criterion) {
         })
     });
 
+    // The same likelihood with every step's embedding, input gates and output head run one
+    // step at a time (the layout before batching over time), for comparison.
+    group.bench_function("likelihood_fwd_bwd_step_by_step", |b| {
+        b.iter(|| {
+            let mut total = Tensor::<1>::zeros([1], &autodiff);
+            for (level, z) in latents.iter().enumerate() {
+                let prior = &trained.levels[level];
+                let e = (level < 2).then(|| {
+                    prior
+                        .condition
+                        .as_ref()
+                        .expect("conditioned")
+                        .forward(z.clone())
+                });
+                let [batch, channels, h, w] = z.dims();
+                let mut previous = Tensor::<4>::zeros([batch, 1, h, w], &autodiff);
+                let mut state = None;
+                for t in 0..channels {
+                    let input = match &e {
+                        Some(e) => Tensor::cat(vec![previous, e.clone()], 1),
+                        None => previous,
+                    };
+                    let (hidden, next) = prior.lstm.step(prior.embed.forward(input), state);
+                    state = Some(next);
+                    let out = prior.out.forward(hidden);
+                    let z_t = z.clone().narrow(1, t, 1);
+                    let log_p = marscf::core::gaussian_log_density(
+                        z_t.clone(),
+                        out.clone().narrow(1, 0, 1),
+                        out.narrow(1, 1, 1),
+                    );
+                    total = total + log_p.sum().reshape([1]);
+                    previous = z_t;
+                }
+            }
+            let _ = total.sum().backward();
+            autodiff.sync().expect("device work finishes");
+        })
+    });
+
     let sampler = MarPriorConfig::new(vec![6, 12, 48]).init(&device);
     let conditions: Vec<_> = shapes.iter().map(|s| normal(*s, &device)).collect();
     group.bench_function("sample", |b| {

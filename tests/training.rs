@@ -63,6 +63,32 @@ fn tiny_model() -> MarScfConfig {
     })
 }
 
+/// All of `set` as one batch, and [`tiny_model`] initialised on it.
+fn initialized_tiny_model(
+    set: &ImageSet,
+    dequantize: bool,
+    device: &burn::tensor::Device,
+) -> (marscf::MarScf, Tensor<4>) {
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let options = marscf::data::BatchOptions {
+        augment: false,
+        dequantize,
+    };
+    let x = marscf::data::make_batch(
+        set,
+        &indices,
+        options,
+        &mut marscf::data::stream(1, 1, 1),
+        device,
+    );
+    let model = tiny_model()
+        .init(device)
+        .unwrap()
+        .initialize(x.clone())
+        .unwrap();
+    (model, x)
+}
+
 fn digits(n: usize, test: bool) -> ImageSet {
     let split = if test {
         embedded::test()
@@ -106,21 +132,7 @@ fn temp_dir(name: &str) -> PathBuf {
 fn a_few_steps_lower_the_loss() {
     let device = device();
     let set = digits(16, false);
-    let x = marscf::data::make_batch(
-        &set,
-        &(0..16).collect::<Vec<_>>(),
-        marscf::data::BatchOptions {
-            augment: false,
-            dequantize: true,
-        },
-        &mut marscf::data::stream(1, 1, 1),
-        &device,
-    );
-    let model = tiny_model()
-        .init(&device)
-        .unwrap()
-        .initialize(x.clone())
-        .unwrap();
+    let (model, x) = initialized_tiny_model(&set, true, &device);
     let options = OptimOptions {
         lr: 3e-3,
         warmup_steps: 0,
@@ -217,18 +229,7 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
 fn non_finite_batches_are_skipped_then_stop_the_run() {
     let device = device();
     let set = digits(8, false);
-    let x = marscf::data::make_batch(
-        &set,
-        &(0..8).collect::<Vec<_>>(),
-        Default::default(),
-        &mut marscf::data::stream(1, 1, 1),
-        &device,
-    );
-    let model = tiny_model()
-        .init(&device)
-        .unwrap()
-        .initialize(x.clone())
-        .unwrap();
+    let (model, x) = initialized_tiny_model(&set, false, &device);
     let options = OptimOptions {
         nan_patience: 2,
         ..OptimOptions::default()

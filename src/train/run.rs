@@ -133,6 +133,7 @@ pub fn train(
         len: train.len(),
     };
 
+    let started = Instant::now();
     let resumable = recover_last(&last)?;
     let (mut training, mut position) = match resumable.filter(|_| resume) {
         Some(dir) => {
@@ -172,7 +173,6 @@ pub fn train(
         }
     };
 
-    let started = Instant::now();
     let seconds_before = position.seconds;
     let elapsed = || seconds_before + started.elapsed().as_secs_f64();
     observer.on_start(training.counters.step, run.max_steps);
@@ -184,11 +184,12 @@ pub fn train(
         let step = training.counters.step;
         let now = elapsed();
         // Until an evaluation has been timed, estimate it from the step: a forward pass is
-        // about a third of a training step, plus drawing the samples.
+        // about a third of a training step (measured: an evaluation of 1,000 images at batch
+        // 64 takes 0.6 steps of batch 32 per 32 images), plus samples and checkpoints.
         let eval_estimate = if slowest_eval > 0.0 {
             slowest_eval
         } else {
-            slowest_step * (0.45 * test.len() as f64 / run.batch_size as f64 + 0.5)
+            slowest_step * (0.65 * test.len() as f64 / run.batch_size as f64 + 1.0)
         };
         let out_of_time = run
             .max_minutes
