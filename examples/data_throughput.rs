@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 10,000 CIFAR-sized images of arbitrary bytes.
     let n = 10_000;
     let pixels: Vec<u8> = (0..n * 3072)
-        .map(|i| (i * 2_654_435_761usize >> 13) as u8)
+        .map(|i| ((i * 2_654_435_761usize) >> 13) as u8)
         .collect();
     let set = ImageSet {
         shape: [3, 32, 32],
