@@ -10,6 +10,7 @@
 
 pub mod augment;
 pub mod batch;
+pub mod burn_data;
 pub mod cifar;
 pub mod cifar_pickle;
 pub mod datasets;
