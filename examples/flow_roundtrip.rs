@@ -8,20 +8,20 @@
 use std::time::Instant;
 
 use marscf::core::{MultiScaleFlowConfig, StandardNormal};
-use marscf::data::{MnistLayout, embedded, mnist_batch};
-use marscf::{bits_per_dim, dequantize, objective_start, select_device};
+use marscf::data::{BatchOptions, ImageSet, MnistLayout, embedded, make_batch, stream};
+use marscf::{bits_per_dim, objective_start, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = select_device()?;
     device.seed(0);
-    let digits = embedded::train();
     let batch = 64;
-    let x = mnist_batch(
-        &digits.pixels[..batch * 784],
-        MnistLayout::Reference,
-        &device,
-    );
-    let x = dequantize(x);
+    let digits = ImageSet::from_mnist(&embedded::train(), MnistLayout::Reference);
+    let indices: Vec<usize> = (0..batch).collect();
+    let options = BatchOptions {
+        augment: false,
+        dequantize: true,
+    };
+    let x = make_batch(&digits, &indices, options, &mut stream(0, 0, 0), &device);
     let [_, c, h, w] = x.dims();
     let dims = c * h * w;
 

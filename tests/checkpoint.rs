@@ -5,19 +5,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{device, max_abs_diff, parity_folders, perturb, pixels};
+use common::{
+    affine_fixture_checkpoint, device, max_abs_diff, parity_folders, perturb, pixels, temp_dir,
+};
 use marscf::checkpoint::{checkpoint_files, load, save};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::import::load_reference;
 use marscf::{MarScfConfig, ModelError};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("marscf-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn small_config() -> MarScfConfig {
     let mixlogcdf = MixLogCdfConfig {
@@ -174,11 +170,7 @@ fn wrap_in_dict(pickle: &[u8]) -> Vec<u8> {
 #[test]
 fn reference_checkpoints_load_plain_prefixed_and_wrapped_with_or_without_config() {
     let device = device();
-    let folder = parity_folders()
-        .into_iter()
-        .find(|f| f.ends_with("affine-L3-K2-C16"))
-        .unwrap();
-    let source = folder.join("checkpoint.pt");
+    let source = affine_fixture_checkpoint();
     let dir = temp_dir("reference");
     let prefixed = dir.join("prefixed.pt");
     let wrapped = dir.join("wrapped.pt");
@@ -243,11 +235,7 @@ fn inferred_configuration_matches_every_fixture() {
 #[test]
 fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
     let device = device();
-    let folder = parity_folders()
-        .into_iter()
-        .find(|f| f.ends_with("affine-L3-K2-C16"))
-        .unwrap();
-    let source = folder.join("checkpoint.pt");
+    let source = affine_fixture_checkpoint();
     // K = 1 where the checkpoint has K = 2, and a wider network: every problem listed.
     let flow = MultiScaleFlowConfig::new([3, 32, 32], 3, 1, 32);
     let wrong = MarScfConfig::new(flow);

@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::parity_folders;
+use common::{affine_fixture_checkpoint, temp_dir};
 
 fn marscf(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_marscf"))
@@ -14,13 +14,6 @@ fn marscf(args: &[&str]) -> Output {
         .env("BURN_DEVICE", "flex")
         .output()
         .expect("the binary runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("marscf-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn assert_clean_failure(output: &Output, expected: &str) {
@@ -31,14 +24,6 @@ fn assert_clean_failure(output: &Output, expected: &str) {
         stderr.contains(expected),
         "stderr lacks {expected:?}: {stderr}"
     );
-}
-
-fn fixture_checkpoint() -> PathBuf {
-    parity_folders()
-        .into_iter()
-        .find(|f| f.ends_with("affine-L3-K2-C16"))
-        .unwrap()
-        .join("checkpoint.pt")
 }
 
 fn path(p: &Path) -> &str {
@@ -90,7 +75,7 @@ fn train_eval_import_and_sample() {
     let eval = marscf(&[
         "eval",
         "--checkpoint",
-        path(&fixture_checkpoint()),
+        path(&affine_fixture_checkpoint()),
         "--test-images",
         "16",
         "--json",
@@ -108,7 +93,7 @@ fn train_eval_import_and_sample() {
     let import = marscf(&[
         "import",
         "--pytorch",
-        path(&fixture_checkpoint()),
+        path(&affine_fixture_checkpoint()),
         "--out",
         path(&dir),
     ]);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use burn::optim::Optimizer;
 use burn::tensor::{Tensor, TensorData};
-use common::{device, max_abs_diff, parity_folders, read_safetensors};
+use common::{device, max_abs_diff, parity_folders, read_safetensors, temp_dir};
 use marscf::core::MultiScaleFlowConfig;
 use marscf::data::{ImageSet, MnistLayout, embedded};
 use marscf::import::load_reference;
@@ -120,12 +120,6 @@ fn run_config(out: PathBuf, max_steps: u64) -> RunConfig {
         eval_batch_size: 16,
         out_dir: out,
     }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("marscf-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 #[test]

@@ -131,3 +131,20 @@ pub fn read_safetensors(
         })
         .collect()
 }
+
+/// An empty folder for one test, under the system's temporary folder, unique per process.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("marscf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The affine reference fixture's checkpoint (L = 3, K = 2, C = 16).
+pub fn affine_fixture_checkpoint() -> std::path::PathBuf {
+    parity_folders()
+        .into_iter()
+        .find(|f| f.ends_with("affine-L3-K2-C16"))
+        .expect("the affine fixture folder")
+        .join("checkpoint.pt")
+}

@@ -35,4 +35,4 @@ pub use datasets::{DatasetName, load};
 pub use error::DataError;
 pub use images::ImageSet;
 pub use mnist::{MnistSplit, embedded};
-pub use transform::{MnistLayout, byte_to_unit, mnist_batch};
+pub use transform::{MnistLayout, byte_to_unit};
