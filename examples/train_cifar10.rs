@@ -34,23 +34,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         MultiScaleFlowConfig::new(train_set.shape, 3, 4, 96).with_coupling(coupling),
     );
     let run = RunConfig {
-        dataset: "cifar10".into(),
         batch_size: 64,
         // The reference's warm-up of 10,000 samples at batch 64.
         optim: OptimOptions {
             warmup_steps: 156,
             ..OptimOptions::default()
         },
-        seed: 0,
-        eval_every: 0,
-        max_steps: None,
-        epochs: None,
         max_minutes: minutes,
         augment: true,
         samples: 64,
-        temperature: 1.0,
         eval_batch_size: 100,
-        out_dir: out.clone(),
+        ..RunConfig::new("cifar10", out.clone())
     };
     let device = select_device()?;
     println!(

@@ -26,22 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let test_set = ImageSet::from_mnist(&embedded::test(), MnistLayout::Reference);
     let model = MarScfConfig::new(MultiScaleFlowConfig::new(train_set.shape, 3, 4, 64));
     let run = RunConfig {
-        dataset: "mnist-sample".into(),
-        batch_size: 32,
         optim: OptimOptions {
             warmup_steps: 100,
             ..OptimOptions::default()
         },
-        seed: 0,
         eval_every: 25,
-        max_steps: None,
-        epochs: None,
         max_minutes: Some(minutes),
-        augment: false,
-        samples: 36,
-        temperature: 1.0,
         eval_batch_size: 50,
-        out_dir: out.clone(),
+        ..RunConfig::new("mnist-sample", out.clone())
     };
     println!(
         "training on {} embedded MNIST digits ({} for test) for {minutes} minutes on {}",

@@ -100,7 +100,6 @@ fn digits(n: usize, test: bool) -> ImageSet {
 
 fn run_config(out: PathBuf, max_steps: u64) -> RunConfig {
     RunConfig {
-        dataset: "mnist-sample".into(),
         batch_size: 8,
         optim: OptimOptions {
             lr: 2e-3,
@@ -112,13 +111,9 @@ fn run_config(out: PathBuf, max_steps: u64) -> RunConfig {
         seed: 7,
         eval_every: 3,
         max_steps: Some(max_steps),
-        epochs: None,
-        max_minutes: None,
-        augment: false,
         samples: 4,
-        temperature: 1.0,
         eval_batch_size: 16,
-        out_dir: out,
+        ..RunConfig::new("mnist-sample", out)
     }
 }
 

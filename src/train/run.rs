@@ -49,6 +49,29 @@ pub struct RunConfig {
     pub out_dir: PathBuf,
 }
 
+impl RunConfig {
+    /// A run on `dataset` writing to `out_dir`: batch 32, [`OptimOptions::default`], seed 0,
+    /// evaluation after every epoch, no stopping rule, no augmentation, 36 samples at
+    /// temperature 1, evaluation batch 64.
+    pub fn new(dataset: impl Into<String>, out_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dataset: dataset.into(),
+            batch_size: 32,
+            optim: OptimOptions::default(),
+            seed: 0,
+            eval_every: 0,
+            max_steps: None,
+            epochs: None,
+            max_minutes: None,
+            augment: false,
+            samples: 36,
+            temperature: 1.0,
+            eval_batch_size: 64,
+            out_dir: out_dir.into(),
+        }
+    }
+}
+
 /// Where a run is, saved with its last checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunPosition {
