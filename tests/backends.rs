@@ -1,5 +1,6 @@
 //! The GPU path: run with a GPU backend compiled in, e.g.
-//! `cargo test --features wgpu --test backends` (or `vulkan`, `cuda`). Everything here runs
+//! `cargo test --features wgpu --test backends` (or `vulkan`, `cuda`; `cargo gpu-tests
+//! --features wgpu` runs this and the other numeric targets). Everything here runs
 //! on the device `select_device` picks, and compares it with the CPU backend (Flex) on the
 //! same weights and inputs. With only the CPU compiled in, the comparison is CPU against CPU.
 //!
