@@ -6,7 +6,8 @@ mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
-use marscf::core::mixlogcdf_net::{ChannelDropout, MIN_LOG_SCALE};
+use marscf::core::dropout::Dropout;
+use marscf::core::mixlogcdf_net::MIN_LOG_SCALE;
 use marscf::core::mixture::{LogisticMixture, logit_with_log_det};
 use marscf::core::{
     CouplingKind, FlowStep, InvConvKind, InvertibleLayer, MixLogCdfConfig, MixLogCdfCoupling,
@@ -235,10 +236,32 @@ fn coupling_log_det_matches_the_jacobian() {
 }
 
 #[test]
+fn element_dropout_drops_each_element_with_its_probability() {
+    let device = device().autodiff();
+    device.seed(5);
+    let dropout = Dropout::elements(0.2);
+    let n = 8 * 4 * 32 * 32;
+    let x = Tensor::<4>::ones([8, 4, 32, 32], &device);
+    let y = host(dropout.forward(x.clone()));
+    assert!(
+        y.iter().all(|v| *v == 0.0 || (*v - 1.25).abs() < 1e-6),
+        "kept elements are scaled by 1/(1-p)"
+    );
+    let dropped = y.iter().filter(|v| **v == 0.0).count() as f64 / n as f64;
+    // Binomial(32768, 0.2): standard deviation 0.0022.
+    assert!((dropped - 0.2).abs() < 0.011, "dropped fraction {dropped}");
+    let eval = dropout.valid();
+    assert_eq!(
+        max_abs_diff(eval.forward(x.clone().inner()), x.inner()),
+        0.0
+    );
+}
+
+#[test]
 fn channel_dropout_drops_whole_channels_only_in_training() {
     let device = device().autodiff();
     device.seed(3);
-    let dropout = ChannelDropout::new(0.5);
+    let dropout = Dropout::channels(0.5);
     let x = Tensor::<4>::ones([4, 16, 3, 3], &device);
     let y = host(dropout.forward(x.clone()));
     let mut dropped = 0;

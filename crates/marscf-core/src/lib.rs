@@ -14,6 +14,7 @@
 pub mod actnorm;
 pub mod affine_coupling;
 pub mod coupling;
+pub mod dropout;
 mod error;
 pub mod flow_step;
 pub mod host_linalg;

@@ -2,48 +2,17 @@
 //! convolutions, gated residual blocks with channel dropout, gated multi-head
 //! self-attention over pixels, and layer norms over channels.
 
-use burn::module::{Flag, Module, Param};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::activation::{elu, sigmoid, softmax};
-use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
+use crate::dropout::Dropout;
 use crate::weight_norm::{WnConv2d, WnLinear, WnScale};
 
 /// `elu(cat(x, -x))` along the channels: `(B, C, H, W) -> (B, 2C, H, W)`.
 pub fn concat_elu(x: Tensor<4>) -> Tensor<4> {
     elu(Tensor::cat(vec![x.clone(), x.neg()], 1), 1.0)
-}
-
-/// Dropout of whole channels (PyTorch's `Dropout2d`): during training each channel of each
-/// sample is zeroed with probability `prob` and the rest scaled by `1 / (1 - prob)`; the
-/// identity otherwise (non-autodiff device, `valid()` model, or `prob = 0`).
-#[derive(Module, Debug)]
-pub struct ChannelDropout {
-    /// Probability of dropping a channel.
-    pub prob: f64,
-    /// Whether the layer is in training mode.
-    pub training: Param<Flag>,
-}
-
-impl ChannelDropout {
-    /// Channel dropout with probability `prob` (in `[0, 1)`).
-    pub fn new(prob: f64) -> Self {
-        Self {
-            prob,
-            training: Param::from_bool(true),
-        }
-    }
-
-    /// `(B, C, H, W) -> (B, C, H, W)`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if self.prob == 0.0 || !self.training.is_enabled() || !x.device().is_autodiff() {
-            return x;
-        }
-        let [b, c, _, _] = x.dims();
-        let keep = 1.0 - self.prob;
-        let mask = Tensor::<4>::random([b, c, 1, 1], Distribution::Bernoulli(keep), &x.device());
-        x * mask.div_scalar(keep)
-    }
 }
 
 /// `concat_elu -> WN conv 3x3 (2h -> h) -> concat_elu -> channel dropout ->
@@ -53,7 +22,7 @@ pub struct GatedConv {
     /// 3x3, `2h -> h`.
     pub conv: WnConv2d,
     /// Channel dropout between the two convolutions.
-    pub dropout: ChannelDropout,
+    pub dropout: Dropout,
     /// 1x1, `2h -> 2h`: the value and gate halves.
     pub gate: WnConv2d,
 }
@@ -62,7 +31,7 @@ impl GatedConv {
     fn new(hidden: usize, dropout: f64, device: &Device) -> Self {
         Self {
             conv: WnConv2d::new(2 * hidden, hidden, 3, device),
-            dropout: ChannelDropout::new(dropout),
+            dropout: Dropout::channels(dropout),
             gate: WnConv2d::new(2 * hidden, 2 * hidden, 1, device),
         }
     }
@@ -118,7 +87,7 @@ impl GatedAttention {
         Self {
             in_proj: WnLinear::new(channels, 3 * channels, false, device),
             gate: WnLinear::new(channels, 2 * channels, true, device),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: Dropout::elements(dropout),
             heads,
         }
     }

@@ -91,6 +91,12 @@ impl LogisticMixture {
     /// 8 iterations only (one host read each): once no element moves, every later
     /// iteration is the identity, so the result is the reference's. Where the CDF is flat
     /// the result is a point of the flat stretch, which has the same CDF.
+    ///
+    /// Each iteration evaluates the CDF directly, `Σ_j π_j σ((x - mu_j) / s_j)` with `π`
+    /// and `1/s` computed once: one transcendental per component instead of the
+    /// log-space form's three. The reference compares `exp(log_cdf(x))` with `y`; the two
+    /// differ by rounding only, so a comparison can change only where `x` is already
+    /// within a few ulps of the root.
     pub fn inverse_cdf(&self, y: Tensor<4>, max_iters: usize, tolerance: f64) -> Tensor<4> {
         let [b, _, c, h, w] = self.mu.dims();
         let spread = self.log_s.clone().exp().sum_dim(1).mul_scalar(20.0);
@@ -98,14 +104,22 @@ impl LogisticMixture {
             .min_dim(1)
             .reshape([b, c, h, w]);
         let mut upper = (self.mu.clone() + spread).max_dim(1).reshape([b, c, h, w]);
+        let weights = self.log_weights.clone().exp();
+        let inv_scale = self.log_s.clone().neg().exp();
+        let cdf = |x: Tensor<4>| {
+            let z = (x.unsqueeze_dim::<5>(1) - self.mu.clone()) * inv_scale.clone();
+            (sigmoid(z) * weights.clone())
+                .sum_dim(1)
+                .reshape([b, c, h, w])
+        };
         let mut x = y.zeros_like();
         for iteration in 1..=max_iters {
-            let above = self.log_cdf(x.clone()).exp().greater(y.clone());
-            let towards_lower = (x.clone() + lower.clone()).mul_scalar(0.5);
-            let towards_upper = (x.clone() + upper.clone()).mul_scalar(0.5);
-            let next = towards_upper.mask_where(above.clone(), towards_lower);
+            // The reference's `x' = (x + lower) / 2` or `(x + upper) / 2` is the midpoint of
+            // the new bracket, computed with the same two operands.
+            let above = cdf(x.clone()).greater(y.clone());
             lower = x.clone().mask_where(above.clone(), lower);
             upper = upper.mask_where(above, x.clone());
+            let next = (lower.clone() + upper.clone()).mul_scalar(0.5);
             let converged = iteration % 8 == 0
                 && (next.clone() - x.clone()).abs().max().into_scalar::<f32>() as f64 <= tolerance;
             x = next;

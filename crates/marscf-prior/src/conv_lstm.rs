@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
-use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
@@ -120,6 +120,13 @@ impl ConvLstmCell {
         let h = sigmoid(o) * tanh(new_c.clone());
         (h, new_c)
     }
+}
+
+/// `tanh(x) = 2 σ(2x) - 1`, equal up to rounding (absolute error about 1e-7). On Flex,
+/// `tanh` is libm's scalar `tanhf`, about 15 ns per element here against 3 ns for
+/// `sigmoid`; it was 9 % of a training step and 14 % of sampling.
+fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    sigmoid(x.mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0)
 }
 
 /// A stack of [`ConvLstmCell`]s; each layer's hidden state is the next layer's input.
