@@ -8,6 +8,7 @@ use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{BurnpackStore, ModuleAdapter, ModuleSnapshot, ModuleStore};
 use burn::tensor::Device;
 
+use crate::params::for_each_param;
 use crate::{MarScf, MarScfConfig, ModelError};
 
 /// `<stem>.bpk` and `<stem>.json` for a checkpoint named by `path` (with or without one
@@ -96,7 +97,8 @@ pub fn load(path: &Path, device: &Device) -> Result<MarScf, ModelError> {
 }
 
 /// Loads `tensors` into `model` and lists every missing, unused or wrongly-shaped tensor;
-/// unless `partial`, any such problem is an error. Returns (tensors loaded, problems).
+/// unless `partial`, any such problem is an error. A parameter with NaN or infinite values
+/// is always an error. Returns (tensors loaded, problems).
 pub(crate) fn apply_tensors(
     model: &mut MarScf,
     tensors: Vec<PackTensor>,
@@ -123,6 +125,18 @@ pub(crate) fn apply_tensors(
         return Err(ModelError::Mismatch {
             path: path.to_path_buf(),
             problems,
+        });
+    }
+    let mut non_finite = Vec::new();
+    for_each_param(model, |name, _, value| {
+        if !value.is_finite().all().into_scalar::<bool>() {
+            non_finite.push(name);
+        }
+    });
+    if !non_finite.is_empty() {
+        return Err(ModelError::NonFinite {
+            path: path.to_path_buf(),
+            tensors: non_finite,
         });
     }
     Ok((result.applied.len(), problems))

@@ -34,4 +34,13 @@ pub enum ModelError {
         /// One line per missing, unused or wrongly shaped tensor.
         problems: Vec<String>,
     },
+    /// A checkpoint holds NaN or infinite values (say, a model saved after it diverged):
+    /// such a model cannot evaluate, and its inverse is undefined.
+    #[error("{path}: NaN or infinite values in {}", tensors.join(", "))]
+    NonFinite {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The parameters with non-finite values.
+        tensors: Vec<String>,
+    },
 }

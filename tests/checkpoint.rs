@@ -7,6 +7,8 @@ mod common;
 use std::io::{Read, Write};
 use std::path::Path;
 
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::Tensor;
 use common::{
     affine_fixture_checkpoint, device, max_abs_diff, parity_folders, perturb, pixels, temp_dir,
 };
@@ -102,6 +104,32 @@ fn corrupt_or_mismatched_native_checkpoints_are_errors() {
     ));
     std::fs::remove_file(&config).unwrap();
     assert!(matches!(load(&path, &device), Err(ModelError::Io { .. })));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn checkpoints_with_nan_weights_are_errors() {
+    struct PoisonFirst(bool);
+    impl ModuleMapper for PoisonFirst {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if std::mem::replace(&mut self.0, true) {
+                return param;
+            }
+            param.map(|t| t.mul_scalar(f64::NAN))
+        }
+    }
+    let device = device();
+    let model = small_config().init(&device).unwrap();
+    let model = model.map(&mut PoisonFirst(false));
+    let dir = temp_dir("nan");
+    let path = dir.join("model");
+    save(&model, &path).unwrap();
+    match load(&path.with_extension("bpk"), &device) {
+        Err(ModelError::NonFinite { tensors, .. }) => {
+            assert_eq!(tensors.len(), 1, "{tensors:?}")
+        }
+        other => panic!("expected a NonFinite error, got {other:?}"),
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 
