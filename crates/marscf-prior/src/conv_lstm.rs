@@ -101,13 +101,41 @@ impl ConvLstmCell {
         input_gates: Tensor<4>,
         state: Option<(Tensor<4>, Tensor<4>)>,
     ) -> (Tensor<4>, Tensor<4>) {
-        let (gates, c) = match state {
-            Some((h, c)) => (
+        match state {
+            Some((h, c)) => self.activate(
                 input_gates + conv2d(h, self.weight_hh.val(), None, self.options()),
                 Some(c),
             ),
-            None => (input_gates, None),
-        };
+            None => self.activate(input_gates, None),
+        }
+    }
+
+    /// One step from the input itself, `x` `(B, C_in, H, W)`: with a state, both
+    /// convolutions run as one over `cat(x, h)` with `cat(W_ih, W_hh)` (one im2col and
+    /// gemm instead of two, and no sum of the two gate tensors).
+    pub fn step_from_input(
+        &self,
+        x: Tensor<4>,
+        state: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        match state {
+            Some((h, c)) => {
+                let weight = Tensor::cat(vec![self.weight_ih.val(), self.weight_hh.val()], 1);
+                let bias = self.bias_ih.val() + self.bias_hh.val();
+                let gates = conv2d(
+                    Tensor::cat(vec![x, h], 1),
+                    weight,
+                    Some(bias),
+                    self.options(),
+                );
+                self.activate(gates, Some(c))
+            }
+            None => self.activate(self.input_gates(x), None),
+        }
+    }
+
+    /// `(h, c)` from the gates: `c' = σ(f) c + σ(i) tanh(g)`, `h' = σ(o) tanh(c')`.
+    fn activate(&self, gates: Tensor<4>, c: Option<Tensor<4>>) -> (Tensor<4>, Tensor<4>) {
         let [i, f, g, o]: [Tensor<4>; 4] = gates
             .chunk(4, 1)
             .try_into()
@@ -170,7 +198,7 @@ impl ConvLstm {
             let previous = state
                 .as_ref()
                 .map(|s| (s.h[index].clone(), s.c[index].clone()));
-            let (h, c) = layer.step(layer.input_gates(input), previous);
+            let (h, c) = layer.step_from_input(input, previous);
             next.h.push(h.clone());
             next.c.push(c);
             input = h;
