@@ -2,7 +2,8 @@
 //! clamped logit, and the inverse CDF by bisection.
 //!
 //! A mixture over `k` components is held as `(B, k, C, H, W)` tensors and evaluated at
-//! `x` of shape `(B, C, H, W)`; every reduction over components is a log-sum-exp.
+//! `x` of shape `(B, C, H, W)`; the log-pdf and log-cdf reduce over components with a
+//! log-sum-exp, the bisection (which only compares the CDF with a target) with a plain sum.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softplus};

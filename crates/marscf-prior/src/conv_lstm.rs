@@ -90,8 +90,17 @@ impl ConvLstmCell {
     /// `conv(x, W_ih) + b_ih + b_hh`: the part of the gates that does not depend on the
     /// state, `(N, C_in, H, W) -> (N, 4 hidden, H, W)` (any number `N` of steps × batch).
     pub fn input_gates(&self, x: Tensor<4>) -> Tensor<4> {
-        let bias = self.bias_ih.val() + self.bias_hh.val();
-        conv2d(x, self.weight_ih.val(), Some(bias), self.options())
+        conv2d(
+            x,
+            self.weight_ih.val(),
+            Some(self.gate_bias()),
+            self.options(),
+        )
+    }
+
+    /// `b_ih + b_hh`, `(4 hidden)`.
+    fn gate_bias(&self) -> Tensor<1> {
+        self.bias_ih.val() + self.bias_hh.val()
     }
 
     /// One step from precomputed input gates: `(h, c)` with `h, c` `(B, hidden, H, W)`
@@ -121,11 +130,10 @@ impl ConvLstmCell {
         match state {
             Some((h, c)) => {
                 let weight = Tensor::cat(vec![self.weight_ih.val(), self.weight_hh.val()], 1);
-                let bias = self.bias_ih.val() + self.bias_hh.val();
                 let gates = conv2d(
                     Tensor::cat(vec![x, h], 1),
                     weight,
-                    Some(bias),
+                    Some(self.gate_bias()),
                     self.options(),
                 );
                 self.activate(gates, Some(c))
