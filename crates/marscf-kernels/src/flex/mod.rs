@@ -1,0 +1,263 @@
+//! Our kernels on Burn's Flex CPU backend, as a backend extension: the forward on `Flex`,
+//! and on `Autodiff<Flex>` the same forward with a hand-written backward.
+
+mod conv;
+mod lstm;
+mod math;
+
+use std::borrow::Cow;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
+};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use crate::ConvSpec;
+use conv::ConvGeometry;
+use lstm::CellInputs;
+
+/// The operations we implement ourselves on Flex.
+#[backend_extension(Flex, Autodiff)]
+pub trait FlexKernels: Backend {
+    /// `conv(x, weight) + bias`, stride 1: `(N, Ci, H, W), (Co, Ci, kh, kw), (Co) -> (N, Co, Ho, Wo)`.
+    fn marscf_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self>;
+
+    /// The ConvLSTM cell: `(B, 4h, H, W), (B, 4h, H, W), (B, h, H, W) -> (2B, h, H, W)`
+    /// (`[h'; c']`).
+    fn marscf_lstm_cell(
+        gates: FloatTensor<Self>,
+        recurrent: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether our Flex kernels take tensors on `device` of type `dtype`.
+pub fn runs(device: &Device, dtype: DType) -> bool {
+    let flex = match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    };
+    flex && dtype == DType::F32
+}
+
+/// The geometry of `x` `(N, Ci, H, W)` convolved with `weight` `(Co, Ci, kh, kw)`.
+fn geometry(x: [usize; 4], weight: [usize; 4], spec: ConvSpec) -> ConvGeometry {
+    ConvGeometry {
+        batch: x[0],
+        c_in: x[1],
+        size: [x[2], x[3]],
+        c_out: weight[0],
+        kernel: [weight[2], weight[3]],
+        padding: spec.padding,
+        dilation: spec.dilation,
+    }
+}
+
+/// Whether [`conv2d`] computes this convolution (else the caller takes the portable path).
+pub fn conv_supported(x: [usize; 4], weight: [usize; 4], spec: ConvSpec) -> bool {
+    let g = geometry(x, weight, spec);
+    x[1] == weight[1] && weight[2] > 0 && weight[3] > 0 && g.has_input_grad()
+}
+
+/// The Flex kernel of [`crate::conv2d`].
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    spec: ConvSpec,
+) -> Tensor<4> {
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        spec,
+    ))
+}
+
+/// The Flex kernel of [`crate::lstm_cell`], `[h'; c']` `(2B, h, H, W)`.
+pub fn lstm_cell(gates: Tensor<4>, recurrent: Tensor<4>, c: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_lstm_cell(
+        gates.into_dispatch(),
+        recurrent.into_dispatch(),
+        c.into_dispatch(),
+    ))
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let shape = t.shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// `t` with a contiguous layout (copied only if it is a strided view).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "marscf kernels take float32 tensors");
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("contiguous")
+                .to_vec(),
+        ),
+    }
+}
+
+fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+impl FlexKernels for Flex {
+    fn marscf_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        spec: ConvSpec,
+    ) -> FlexTensor {
+        let g = geometry(dims4(&x), dims4(&weight), spec);
+        let [ho, wo] = g
+            .out_size()
+            .expect("a convolution with a positive output size");
+        let y = conv::forward(&values(&x), &values(&weight), Some(&values(&bias)), &g);
+        tensor(y, [g.batch, g.c_out, ho, wo])
+    }
+
+    fn marscf_lstm_cell(gates: FlexTensor, recurrent: FlexTensor, c: FlexTensor) -> FlexTensor {
+        let [b, h, height, width] = dims4(&c);
+        let out = lstm::forward(CellInputs {
+            gates: &values(&gates),
+            recurrent: &values(&recurrent),
+            c: &values(&c),
+            batch: b,
+        });
+        tensor(out, [2 * b, h, height, width])
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_conv2d`]: parents `[x, weight, bias]`, state the
+/// contiguous `x` and `weight`.
+#[derive(Debug)]
+struct Conv2dBackward;
+
+impl Backward<Flex, 3> for Conv2dBackward {
+    type State = (FlexTensor, FlexTensor, ConvSpec);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, w, spec) = ops.state;
+        let g = geometry(dims4(&x), dims4(&w), spec);
+        if let Some(node) = node_x {
+            let dx = conv::input_grad(&values(&dy), &values(&w), &g);
+            grads.register::<Flex>(node.id, tensor(dx, dims4(&x)));
+        }
+        if node_w.is_some() || node_b.is_some() {
+            let (dw, db) = conv::weight_grad(&values(&x), &values(&dy), &g);
+            if let Some(node) = node_w {
+                grads.register::<Flex>(node.id, tensor(dw, dims4(&w)));
+            }
+            if let Some(node) = node_b {
+                grads.register::<Flex>(
+                    node.id,
+                    FlexTensor::from_data(TensorData::new(db, [g.c_out])),
+                );
+            }
+        }
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_lstm_cell`]: parents `[gates, recurrent, c]`, state
+/// the three inputs (the activations are recomputed).
+#[derive(Debug)]
+struct LstmCellBackward;
+
+impl Backward<Flex, 3> for LstmCellBackward {
+    type State = (FlexTensor, FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_gates, node_recurrent, node_c] = ops.parents;
+        let d_out = contiguous(grads.consume::<Flex>(&ops.node));
+        let (gates, recurrent, c) = ops.state;
+        let (d_gates, d_c) = lstm::backward(
+            CellInputs {
+                gates: &values(&gates),
+                recurrent: &values(&recurrent),
+                c: &values(&c),
+                batch: dims4(&c)[0],
+            },
+            &values(&d_out),
+        );
+        let d_gates = tensor(d_gates, dims4(&gates));
+        if let Some(node) = node_recurrent {
+            grads.register::<Flex>(node.id, d_gates.clone());
+        }
+        if let Some(node) = node_gates {
+            grads.register::<Flex>(node.id, d_gates);
+        }
+        if let Some(node) = node_c {
+            grads.register::<Flex>(node.id, tensor(d_c, dims4(&c)));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
+    fn marscf_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        let ((x, x_node), (weight, w_node), (bias, b_node)) =
+            (x.into_parts(), weight.into_parts(), bias.into_parts());
+        let prep = Conv2dBackward
+            .prepare::<C>([x_node, w_node, b_node])
+            .compute_bound()
+            .stateful();
+        let (x, weight) = (contiguous(x), contiguous(weight));
+        let y = Flex::marscf_conv2d(x.clone(), weight.clone(), bias, spec);
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish((x, weight, spec), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn marscf_lstm_cell(
+        gates: FloatTensor<Self>,
+        recurrent: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let ((gates, g_node), (recurrent, r_node), (c, c_node)) =
+            (gates.into_parts(), recurrent.into_parts(), c.into_parts());
+        let prep = LstmCellBackward
+            .prepare::<C>([g_node, r_node, c_node])
+            .compute_bound()
+            .stateful();
+        let (gates, recurrent, c) = (contiguous(gates), contiguous(recurrent), contiguous(c));
+        let out = Flex::marscf_lstm_cell(gates.clone(), recurrent.clone(), c.clone());
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish((gates, recurrent, c), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The hot operations of mAR-SCF as kernels of our own, each behind a portable default.
+//!
+//! Every function here takes and returns ordinary Burn tensors and runs on any backend:
+//! - on Burn's Flex CPU backend (with the `flex` feature, float32), our kernels run, as a
+//!   Burn backend extension with hand-written backward passes under autodiff;
+//! - everywhere else (wgpu, Vulkan, CUDA, NdArray, other dtypes) the portable default runs,
+//!   made of standard tensor operations and differentiated by Burn's autodiff.
+//!
+//! The Flex kernels are tested against the portable defaults, forward and every gradient.
+
+#![warn(missing_docs)]
+
+mod conv;
+#[cfg(feature = "flex")]
+mod flex;
+mod lstm;
+
+pub use conv::{ConvSpec, conv2d, conv2d_portable};
+pub use lstm::{LstmCellState, lstm_cell, lstm_cell_portable};
+
+use burn::tensor::{DType, Device};
+
+/// Whether float32 tensors on `device` run our own kernels (Flex, with or without
+/// autodiff, in a build with the `flex` feature) rather than the portable defaults.
+pub fn own_kernels(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    return flex::runs(device, DType::F32);
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (device, DType::F32);
+        false
+    }
+}

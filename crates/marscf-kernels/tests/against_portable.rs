@@ -1,0 +1,140 @@
+//! Every Flex kernel against its portable default on random inputs: forward values and
+//! every gradient, under Burn's autodiff on Flex.
+#![cfg(feature = "flex")]
+
+use burn::tensor::{Device, Distribution, Tensor};
+use marscf_kernels::{ConvSpec, conv2d, conv2d_portable, lstm_cell, lstm_cell_portable};
+
+fn device() -> Device {
+    let device = Device::flex().autodiff();
+    assert!(
+        marscf_kernels::own_kernels(&device),
+        "the Flex kernels are compiled in"
+    );
+    device
+}
+
+fn random<const D: usize>(shape: [usize; D]) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), &device()).require_grad()
+}
+
+/// `|a - b| <= 1e-5 max(|b|, max |b| / 10)` elementwise: relative, with a floor for the
+/// elements far below the tensor's scale, whose last bits depend on the order of
+/// summation (a sum of `K` terms of size `max |b|` that cancels to near zero).
+fn assert_close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+    let a = a.into_data().try_to_vec::<f32>().expect("f32");
+    let b = b.into_data().try_to_vec::<f32>().expect("f32");
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "{what}: all zeros, nothing compared");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-5 * y.abs().max(scale / 10.0),
+            "{what}[{i}]: kernel {x}, portable {y} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn convolution_forward_and_gradients() {
+    let cases = [
+        // (batch, c_in, c_out, h, w, kernel, dilation)
+        (1, 3, 5, 4, 4, 1, 1),
+        (17, 3, 5, 4, 4, 3, 1),
+        (2, 7, 9, 5, 7, 3, 2),
+        (17, 4, 6, 8, 8, 5, 1),
+        (1, 5, 3, 16, 16, 5, 2),
+        (3, 6, 4, 11, 9, 1, 1),
+        (2, 3, 2, 6, 6, 2, 1),
+        (2, 33, 12, 16, 16, 3, 1),
+    ];
+    for (batch, c_in, c_out, h, w, k, d) in cases {
+        let what = format!("N{batch} {c_in}->{c_out} {h}x{w} k{k} d{d}");
+        let spec = ConvSpec::same([k, k], [d, d]);
+        let x = random([batch, c_in, h, w]);
+        let weight = random([c_out, c_in, k, k]);
+        let bias = random([c_out]);
+        let probe = random([batch, c_out, h, w]).detach();
+        let run = |conv: fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvSpec) -> Tensor<4>| {
+            let y = conv(x.clone(), weight.clone(), Some(bias.clone()), spec);
+            let grads = (y.clone() * probe.clone()).sum().backward();
+            (
+                y,
+                x.grad(&grads).expect("dx"),
+                weight.grad(&grads).expect("dw"),
+                bias.grad(&grads).expect("db"),
+            )
+        };
+        let (y, dx, dw, db) = run(conv2d);
+        let (y0, dx0, dw0, db0) = run(conv2d_portable);
+        assert_close(&format!("{what} y"), y, y0);
+        assert_close(&format!("{what} dx"), dx, dx0);
+        assert_close(&format!("{what} dw"), dw, dw0);
+        assert_close(&format!("{what} db"), db, db0);
+    }
+}
+
+#[test]
+fn convolution_without_bias_or_autodiff() {
+    let spec = ConvSpec::same([3, 3], [1, 1]);
+    let x = random([3, 4, 8, 8]).inner();
+    let weight = random([5, 4, 3, 3]).inner();
+    assert_close(
+        "no bias, no autodiff",
+        conv2d(x.clone(), weight.clone(), None, spec),
+        conv2d_portable(x, weight, None, spec),
+    );
+}
+
+#[test]
+fn lstm_cell_forward_and_gradients() {
+    for (batch, hidden, h, w) in [
+        (1, 3, 4, 4),
+        (17, 5, 4, 4),
+        (4, 8, 8, 8),
+        (2, 4, 16, 16),
+        (3, 2, 5, 7),
+    ] {
+        let what = format!("B{batch} hidden {hidden} {h}x{w}");
+        // Pre-activations over a wide range, so that the gates saturate somewhere.
+        let gates = (random([batch, 4 * hidden, h, w]) * 4.0)
+            .detach()
+            .require_grad();
+        let recurrent = random([batch, 4 * hidden, h, w]);
+        let c = random([batch, hidden, h, w]);
+        let probe_h = random([batch, hidden, h, w]).detach();
+        let probe_c = random([batch, hidden, h, w]).detach();
+        let run = |cell: fn(
+            Tensor<4>,
+            Option<Tensor<4>>,
+            Option<Tensor<4>>,
+        ) -> marscf_kernels::LstmCellState| {
+            let state = cell(gates.clone(), Some(recurrent.clone()), Some(c.clone()));
+            let loss = (state.h.clone() * probe_h.clone()).sum()
+                + (state.c.clone() * probe_c.clone()).sum();
+            let grads = loss.backward();
+            (
+                state,
+                gates.grad(&grads).expect("d gates"),
+                recurrent.grad(&grads).expect("d recurrent"),
+                c.grad(&grads).expect("d c"),
+            )
+        };
+        let (s, dg, dr, dc) = run(lstm_cell);
+        let (s0, dg0, dr0, dc0) = run(lstm_cell_portable);
+        assert_close(&format!("{what} h"), s.h, s0.h);
+        assert_close(&format!("{what} c"), s.c, s0.c);
+        assert_close(&format!("{what} d gates"), dg, dg0);
+        assert_close(&format!("{what} d recurrent"), dr, dr0);
+        assert_close(&format!("{what} d c"), dc, dc0);
+    }
+}
+
+#[test]
+fn lstm_cell_first_step_from_zeros() {
+    let gates = random([2, 12, 4, 4]);
+    let s = lstm_cell(gates.clone(), None, None);
+    let s0 = lstm_cell_portable(gates, None, None);
+    assert_close("first step h", s.h, s0.h);
+    assert_close("first step c", s.c, s0.c);
+}
