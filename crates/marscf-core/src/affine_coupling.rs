@@ -7,6 +7,8 @@ use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::{log_sigmoid, relu};
 use burn::tensor::{Device, Tensor};
 
+use marscf_kernels::conv2d_module;
+
 use crate::CoreError;
 use crate::actnorm::{ActNorm, ActNormConfig};
 use crate::coupling::check_coupling_sizes;
@@ -71,11 +73,11 @@ pub struct ConvActNorm {
 
 impl ConvActNorm {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.actnorm.apply(self.conv.forward(x))
+        self.actnorm.apply(conv2d_module(&self.conv, x))
     }
 
     fn initialize(self, x: &Tensor<4>) -> (Self, Tensor<4>) {
-        let h = self.conv.forward(x.clone());
+        let h = conv2d_module(&self.conv, x.clone());
         let actnorm = self.actnorm.initialize(&h);
         let out = actnorm.apply(h);
         (
@@ -100,7 +102,7 @@ pub struct ZeroConv2d {
 
 impl ZeroConv2d {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(x) * self.logs.val().mul_scalar(3.0).exp().unsqueeze_dim::<4>(0)
+        conv2d_module(&self.conv, x) * self.logs.val().mul_scalar(3.0).exp().unsqueeze_dim::<4>(0)
     }
 }
 

@@ -2,9 +2,8 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
+use marscf_kernels::{ConvSpec, conv2d};
 use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
@@ -153,7 +152,7 @@ fn mix_channels(x: Tensor<4>, m: Tensor<2>) -> Tensor<4> {
         x,
         m.reshape([c_out, c_in, 1, 1]),
         None,
-        ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+        ConvSpec::same([1, 1], [1, 1]),
     )
 }
 

@@ -3,9 +3,8 @@
 //! `weight_norm` (`weight_g`, `weight_v`).
 
 use burn::module::{Initializer, Module, Param};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
+use marscf_kernels::{ConvSpec, conv2d};
 
 /// PyTorch's default initialisation of a weight with `fan_in` inputs:
 /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` (also used for biases).
@@ -59,12 +58,12 @@ impl WnConv2d {
 
     /// `(B, C_in, H, W) -> (B, C_out, H, W)`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let pad = self.weight_v.dims()[2] / 2;
+        let [_, _, kh, kw] = self.weight_v.dims();
         conv2d(
             x,
             self.weight(),
             Some(self.bias.val()),
-            ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+            ConvSpec::same([kh, kw], [1, 1]),
         )
     }
 }

@@ -1,5 +1,7 @@
 //! Stride-1 2-D convolution with zero padding and dilation.
 
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
@@ -64,4 +66,30 @@ pub fn conv2d_portable(
     spec: ConvSpec,
 ) -> Tensor<4> {
     module::conv2d(x, weight, bias, spec.options())
+}
+
+/// A Burn [`Conv2d`] module's forward through [`conv2d`]. Stride-1, ungrouped modules
+/// (every convolution of this model) take our kernel; any other runs the module's own
+/// forward.
+pub fn conv2d_module(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if conv.stride != [1, 1] || conv.groups != 1 {
+        return conv.forward(x);
+    }
+    let spec = match conv.padding {
+        PaddingConfig2d::Same => ConvSpec::same(conv.kernel_size, conv.dilation),
+        PaddingConfig2d::Valid => ConvSpec {
+            padding: [(0, 0); 2],
+            dilation: conv.dilation,
+        },
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ConvSpec {
+            padding: [(top, bottom), (left, right)],
+            dilation: conv.dilation,
+        },
+    };
+    conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        spec,
+    )
 }

@@ -15,7 +15,7 @@ mod conv;
 mod flex;
 mod lstm;
 
-pub use conv::{ConvSpec, conv2d, conv2d_portable};
+pub use conv::{ConvSpec, conv2d, conv2d_module, conv2d_portable};
 pub use lstm::{LstmCellState, lstm_cell, lstm_cell_portable};
 
 use burn::tensor::{DType, Device};

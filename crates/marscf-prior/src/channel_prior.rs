@@ -8,6 +8,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 use marscf_core::{gaussian_log_density, sum_per_sample};
+use marscf_kernels::conv2d_module;
 
 use crate::conv_lstm::{ConvLstm, ConvLstmConfig};
 
@@ -79,7 +80,7 @@ pub struct ConditionNet {
 impl ConditionNet {
     /// `(B, N, h, w) -> (B, 4, h, w)`.
     pub fn forward(&self, z1: Tensor<4>) -> Tensor<4> {
-        self.conv2.forward(relu(self.conv1.forward(z1)))
+        conv2d_module(&self.conv2, relu(conv2d_module(&self.conv1, z1)))
     }
 }
 
@@ -115,16 +116,12 @@ impl ChannelPrior {
             inputs = Tensor::cat(vec![inputs, e], 2);
         }
         let step_channels = inputs.dims()[2];
-        let embedded = self
-            .embed
-            .forward(inputs.reshape([n * b, step_channels, h, w]));
+        let embedded = conv2d_module(&self.embed, inputs.reshape([n * b, step_channels, h, w]));
         let hidden = embedded.dims()[1];
         let states = self
             .lstm
             .forward_sequence(embedded.reshape([n, b, hidden, h, w]));
-        let out = self
-            .out
-            .forward(states.reshape([n * b, hidden, h, w]))
+        let out = conv2d_module(&self.out, states.reshape([n * b, hidden, h, w]))
             .reshape([n, b, 2, h, w]);
         let mean = out
             .clone()
@@ -168,9 +165,9 @@ impl ChannelPrior {
                 Some(e) => Tensor::cat(vec![previous, e.clone()], 1),
                 None => previous,
             };
-            let (hidden, next) = self.lstm.step(self.embed.forward(input), state);
+            let (hidden, next) = self.lstm.step(conv2d_module(&self.embed, input), state);
             state = Some(next);
-            let out = self.out.forward(hidden);
+            let out = conv2d_module(&self.out, hidden);
             let mean = out.clone().narrow(1, 0, 1);
             let logs = out.narrow(1, 1, 1);
             let eps = Tensor::random([b, 1, h, w], Distribution::Normal(0.0, 1.0), device);

@@ -3,10 +3,8 @@
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
-use burn::tensor::activation::sigmoid;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
+use marscf_kernels::{ConvSpec, LstmCellState, conv2d, lstm_cell};
 
 /// Configuration of [`ConvLstm`].
 #[derive(Config, Debug)]
@@ -80,22 +78,15 @@ pub struct ConvLstmState {
 }
 
 impl ConvLstmCell {
-    fn options(&self) -> ConvOptions<2> {
-        let k = self.weight_hh.dims()[2];
-        let span = self.dilation * (k - 1);
-        let pad = (span / 2, span.div_ceil(2));
-        ConvOptions::new_with_padding([1, 1], [pad, pad], [self.dilation, self.dilation], 1)
+    fn spec(&self) -> ConvSpec {
+        let [_, _, kh, kw] = self.weight_hh.dims();
+        ConvSpec::same([kh, kw], [self.dilation, self.dilation])
     }
 
     /// `conv(x, W_ih) + b_ih + b_hh`: the part of the gates that does not depend on the
     /// state, `(N, C_in, H, W) -> (N, 4 hidden, H, W)` (any number `N` of steps × batch).
     pub fn input_gates(&self, x: Tensor<4>) -> Tensor<4> {
-        conv2d(
-            x,
-            self.weight_ih.val(),
-            Some(self.gate_bias()),
-            self.options(),
-        )
+        conv2d(x, self.weight_ih.val(), Some(self.gate_bias()), self.spec())
     }
 
     /// `b_ih + b_hh`, `(4 hidden)`.
@@ -110,13 +101,15 @@ impl ConvLstmCell {
         input_gates: Tensor<4>,
         state: Option<(Tensor<4>, Tensor<4>)>,
     ) -> (Tensor<4>, Tensor<4>) {
-        match state {
-            Some((h, c)) => self.activate(
-                input_gates + conv2d(h, self.weight_hh.val(), None, self.options()),
+        let (recurrent, c) = match state {
+            Some((h, c)) => (
+                Some(conv2d(h, self.weight_hh.val(), None, self.spec())),
                 Some(c),
             ),
-            None => self.activate(input_gates, None),
-        }
+            None => (None, None),
+        };
+        let LstmCellState { h, c } = lstm_cell(input_gates, recurrent, c);
+        (h, c)
     }
 
     /// One step from the input itself, `x` `(B, C_in, H, W)`: with a state, both
@@ -134,35 +127,14 @@ impl ConvLstmCell {
                     Tensor::cat(vec![x, h], 1),
                     weight,
                     Some(self.gate_bias()),
-                    self.options(),
+                    self.spec(),
                 );
-                self.activate(gates, Some(c))
+                let LstmCellState { h, c } = lstm_cell(gates, None, Some(c));
+                (h, c)
             }
-            None => self.activate(self.input_gates(x), None),
+            None => self.step(self.input_gates(x), None),
         }
     }
-
-    /// `(h, c)` from the gates: `c' = σ(f) c + σ(i) tanh(g)`, `h' = σ(o) tanh(c')`.
-    fn activate(&self, gates: Tensor<4>, c: Option<Tensor<4>>) -> (Tensor<4>, Tensor<4>) {
-        let [i, f, g, o]: [Tensor<4>; 4] = gates
-            .chunk(4, 1)
-            .try_into()
-            .expect("4 * hidden gate channels chunk into 4");
-        let new_c = sigmoid(i) * tanh(g);
-        let new_c = match c {
-            Some(c) => sigmoid(f) * c + new_c,
-            None => new_c,
-        };
-        let h = sigmoid(o) * tanh(new_c.clone());
-        (h, new_c)
-    }
-}
-
-/// `tanh(x) = 2 σ(2x) - 1`, equal up to rounding (absolute error about 1e-7). On Flex,
-/// `tanh` is libm's scalar `tanhf`, about 15 ns per element here against 3 ns for
-/// `sigmoid`; it was 9 % of a training step and 14 % of sampling.
-fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    sigmoid(x.mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0)
 }
 
 /// A stack of [`ConvLstmCell`]s; each layer's hidden state is the next layer's input.
