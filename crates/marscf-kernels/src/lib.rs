@@ -20,6 +20,10 @@ pub use lstm::{LstmCellState, lstm_cell, lstm_cell_portable};
 
 use burn::tensor::{DType, Device};
 
+/// Set to `1`, this environment variable makes every operation take its portable default
+/// on Flex too: the same build then times (or checks) our kernels against Burn's.
+pub const PORTABLE_ENV: &str = "MARSCF_PORTABLE_KERNELS";
+
 /// Whether float32 tensors on `device` run our own kernels (Flex, with or without
 /// autodiff, in a build with the `flex` feature) rather than the portable defaults.
 pub fn own_kernels(device: &Device) -> bool {

@@ -3,13 +3,12 @@
 //!
 //! Output pixels are numbered `(n, oh, ow)` across the batch and cut into tiles of whole
 //! output rows (about [`TILE_COLUMNS`] pixels, several samples at once on small maps). Per
-//! tile, in parallel:
-//! - forward: `Y_t[Co, P] = W[Co, K] · cols_t[K, P]`, `K = Ci kh kw`;
+//! tile, in parallel, with `K = Ci kh kw` and `P` the tile's pixels:
+//! - forward: `Y_t[Co, P] = W[Co, K] · cols_t[K, P]`;
 //! - weight gradient: `dWᵀ[K, Co] += cols_t[K, P] · dY_t[Co, P]ᵀ`, summed over tiles (one
 //!   accumulator per worker), so the inner dimension of the product is the whole `N H W`;
-//! - input gradient: the forward of `dY` with the flipped, transposed kernel
-//!   `W'[ci, co, i, j] = W[co, ci, kh-1-i, kw-1-j]` and the padding mirrored
-//!   (`d (k - 1) - p` on each side), so it is the same gemm with `K = Co kh kw`.
+//! - input gradient: `dcols_t[K, P] = Wᵀ[K, Co] · dY_t[Co, P]`, scattered back and added
+//!   into `dx` (col2im); these tiles hold whole samples, so no two write the same pixel.
 
 use std::ops::Range;
 
@@ -40,12 +39,26 @@ pub struct ConvGeometry {
     pub dilation: [usize; 2],
 }
 
+/// The output rows `rows` of sample `n`, stored in a tile from column `col` on.
+struct Segment {
+    n: usize,
+    rows: Range<usize>,
+    col: usize,
+}
+
+/// A tile: consecutive output rows, as one segment per sample, `width` pixels in all.
+struct Tile {
+    segments: Vec<Segment>,
+    width: usize,
+}
+
 impl ConvGeometry {
     /// Output height and width, `H + p_top + p_bottom - d (k - 1)`; `None` if not positive.
     pub fn out_size(&self) -> Option<[usize; 2]> {
         let dim = |i: usize| {
             let (lo, hi) = self.padding[i];
-            (self.size[i] + lo + hi).checked_sub(self.dilation[i] * (self.kernel[i] - 1))
+            (self.size[i] + lo + hi)
+                .checked_sub(self.dilation[i] * (self.kernel[i].checked_sub(1)?))
         };
         match (dim(0)?, dim(1)?) {
             (0, _) | (_, 0) => None,
@@ -58,44 +71,49 @@ impl ConvGeometry {
         self.c_in * self.kernel[0] * self.kernel[1]
     }
 
-    /// The geometry whose forward is this one's input gradient (see the module doc);
-    /// `None` if a padding exceeds `d (k - 1)`.
-    fn transposed(&self) -> Option<ConvGeometry> {
-        let out = self.out_size()?;
-        let mirror = |i: usize| {
-            let span = self.dilation[i] * (self.kernel[i] - 1);
-            let (lo, hi) = self.padding[i];
-            Some((span.checked_sub(lo)?, span.checked_sub(hi)?))
-        };
-        Some(ConvGeometry {
-            batch: self.batch,
-            c_in: self.c_out,
-            size: out,
-            c_out: self.c_in,
-            kernel: self.kernel,
-            padding: [mirror(0)?, mirror(1)?],
-            dilation: self.dilation,
-        })
-    }
-
-    /// Whether [`input_grad`] can compute this geometry's input gradient.
-    pub fn has_input_grad(&self) -> bool {
-        self.transposed().is_some()
-    }
-
     fn out(&self) -> [usize; 2] {
         self.out_size().expect("a valid convolution geometry")
     }
 
-    /// Output rows `N Ho` cut into tiles of whole rows.
-    fn tiles(&self) -> Vec<Range<usize>> {
+    /// Where kernel tap `(i, j)` reads, relative to the output pixel: `(dh i - pt, dw j - pl)`.
+    fn shift(&self, i: usize, j: usize) -> (isize, isize) {
+        let [(pt, _), (pl, _)] = self.padding;
+        (
+            (i * self.dilation[0]) as isize - pt as isize,
+            (j * self.dilation[1]) as isize - pl as isize,
+        )
+    }
+
+    /// Output rows `N Ho` cut into tiles of whole rows (of whole samples if
+    /// `whole_samples`).
+    fn tiles(&self, whole_samples: bool) -> Vec<Tile> {
         let [ho, wo] = self.out();
         let rows = self.batch * ho;
-        let per_tile = (TILE_COLUMNS / wo)
+        let mut per_tile = (TILE_COLUMNS / wo)
             .max(1)
             .min(rows.div_ceil(2 * rayon::current_num_threads()).max(1));
+        if whole_samples {
+            per_tile = per_tile.div_ceil(ho) * ho;
+        }
         (0..rows.div_ceil(per_tile))
-            .map(|t| t * per_tile..((t + 1) * per_tile).min(rows))
+            .map(|t| {
+                let (mut r, end) = (t * per_tile, ((t + 1) * per_tile).min(rows));
+                let mut segments = Vec::new();
+                while r < end {
+                    let (n, oh) = (r / ho, r % ho);
+                    let last = (ho - oh).min(end - r);
+                    segments.push(Segment {
+                        n,
+                        rows: oh..oh + last,
+                        col: (r - t * per_tile) * wo,
+                    });
+                    r += last;
+                }
+                Tile {
+                    segments,
+                    width: (end - t * per_tile) * wo,
+                }
+            })
             .collect()
     }
 }
@@ -119,7 +137,7 @@ impl SharedOut {
     }
 }
 
-/// Per-worker scratch: the tile's columns and the gemm's output.
+/// Per-worker scratch: the tile's columns and its output (or output gradient).
 #[derive(Default)]
 struct Scratch {
     cols: Vec<f32>,
@@ -132,36 +150,129 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-/// `cols[(ci kh + i) kw + j, (r - r0) Wo + ow] = x[n, ci, oh + dh i - pt, ow + dw j - pl]`
-/// (zero outside) for output rows `r = n Ho + oh` in `rows`.
-fn im2col(x: &[f32], g: &ConvGeometry, rows: &Range<usize>, cols: &mut [f32]) {
-    let ([h, w], [ho, wo]) = (g.size, g.out());
-    let ([kh, kw], [dh, dw]) = (g.kernel, g.dilation);
-    let [(pt, _), (pl, _)] = g.padding;
-    let width = rows.len() * wo;
-    for ci in 0..g.c_in {
-        for i in 0..kh {
-            for j in 0..kw {
-                let dst = &mut cols[((ci * kh + i) * kw + j) * width..][..width];
-                // ix = ow + shift is inside [0, W) for ow in lo..hi.
-                let shift = (j * dw) as isize - pl as isize;
-                let lo = (-shift).clamp(0, wo as isize) as usize;
-                let hi = (w as isize - shift).clamp(lo as isize, wo as isize) as usize;
-                for (row, r) in dst.chunks_exact_mut(wo).zip(rows.clone()) {
-                    let (n, oh) = (r / ho, r % ho);
-                    let iy = (oh + i * dh) as isize - pt as isize;
-                    if iy < 0 || iy >= h as isize {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let src = &x[((n * g.c_in + ci) * h + iy as usize) * w..][..w];
-                    row[..lo].fill(0.0);
-                    row[lo..hi].copy_from_slice(
-                        &src[(lo as isize + shift) as usize..(hi as isize + shift) as usize],
-                    );
-                    row[hi..].fill(0.0);
+/// `dst[(oh - oh0) Wo + ow] = plane[oh + sy, ow + sx]` (zero outside the plane) for the
+/// output rows `rows = oh0..oh1` of one channel of one sample.
+fn gather_shifted(
+    dst: &mut [f32],
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    wo: usize,
+    rows: &Range<usize>,
+    (sy, sx): (isize, isize),
+) {
+    if wo != w {
+        for (row, oh) in dst.chunks_exact_mut(wo).zip(rows.clone()) {
+            let iy = oh as isize + sy;
+            for (ow, v) in row.iter_mut().enumerate() {
+                let ix = ow as isize + sx;
+                *v = if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                    plane[iy as usize * w + ix as usize]
+                } else {
+                    0.0
+                };
+            }
+        }
+        return;
+    }
+    // Same width: the valid rows are one contiguous run of the plane, shifted by
+    // `sy w + sx`; the `|sx|` pixels of each row that wrap into the neighbouring row are
+    // zeroed afterwards.
+    let (oh0, oh1) = (rows.start as isize, rows.end as isize);
+    let lo = (-sy).clamp(oh0, oh1);
+    let hi = (h as isize - sy).clamp(lo, oh1);
+    let (a, b) = (((lo - oh0) as usize) * w, ((hi - oh0) as usize) * w);
+    dst[..a].fill(0.0);
+    dst[b..].fill(0.0);
+    let block = &mut dst[a..b];
+    let base = (lo + sy) * w as isize + sx;
+    let k0 = (-base).clamp(0, block.len() as isize) as usize;
+    let k1 = ((h * w) as isize - base).clamp(k0 as isize, block.len() as isize) as usize;
+    block[..k0].fill(0.0);
+    if k1 > k0 {
+        let start = (base + k0 as isize) as usize;
+        block[k0..k1].copy_from_slice(&plane[start..start + (k1 - k0)]);
+    }
+    block[k1..].fill(0.0);
+    let border = sx.unsigned_abs().min(w);
+    if border > 0 {
+        for row in block.chunks_exact_mut(w) {
+            let edge = if sx > 0 {
+                &mut row[w - border..]
+            } else {
+                &mut row[..border]
+            };
+            edge.fill(0.0);
+        }
+    }
+}
+
+/// The adjoint of [`gather_shifted`]: `plane[oh + sy, ow + sx] += src[(oh - oh0) Wo + ow]`
+/// where inside the plane.
+fn scatter_add_shifted(
+    src: &[f32],
+    plane: &mut [f32],
+    [h, w]: [usize; 2],
+    wo: usize,
+    rows: &Range<usize>,
+    (sy, sx): (isize, isize),
+) {
+    let ow_lo = (-sx).clamp(0, wo as isize) as usize;
+    let ow_hi = (w as isize - sx).clamp(ow_lo as isize, wo as isize) as usize;
+    for (row, oh) in src.chunks_exact(wo).zip(rows.clone()) {
+        let iy = oh as isize + sy;
+        if iy < 0 || iy >= h as isize {
+            continue;
+        }
+        let start = (iy as usize * w) as isize + ow_lo as isize + sx;
+        let dst = &mut plane[start as usize..][..ow_hi - ow_lo];
+        for (d, s) in dst.iter_mut().zip(&row[ow_lo..ow_hi]) {
+            *d += s;
+        }
+    }
+}
+
+/// `cols[(ci kh + i) kw + j, p] = x[n, ci, oh + dh i - pt, ow + dw j - pl]` (zero outside)
+/// for the tile's pixels `p = (n, oh, ow)`.
+fn im2col(x: &[f32], g: &ConvGeometry, tile: &Tile, cols: &mut [f32]) {
+    let ([h, w], [_, wo], [kh, kw]) = (g.size, g.out(), g.kernel);
+    for (patch_row, dst) in cols.chunks_exact_mut(tile.width).enumerate() {
+        let (ci, i, j) = (patch_row / (kh * kw), (patch_row / kw) % kh, patch_row % kw);
+        for seg in &tile.segments {
+            let plane = &x[(seg.n * g.c_in + ci) * h * w..][..h * w];
+            let dst = &mut dst[seg.col..][..seg.rows.len() * wo];
+            gather_shifted(dst, plane, [h, w], wo, &seg.rows, g.shift(i, j));
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds `cols` back into `dx` `(N, Ci, H, W)` at the pixels it
+/// was read from. The tile must hold whole samples, which no other tile touches.
+fn col2im(cols: &[f32], g: &ConvGeometry, tile: &Tile, dx: SharedOut) {
+    let ([h, w], [_, wo], [kh, kw]) = (g.size, g.out(), g.kernel);
+    for seg in &tile.segments {
+        for ci in 0..g.c_in {
+            // SAFETY: plane (n, ci) lies inside dx, and only this tile holds sample n.
+            let plane = unsafe { dx.slice((seg.n * g.c_in + ci) * h * w, h * w) };
+            for i in 0..kh {
+                for j in 0..kw {
+                    let src = &cols[((ci * kh + i) * kw + j) * tile.width + seg.col..]
+                        [..seg.rows.len() * wo];
+                    scatter_add_shifted(src, plane, [h, w], wo, &seg.rows, g.shift(i, j));
                 }
             }
+        }
+    }
+}
+
+/// `dst[co, p] = src[n, co, oh, ow]` for the tile's pixels `p = (n, oh, ow)`: a tile's
+/// slice of an `(N, Co, Ho, Wo)` tensor as a `[Co, P]` matrix.
+fn gather_tile(src: &[f32], g: &ConvGeometry, tile: &Tile, dst: &mut [f32]) {
+    let ([ho, wo], co) = (g.out(), g.c_out);
+    for (c, dst) in dst.chunks_exact_mut(tile.width).enumerate() {
+        for seg in &tile.segments {
+            let len = seg.rows.len() * wo;
+            dst[seg.col..][..len]
+                .copy_from_slice(&src[((seg.n * co + c) * ho + seg.rows.start) * wo..][..len]);
         }
     }
 }
@@ -236,18 +347,18 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> 
     let ([ho, wo], k, co) = (g.out(), g.patch_len(), g.c_out);
     let mut y = vec![0.0f32; g.batch * co * ho * wo];
     let out = SharedOut(y.as_mut_ptr());
-    let tiles = g.tiles();
+    let tiles = g.tiles(false);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
     tiles
         .par_iter()
-        .for_each_init(Scratch::default, |scratch, rows| {
-            let width = rows.len() * wo;
+        .for_each_init(Scratch::default, |scratch, tile| {
+            let width = tile.width;
             let cols = sized(&mut scratch.cols, k * width);
-            im2col(x, g, rows, cols);
-            let tile = sized(&mut scratch.out, co * width);
+            im2col(x, g, tile, cols);
+            let product = sized(&mut scratch.out, co * width);
             matmul(
                 [co, width, k],
-                tile,
+                product,
                 [width as isize, 1],
                 w,
                 [k as isize, 1],
@@ -256,15 +367,15 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> 
                 false,
                 parallelism,
             );
-            for (c, tile_row) in tile.chunks_exact(width).enumerate() {
+            for (c, product) in product.chunks_exact(width).enumerate() {
                 let b = bias.map_or(0.0, |b| b[c]);
-                for (src, r) in tile_row.chunks_exact(wo).zip(rows.clone()) {
-                    let (n, oh) = (r / ho, r % ho);
-                    let offset = ((n * co + c) * ho + oh) * wo;
-                    // SAFETY: output row (n, c, oh) belongs to this tile alone, and
-                    // `offset + wo <= y.len()`.
-                    let dst = unsafe { out.slice(offset, wo) };
-                    for (d, s) in dst.iter_mut().zip(src) {
+                for seg in &tile.segments {
+                    let len = seg.rows.len() * wo;
+                    // SAFETY: these output rows of (n, c) belong to this tile alone, and lie
+                    // inside y.
+                    let dst =
+                        unsafe { out.slice(((seg.n * co + c) * ho + seg.rows.start) * wo, len) };
+                    for (d, s) in dst.iter_mut().zip(&product[seg.col..][..len]) {
                         *d = s + b;
                     }
                 }
@@ -277,22 +388,19 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> 
 /// `db` `(Co)`.
 pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f32>) {
     let ([ho, wo], k, co) = (g.out(), g.patch_len(), g.c_out);
-    let tiles = g.tiles();
+    let tiles = g.tiles(false);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
     let zeros = || (vec![0.0f32; k * co], vec![0.0f32; co], Scratch::default());
     let (dwt, db, _) = tiles
         .par_iter()
-        .fold(zeros, |(mut dwt, mut db, mut scratch), rows| {
-            let width = rows.len() * wo;
+        .fold(zeros, |(mut dwt, mut db, mut scratch), tile| {
+            let width = tile.width;
             let cols = sized(&mut scratch.cols, k * width);
-            im2col(x, g, rows, cols);
+            im2col(x, g, tile, cols);
             let dy_tile = sized(&mut scratch.out, co * width);
-            for (c, (tile_row, db_c)) in dy_tile.chunks_exact_mut(width).zip(&mut db).enumerate() {
-                for (dst, r) in tile_row.chunks_exact_mut(wo).zip(rows.clone()) {
-                    let (n, oh) = (r / ho, r % ho);
-                    dst.copy_from_slice(&dy[((n * co + c) * ho + oh) * wo..][..wo]);
-                }
-                *db_c += tile_row.iter().sum::<f32>();
+            gather_tile(dy, g, tile, dy_tile);
+            for (db_c, row) in db.iter_mut().zip(dy_tile.chunks_exact(width)) {
+                *db_c += row.iter().sum::<f32>();
             }
             matmul(
                 [k, co, width],
@@ -321,23 +429,34 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f3
     (dw, db)
 }
 
-/// `dx` `(N, Ci, H, W)` of `y = conv(x, w)` given `dy` `(N, Co, Ho, Wo)`. Panics unless
-/// [`ConvGeometry::has_input_grad`].
+/// `dx` `(N, Ci, H, W)` of `y = conv(x, w)` given `dy` `(N, Co, Ho, Wo)`.
 pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let t = g.transposed().expect("paddings of at most d (k - 1)");
-    let ([kh, kw], ci, co) = (g.kernel, g.c_in, g.c_out);
-    let mut flipped = vec![0.0f32; w.len()];
-    for o in 0..co {
-        for c in 0..ci {
-            for i in 0..kh {
-                for j in 0..kw {
-                    flipped[((c * co + o) * kh + kh - 1 - i) * kw + kw - 1 - j] =
-                        w[((o * ci + c) * kh + i) * kw + j];
-                }
-            }
-        }
-    }
-    forward(dy, &flipped, None, &t)
+    let ([h, wd], [ho, wo], k, co) = (g.size, g.out(), g.patch_len(), g.c_out);
+    let mut dx = vec![0.0f32; g.batch * g.c_in * h * wd];
+    let out = SharedOut(dx.as_mut_ptr());
+    let tiles = g.tiles(true);
+    let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
+    tiles
+        .par_iter()
+        .for_each_init(Scratch::default, |scratch, tile| {
+            let width = tile.width;
+            let dy_tile = sized(&mut scratch.out, co * width);
+            gather_tile(dy, g, tile, dy_tile);
+            let cols = sized(&mut scratch.cols, k * width);
+            matmul(
+                [k, width, co],
+                cols,
+                [width as isize, 1],
+                w,
+                [1, k as isize],
+                dy_tile,
+                [width as isize, 1],
+                false,
+                parallelism,
+            );
+            col2im(cols, g, tile, out);
+        });
+    dx
 }
 
 #[cfg(test)]

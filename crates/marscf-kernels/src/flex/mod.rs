@@ -6,6 +6,7 @@ mod lstm;
 mod math;
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -42,8 +43,13 @@ pub trait FlexKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether our Flex kernels take tensors on `device` of type `dtype`.
+/// Whether our Flex kernels take tensors on `device` of type `dtype`: on Flex, float32,
+/// unless [`crate::PORTABLE_ENV`] is set to `1` (checked once).
 pub fn runs(device: &Device, dtype: DType) -> bool {
+    static PORTABLE: OnceLock<bool> = OnceLock::new();
+    if *PORTABLE.get_or_init(|| std::env::var(crate::PORTABLE_ENV).is_ok_and(|v| v == "1")) {
+        return false;
+    }
     let flex = match device.as_dispatch() {
         DispatchDevice::Flex(_) => true,
         DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
@@ -69,7 +75,7 @@ fn geometry(x: [usize; 4], weight: [usize; 4], spec: ConvSpec) -> ConvGeometry {
 /// Whether [`conv2d`] computes this convolution (else the caller takes the portable path).
 pub fn conv_supported(x: [usize; 4], weight: [usize; 4], spec: ConvSpec) -> bool {
     let g = geometry(x, weight, spec);
-    x[1] == weight[1] && weight[2] > 0 && weight[3] > 0 && g.has_input_grad()
+    x[1] == weight[1] && weight[2] > 0 && weight[3] > 0 && g.out_size().is_some()
 }
 
 /// The Flex kernel of [`crate::conv2d`].
