@@ -4,16 +4,11 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
-use burn::tensor::activation::{elu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor};
+use marscf_kernels::{concat_elu, gate, softmax};
 
 use crate::dropout::Dropout;
 use crate::weight_norm::{WnConv2d, WnLinear, WnScale};
-
-/// `elu(cat(x, -x))` along the channels: `(B, C, H, W) -> (B, 2C, H, W)`.
-pub fn concat_elu(x: Tensor<4>) -> Tensor<4> {
-    elu(Tensor::cat(vec![x.clone(), x.neg()], 1), 1.0)
-}
 
 /// `concat_elu -> WN conv 3x3 (2h -> h) -> concat_elu -> channel dropout ->
 /// WN conv 1x1 (2h -> 2h) -> a * sigmoid(b)`: `(B, h, H, W) -> (B, h, H, W)`.
@@ -39,9 +34,7 @@ impl GatedConv {
     /// `(B, h, H, W) -> (B, h, H, W)`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.conv.forward(concat_elu(x));
-        let x = self.gate.forward(self.dropout.forward(concat_elu(x)));
-        let [a, b]: [Tensor<4>; 2] = x.chunk(2, 1).try_into().expect("2h channels chunk into 2");
-        a * sigmoid(b)
+        gate(self.gate.forward(self.dropout.forward(concat_elu(x))), 1)
     }
 }
 
@@ -105,15 +98,9 @@ impl GatedAttention {
         let query = heads(projected.narrow(2, 2 * c, c)).mul_scalar((d as f64).powf(-0.5));
         let weights = self
             .dropout
-            .forward(softmax(query.matmul(key.swap_dims(2, 3)), 3));
+            .forward(softmax(query.matmul(key.swap_dims(2, 3))));
         let attended = weights.matmul(value).swap_dims(1, 2).reshape([b, l, c]);
-        let [a, gate]: [Tensor<3>; 2] = self
-            .gate
-            .forward(attended)
-            .chunk(2, 2)
-            .try_into()
-            .expect("2c channels chunk into 2");
-        a * sigmoid(gate)
+        gate(self.gate.forward(attended), 2)
     }
 }
 

@@ -10,13 +10,21 @@
 
 #![warn(missing_docs)]
 
+mod concat_elu;
 mod conv;
+mod dropout;
 #[cfg(feature = "flex")]
 mod flex;
+mod gate;
 mod lstm;
+mod softmax;
 
+pub use concat_elu::{concat_elu, concat_elu_portable};
 pub use conv::{ConvSpec, conv2d, conv2d_module, conv2d_portable};
+pub use dropout::{dropout, dropout_portable};
+pub use gate::{gate, gate_portable};
 pub use lstm::{LstmCellState, lstm_cell, lstm_cell_portable};
+pub use softmax::{softmax, softmax_portable};
 
 use burn::tensor::{DType, Device};
 

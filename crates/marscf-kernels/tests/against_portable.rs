@@ -3,7 +3,10 @@
 #![cfg(feature = "flex")]
 
 use burn::tensor::{Device, Distribution, Tensor};
-use marscf_kernels::{ConvSpec, conv2d, conv2d_portable, lstm_cell, lstm_cell_portable};
+use marscf_kernels::{
+    ConvSpec, concat_elu, concat_elu_portable, conv2d, conv2d_portable, dropout, dropout_portable,
+    gate, gate_portable, lstm_cell, lstm_cell_portable, softmax, softmax_portable,
+};
 
 fn device() -> Device {
     let device = Device::flex().autodiff();
@@ -137,4 +140,115 @@ fn lstm_cell_first_step_from_zeros() {
     let s0 = lstm_cell_portable(gates, None, None);
     assert_close("first step h", s.h, s0.h);
     assert_close("first step c", s.c, s0.c);
+}
+
+#[test]
+fn concat_elu_forward_and_gradient() {
+    for shape in [[1, 3, 4, 4], [17, 5, 8, 8], [2, 96, 16, 16], [3, 2, 5, 7]] {
+        let x = (random(shape) * 3.0).detach().require_grad();
+        let [b, c, h, w] = shape;
+        let probe = random([b, 2 * c, h, w]).detach();
+        let run = |f: fn(Tensor<4>) -> Tensor<4>| {
+            let y = f(x.clone());
+            let grads = (y.clone() * probe.clone()).sum().backward();
+            (y, x.grad(&grads).expect("dx"))
+        };
+        let (y, dx) = run(concat_elu);
+        let (y0, dx0) = run(concat_elu_portable);
+        assert_close(&format!("concat_elu {shape:?}"), y, y0);
+        assert_close(&format!("concat_elu {shape:?} dx"), dx, dx0);
+    }
+}
+
+#[test]
+fn gate_forward_and_gradient() {
+    for (shape, dim) in [
+        ([2, 6, 4, 4], 1),
+        ([17, 4, 5, 6], 1),
+        ([3, 5, 7, 8], 3),
+        ([16, 8, 16, 16], 1),
+    ] {
+        let x = (random(shape) * 4.0).detach().require_grad();
+        let mut half = shape;
+        half[dim] /= 2;
+        let probe = random(half).detach();
+        let run = |f: fn(Tensor<4>, usize) -> Tensor<4>| {
+            let y = f(x.clone(), dim);
+            let grads = (y.clone() * probe.clone()).sum().backward();
+            (y, x.grad(&grads).expect("dx"))
+        };
+        let (y, dx) = run(gate);
+        let (y0, dx0) = run(gate_portable);
+        assert_close(&format!("gate {shape:?} dim {dim}"), y, y0);
+        assert_close(&format!("gate {shape:?} dim {dim} dx"), dx, dx0);
+    }
+}
+
+#[test]
+fn softmax_forward_and_gradient() {
+    for shape in [[2, 3, 5, 7], [16, 4, 17, 256], [1, 1, 3, 5]] {
+        let x = (random(shape) * 4.0).detach().require_grad();
+        let probe = random(shape).detach();
+        let run = |f: fn(Tensor<4>) -> Tensor<4>| {
+            let p = f(x.clone());
+            let grads = (p.clone() * probe.clone()).sum().backward();
+            (p, x.grad(&grads).expect("dx"))
+        };
+        let (p, dx) = run(softmax);
+        let (p0, dx0) = run(softmax_portable);
+        assert_close(&format!("softmax {shape:?}"), p, p0);
+        assert_close(&format!("softmax {shape:?} dx"), dx, dx0);
+    }
+}
+
+#[test]
+fn dropout_masks_like_the_portable_default() {
+    // Both draw Bernoulli(1 - p) masks, from different generators: compare what a mask
+    // must satisfy: the kept share within 5 sigma of 1 - p, over 2^20 elements (or 1,024
+    // channels).
+    for (prob, whole_channels) in [(0.2, false), (0.5, false), (0.2, true)] {
+        let x = Tensor::<4>::ones([16, 64, 32, 32], &device()).require_grad();
+        for f in [dropout::<4>, dropout_portable::<4>] {
+            device().seed(11);
+            let y = f(x.clone(), prob, whole_channels);
+            let grads = y.clone().sum().backward();
+            let dx = x
+                .grad(&grads)
+                .expect("dx")
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32");
+            let y = y.into_data().try_to_vec::<f32>().expect("f32");
+            let keep = 1.0 - prob;
+            assert!(
+                y.iter()
+                    .all(|v| *v == 0.0 || (*v as f64 - 1.0 / keep).abs() < 1e-6)
+            );
+            // The gradient of y = x m / keep is m / keep: here equal to y itself.
+            assert_eq!(dx, y, "dropout gradient is its mask");
+            let draws = if whole_channels {
+                16.0 * 64.0
+            } else {
+                16.0 * 64.0 * 1024.0
+            };
+            let kept = y.iter().filter(|v| **v != 0.0).count() as f64 / (16 * 64 * 1024) as f64;
+            let sigma = (keep * prob / draws).sqrt();
+            assert!((kept - keep).abs() < 5.0 * sigma, "p {prob}: kept {kept}");
+            if whole_channels {
+                for channel in y.chunks(1024) {
+                    assert!(
+                        channel.iter().all(|v| *v == channel[0]),
+                        "one draw per channel"
+                    );
+                }
+            }
+            // Seeding the device reproduces the mask.
+            device().seed(11);
+            let again = f(x.clone(), prob, whole_channels)
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32");
+            assert_eq!(again, y);
+        }
+    }
 }

@@ -2,8 +2,11 @@
 //! and on `Autodiff<Flex>` the same forward with a hand-written backward.
 
 mod conv;
+mod elu;
+mod gate;
 mod lstm;
 mod math;
+mod rows;
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -17,11 +20,12 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
 };
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Distribution, Shape, Tensor, TensorData};
 
 use crate::ConvSpec;
 use conv::ConvGeometry;
 use lstm::CellInputs;
+use rows::Mask;
 
 /// The operations we implement ourselves on Flex.
 #[backend_extension(Flex, Autodiff)]
@@ -41,6 +45,18 @@ pub trait FlexKernels: Backend {
         recurrent: FloatTensor<Self>,
         c: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// `[elu(x); elu(-x)]` per sample: `(B, C, H, W) -> (B, 2C, H, W)`.
+    fn marscf_concat_elu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `a σ(b)` for `x` as `outer` blocks `[a; b]`, any shape (halved along one dimension).
+    fn marscf_gate(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
+
+    /// Softmax over the last dimension, any shape.
+    fn marscf_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x ⊙ m / keep` for the dropout mask `m` drawn as `mask` says, any shape.
+    fn marscf_dropout(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self>;
 }
 
 /// Whether our Flex kernels take tensors on `device` of type `dtype`: on Flex, float32,
@@ -103,6 +119,56 @@ pub fn lstm_cell(gates: Tensor<4>, recurrent: Tensor<4>, c: Tensor<4>) -> Tensor
     ))
 }
 
+/// The Flex kernel of [`crate::concat_elu`].
+pub fn concat_elu(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_concat_elu(
+        x.into_dispatch(),
+    ))
+}
+
+/// The Flex kernel of [`crate::gate`].
+pub fn gate<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_gate(
+        x.into_dispatch(),
+        dim,
+    ))
+}
+
+/// Blocks `[a; b]` of `shape` gated along `dim`: the product of the sizes before `dim`.
+fn gate_blocks(shape: &Shape, dim: usize) -> usize {
+    shape.iter().take(dim).product()
+}
+
+/// The Flex kernel of [`crate::softmax`].
+pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_softmax(x.into_dispatch()))
+}
+
+/// The Flex kernel of [`crate::dropout`]: the mask's seed is two draws of the device's
+/// generator (48 random bits).
+pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, whole_channels: bool) -> Tensor<D> {
+    let draws = Tensor::<1>::random([2], Distribution::Default, &x.device())
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("two float32 draws");
+    let seed = (u64::from(draws[0].to_bits()) << 32) | u64::from(draws[1].to_bits());
+    let run = if whole_channels {
+        x.dims().iter().skip(2).product()
+    } else {
+        1
+    };
+    let mask = Mask {
+        seed,
+        keep: 1.0 - prob,
+        run,
+    };
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_dropout(
+        x.into_dispatch(),
+        mask,
+    ))
+}
+
 fn dims4(t: &FlexTensor) -> [usize; 4] {
     let shape = t.shape();
     [shape[0], shape[1], shape[2], shape[3]]
@@ -158,6 +224,30 @@ impl FlexKernels for Flex {
             batch: b,
         });
         tensor(out, [2 * b, h, height, width])
+    }
+
+    fn marscf_concat_elu(x: FlexTensor) -> FlexTensor {
+        let [b, c, h, w] = dims4(&x);
+        tensor(elu::forward(&values(&x), b), [b, 2 * c, h, w])
+    }
+
+    fn marscf_gate(x: FlexTensor, dim: usize) -> FlexTensor {
+        let mut shape = x.shape();
+        let y = gate::forward(&values(&x), gate_blocks(&shape, dim));
+        shape[dim] /= 2;
+        FlexTensor::from_data(TensorData::new(y, shape))
+    }
+
+    fn marscf_softmax(x: FlexTensor) -> FlexTensor {
+        let shape = x.shape();
+        let len = shape[shape.num_dims() - 1];
+        let p = rows::softmax_forward(&values(&x), len);
+        FlexTensor::from_data(TensorData::new(p, shape))
+    }
+
+    fn marscf_dropout(x: FlexTensor, mask: Mask) -> FlexTensor {
+        let y = rows::dropout(&values(&x), mask);
+        FlexTensor::from_data(TensorData::new(y, x.shape()))
     }
 }
 
@@ -227,6 +317,82 @@ impl Backward<Flex, 3> for LstmCellBackward {
     }
 }
 
+/// Backward of [`FlexKernels::marscf_concat_elu`]: state the contiguous input.
+#[derive(Debug)]
+struct ConcatEluBackward;
+
+impl Backward<Flex, 1> for ConcatEluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        if let Some(node) = node {
+            let x = ops.state;
+            let dx = elu::backward(&values(&x), &values(&dy), dims4(&x)[0]);
+            grads.register::<Flex>(node.id, tensor(dx, dims4(&x)));
+        }
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_gate`]: state the contiguous input and the dimension.
+#[derive(Debug)]
+struct GateBackward;
+
+impl Backward<Flex, 1> for GateBackward {
+    type State = (FlexTensor, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        if let Some(node) = node {
+            let (x, dim) = ops.state;
+            let shape = x.shape();
+            let dx = gate::backward(&values(&x), &values(&dy), gate_blocks(&shape, dim));
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+        }
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_softmax`]: state the output `p`.
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dp = contiguous(grads.consume::<Flex>(&ops.node));
+        if let Some(node) = node {
+            let p = ops.state;
+            let shape = p.shape();
+            let dx = rows::softmax_backward(&values(&p), &values(&dp), shape[shape.num_dims() - 1]);
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+        }
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_dropout`]: the same mask applied to the gradient.
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    type State = Mask;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        if let Some(node) = node {
+            let dx = rows::dropout(&values(&dy), ops.state);
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(dx, dy.shape())),
+            );
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     fn marscf_conv2d(
         x: FloatTensor<Self>,
@@ -264,6 +430,57 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         match prep {
             OpsKind::Tracked(prep) => prep.finish((gates, recurrent, c), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn marscf_concat_elu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (x, node) = x.into_parts();
+        let prep = ConcatEluBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful();
+        let x = contiguous(x);
+        let y = Flex::marscf_concat_elu(x.clone());
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish(x, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn marscf_gate(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        let (x, node) = x.into_parts();
+        let prep = GateBackward.prepare::<C>([node]).compute_bound().stateful();
+        let x = contiguous(x);
+        let y = Flex::marscf_gate(x.clone(), dim);
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish((x, dim), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn marscf_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (x, node) = x.into_parts();
+        let prep = SoftmaxBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful();
+        let p = Flex::marscf_softmax(x);
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish(p.clone(), p),
+            OpsKind::UnTracked(prep) => prep.finish(p),
+        }
+    }
+
+    fn marscf_dropout(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self> {
+        let (x, node) = x.into_parts();
+        let prep = DropoutBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful();
+        let y = Flex::marscf_dropout(x, mask);
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish(mask, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
 }

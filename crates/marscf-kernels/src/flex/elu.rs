@@ -1,0 +1,48 @@
+//! `concat_elu` on contiguous `f32` slices: per sample, `[elu(x); elu(-x)]` over the
+//! channels, and its gradient `dx = dy₁ elu'(x) - dy₂ elu'(-x)`.
+
+use rayon::prelude::*;
+
+use super::math::{exp, with_widest_simd};
+
+/// `elu(v) = v` for `v > 0`, `e^v - 1` otherwise; with its derivative (`1` or `e^v`).
+#[inline(always)]
+fn elu_and_slope(v: f32) -> (f32, f32) {
+    let e = exp(v.min(0.0));
+    if v > 0.0 { (v, 1.0) } else { (e - 1.0, e) }
+}
+
+/// `(B, C·H·W)` as `batch` samples of `plane` elements -> `(B, 2 C·H·W)`.
+pub fn forward(x: &[f32], batch: usize) -> Vec<f32> {
+    let plane = x.len() / batch;
+    let mut y = vec![0.0f32; 2 * x.len()];
+    y.par_chunks_mut(2 * plane)
+        .zip(x.par_chunks(plane))
+        .for_each(|(y, x)| {
+            with_widest_simd(|| {
+                let (pos, neg) = y.split_at_mut(plane);
+                for ((p, n), &v) in pos.iter_mut().zip(neg.iter_mut()).zip(x) {
+                    *p = elu_and_slope(v).0;
+                    *n = elu_and_slope(-v).0;
+                }
+            })
+        });
+    y
+}
+
+/// `dx` from the input `x` and `dy` `(B, 2 C·H·W)`.
+pub fn backward(x: &[f32], dy: &[f32], batch: usize) -> Vec<f32> {
+    let plane = x.len() / batch;
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(plane)
+        .zip(x.par_chunks(plane).zip(dy.par_chunks(2 * plane)))
+        .for_each(|(dx, (x, dy))| {
+            with_widest_simd(|| {
+                let (dpos, dneg) = dy.split_at(plane);
+                for (((d, &v), &a), &b) in dx.iter_mut().zip(x).zip(dpos).zip(dneg) {
+                    *d = a * elu_and_slope(v).1 - b * elu_and_slope(-v).1;
+                }
+            })
+        });
+    dx
+}

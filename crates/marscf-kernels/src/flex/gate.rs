@@ -1,0 +1,43 @@
+//! The gated linear unit `a σ(b)` on contiguous `f32` slices, `[a; b]` the two halves of
+//! each of `outer` blocks, and its gradient `(dy σ(b), dy a σ(b) (1 - σ(b)))`.
+
+use rayon::prelude::*;
+
+use super::math::{sigmoid, with_widest_simd};
+
+/// `x` as `outer` blocks `[a; b]` -> `outer` blocks `a σ(b)` (half as long).
+pub fn forward(x: &[f32], outer: usize) -> Vec<f32> {
+    let half = x.len() / outer / 2;
+    let mut y = vec![0.0f32; x.len() / 2];
+    y.par_chunks_mut(half)
+        .zip(x.par_chunks(2 * half))
+        .for_each(|(y, x)| {
+            with_widest_simd(|| {
+                let (a, b) = x.split_at(half);
+                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                    *y = a * sigmoid(b);
+                }
+            })
+        });
+    y
+}
+
+/// `dx = [dy σ(b); dy a σ(b) (1 - σ(b))]` per block.
+pub fn backward(x: &[f32], dy: &[f32], outer: usize) -> Vec<f32> {
+    let half = x.len() / outer / 2;
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(2 * half)
+        .zip(x.par_chunks(2 * half).zip(dy.par_chunks(half)))
+        .for_each(|(dx, (x, dy))| {
+            with_widest_simd(|| {
+                let (a, b) = x.split_at(half);
+                let (da, db) = dx.split_at_mut(half);
+                for ((((da, db), &a), &b), &dy) in da.iter_mut().zip(db).zip(a).zip(b).zip(dy) {
+                    let s = sigmoid(b);
+                    *da = dy * s;
+                    *db = dy * a * s * (1.0 - s);
+                }
+            })
+        });
+    dx
+}

@@ -1,0 +1,22 @@
+//! Softmax over the last dimension.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation;
+
+/// `softmax(x)` over the last dimension, `exp(x_i - max x) / Σ_j exp(x_j - max x)`; any
+/// shape in, the same shape out.
+///
+/// On Flex (float32) one pass per row forward and one backward
+/// (`dx = p ⊙ (dp - Σ dp ⊙ p)`, from the saved output). Elsewhere, [`softmax_portable`].
+pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if crate::flex::runs(&x.device(), x.dtype()) {
+        return crate::flex::softmax(x);
+    }
+    softmax_portable(x)
+}
+
+/// The portable default of [`softmax`]: Burn's `softmax`.
+pub fn softmax_portable<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    activation::softmax(x, D - 1)
+}
