@@ -19,13 +19,16 @@ pub fn forward(x: &[f32], batch: usize) -> Vec<f32> {
     y.par_chunks_mut(2 * plane)
         .zip(x.par_chunks(plane))
         .for_each(|(y, x)| {
-            with_widest_simd(|| {
-                let (pos, neg) = y.split_at_mut(plane);
-                for ((p, n), &v) in pos.iter_mut().zip(neg.iter_mut()).zip(x) {
-                    *p = elu_and_slope(v).0;
-                    *n = elu_and_slope(-v).0;
-                }
-            })
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    let (pos, neg) = y.split_at_mut(plane);
+                    for ((p, n), &v) in pos.iter_mut().zip(neg.iter_mut()).zip(x) {
+                        *p = elu_and_slope(v).0;
+                        *n = elu_and_slope(-v).0;
+                    }
+                },
+            )
         });
     y
 }
@@ -37,12 +40,15 @@ pub fn backward(x: &[f32], dy: &[f32], batch: usize) -> Vec<f32> {
     dx.par_chunks_mut(plane)
         .zip(x.par_chunks(plane).zip(dy.par_chunks(2 * plane)))
         .for_each(|(dx, (x, dy))| {
-            with_widest_simd(|| {
-                let (dpos, dneg) = dy.split_at(plane);
-                for (((d, &v), &a), &b) in dx.iter_mut().zip(x).zip(dpos).zip(dneg) {
-                    *d = a * elu_and_slope(v).1 - b * elu_and_slope(-v).1;
-                }
-            })
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    let (dpos, dneg) = dy.split_at(plane);
+                    for (((d, &v), &a), &b) in dx.iter_mut().zip(x).zip(dpos).zip(dneg) {
+                        *d = a * elu_and_slope(v).1 - b * elu_and_slope(-v).1;
+                    }
+                },
+            )
         });
     dx
 }

@@ -12,12 +12,15 @@ pub fn forward(x: &[f32], outer: usize) -> Vec<f32> {
     y.par_chunks_mut(half)
         .zip(x.par_chunks(2 * half))
         .for_each(|(y, x)| {
-            with_widest_simd(|| {
-                let (a, b) = x.split_at(half);
-                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                    *y = a * sigmoid(b);
-                }
-            })
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    let (a, b) = x.split_at(half);
+                    for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                        *y = a * sigmoid(b);
+                    }
+                },
+            )
         });
     y
 }
@@ -29,15 +32,18 @@ pub fn backward(x: &[f32], dy: &[f32], outer: usize) -> Vec<f32> {
     dx.par_chunks_mut(2 * half)
         .zip(x.par_chunks(2 * half).zip(dy.par_chunks(half)))
         .for_each(|(dx, (x, dy))| {
-            with_widest_simd(|| {
-                let (a, b) = x.split_at(half);
-                let (da, db) = dx.split_at_mut(half);
-                for ((((da, db), &a), &b), &dy) in da.iter_mut().zip(db).zip(a).zip(b).zip(dy) {
-                    let s = sigmoid(b);
-                    *da = dy * s;
-                    *db = dy * a * s * (1.0 - s);
-                }
-            })
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    let (a, b) = x.split_at(half);
+                    let (da, db) = dx.split_at_mut(half);
+                    for ((((da, db), &a), &b), &dy) in da.iter_mut().zip(db).zip(a).zip(b).zip(dy) {
+                        let s = sigmoid(b);
+                        *da = dy * s;
+                        *db = dy * a * s * (1.0 - s);
+                    }
+                },
+            )
         });
     dx
 }

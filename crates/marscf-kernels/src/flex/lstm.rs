@@ -54,7 +54,10 @@ pub fn forward(inputs: CellInputs<'_>) -> Vec<f32> {
         .enumerate()
         .for_each(|(b, (h_out, c_out))| {
             let (a, r, c) = inputs.sample(b);
-            with_widest_simd(|| forward_sample(a, r, c, h_out, c_out));
+            with_widest_simd(
+                #[inline(always)]
+                || forward_sample(a, r, c, h_out, c_out),
+            );
         });
     out
 }
@@ -88,7 +91,10 @@ pub fn backward(inputs: CellInputs<'_>, d_out: &[f32]) -> (Vec<f32>, Vec<f32>) {
         .for_each(|(b, (dg, dc))| {
             let (a, r, c) = inputs.sample(b);
             let (dh, dc_out) = (&dh[b * p..][..p], &dc_out[b * p..][..p]);
-            with_widest_simd(|| backward_sample(a, r, c, dh, dc_out, dg, dc));
+            with_widest_simd(
+                #[inline(always)]
+                || backward_sample(a, r, c, dh, dc_out, dg, dc),
+            );
         });
     (d_gates, d_c)
 }

@@ -8,11 +8,13 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// `1.5 * 2^23`: adding it rounds an `f32` of magnitude below `2^22` to an integer.
 const ROUND: f32 = 12_582_912.0;
+/// `2^23 + 127`: adding it to an integral `n` puts the exponent bits of `2^n` at the bottom.
+const BIASED: f32 = 8_388_735.0;
 
 /// `e^x`, clamped to `[e^-87.3, e^88.3]` (the normal `f32` range).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
+    let x = x.max(-87.3).min(88.3);
     // x = n ln 2 + r, |r| <= ln 2 / 2, e^x = 2^n e^r.
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
@@ -23,7 +25,9 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n + 127 lands in the low mantissa bits of 2^23 + n + 127; shifted up, it is the
+    // exponent field of 2^n (n is integral and within [-126, 127] after the clamp).
+    let scale = f32::from_bits((n + BIASED).to_bits() << 23);
     er * scale
 }
 

@@ -13,11 +13,14 @@ pub fn softmax_forward(x: &[f32], len: usize) -> Vec<f32> {
     p.par_chunks_mut(len * ROWS_PER_TASK)
         .zip(x.par_chunks(len * ROWS_PER_TASK))
         .for_each(|(p, x)| {
-            with_widest_simd(|| {
-                for (p, x) in p.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
-                    softmax_row(x, p);
-                }
-            })
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    for (p, x) in p.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
+                        softmax_row(x, p);
+                    }
+                },
+            )
         });
     p
 }
@@ -56,21 +59,24 @@ pub fn softmax_backward(p: &[f32], dp: &[f32], len: usize) -> Vec<f32> {
                 .zip(dp.par_chunks(len * ROWS_PER_TASK)),
         )
         .for_each(|(dx, (p, dp))| {
-            with_widest_simd(|| {
-                for ((dx, p), dp) in dx
-                    .chunks_exact_mut(len)
-                    .zip(p.chunks_exact(len))
-                    .zip(dp.chunks_exact(len))
-                {
-                    for ((dx, p), dp) in dx.iter_mut().zip(p).zip(dp) {
-                        *dx = p * dp;
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    for ((dx, p), dp) in dx
+                        .chunks_exact_mut(len)
+                        .zip(p.chunks_exact(len))
+                        .zip(dp.chunks_exact(len))
+                    {
+                        for ((dx, p), dp) in dx.iter_mut().zip(p).zip(dp) {
+                            *dx = p * dp;
+                        }
+                        let dot = lanes(dx, 0.0, |s, v| s + v);
+                        for (dx, p) in dx.iter_mut().zip(p) {
+                            *dx -= p * dot;
+                        }
                     }
-                    let dot = lanes(dx, 0.0, |s, v| s + v);
-                    for (dx, p) in dx.iter_mut().zip(p) {
-                        *dx -= p * dot;
-                    }
-                }
-            })
+                },
+            )
         });
     dx
 }
