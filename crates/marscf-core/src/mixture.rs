@@ -7,6 +7,7 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softplus};
+use marscf_kernels::{MixtureCdf, bisect_mixture};
 
 /// `ln Σ exp(x)` along `dim`, keeping it, shifted by the maximum for stability.
 pub fn logsumexp<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
@@ -101,34 +102,18 @@ impl LogisticMixture {
     pub fn inverse_cdf(&self, y: Tensor<4>, max_iters: usize, tolerance: f64) -> Tensor<4> {
         let [b, _, c, h, w] = self.mu.dims();
         let spread = self.log_s.clone().exp().sum_dim(1).mul_scalar(20.0);
-        let mut lower = (self.mu.clone() - spread.clone())
+        let lower = (self.mu.clone() - spread.clone())
             .min_dim(1)
             .reshape([b, c, h, w]);
-        let mut upper = (self.mu.clone() + spread).max_dim(1).reshape([b, c, h, w]);
-        let weights = self.log_weights.clone().exp();
-        let inv_scale = self.log_s.clone().neg().exp();
-        let cdf = |x: Tensor<4>| {
-            let z = (x.unsqueeze_dim::<5>(1) - self.mu.clone()) * inv_scale.clone();
-            (sigmoid(z) * weights.clone())
-                .sum_dim(1)
-                .reshape([b, c, h, w])
+        let upper = (self.mu.clone() + spread).max_dim(1).reshape([b, c, h, w]);
+        // The reference's `x' = (x + lower) / 2` or `(x + upper) / 2` is the midpoint of
+        // the new bracket, computed with the same two operands.
+        let cdf = MixtureCdf {
+            weights: self.log_weights.clone().exp(),
+            mu: self.mu.clone(),
+            inv_scale: self.log_s.clone().neg().exp(),
         };
-        let mut x = y.zeros_like();
-        for iteration in 1..=max_iters {
-            // The reference's `x' = (x + lower) / 2` or `(x + upper) / 2` is the midpoint of
-            // the new bracket, computed with the same two operands.
-            let above = cdf(x.clone()).greater(y.clone());
-            lower = x.clone().mask_where(above.clone(), lower);
-            upper = upper.mask_where(above, x.clone());
-            let next = (lower.clone() + upper.clone()).mul_scalar(0.5);
-            let converged = iteration % 8 == 0
-                && (next.clone() - x.clone()).abs().max().into_scalar::<f32>() as f64 <= tolerance;
-            x = next;
-            if converged {
-                break;
-            }
-        }
-        x
+        bisect_mixture(&cdf, y, [lower, upper], max_iters, tolerance)
     }
 }
 

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod bisect;
 mod concat_elu;
 mod conv;
 mod dropout;
@@ -19,6 +20,7 @@ mod gate;
 mod lstm;
 mod softmax;
 
+pub use bisect::{MixtureCdf, bisect_mixture, bisect_mixture_portable};
 pub use concat_elu::{concat_elu, concat_elu_portable};
 pub use conv::{ConvSpec, conv2d, conv2d_module, conv2d_portable};
 pub use dropout::{dropout, dropout_portable};

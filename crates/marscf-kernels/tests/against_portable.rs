@@ -4,8 +4,9 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use marscf_kernels::{
-    ConvSpec, concat_elu, concat_elu_portable, conv2d, conv2d_portable, dropout, dropout_portable,
-    gate, gate_portable, lstm_cell, lstm_cell_portable, softmax, softmax_portable,
+    ConvSpec, MixtureCdf, bisect_mixture, bisect_mixture_portable, concat_elu, concat_elu_portable,
+    conv2d, conv2d_portable, dropout, dropout_portable, gate, gate_portable, lstm_cell,
+    lstm_cell_portable, softmax, softmax_portable,
 };
 
 fn device() -> Device {
@@ -181,6 +182,43 @@ fn gate_forward_and_gradient() {
         let (y0, dx0) = run(gate_portable);
         assert_close(&format!("gate {shape:?} dim {dim}"), y, y0);
         assert_close(&format!("gate {shape:?} dim {dim} dx"), dx, dx0);
+    }
+}
+
+#[test]
+fn mixture_bisection() {
+    for [b, k, c, h, w] in [[2, 3, 3, 4, 4], [17, 32, 6, 8, 8], [1, 5, 2, 5, 7]] {
+        let d = Device::flex();
+        let uniform = |shape, lo, hi| Tensor::<5>::random(shape, Distribution::Uniform(lo, hi), &d);
+        let logits = uniform([b, k, c, h, w], -2.0, 2.0);
+        let weights = logits.clone().exp() / logits.exp().sum_dim(1);
+        let mu = uniform([b, k, c, h, w], -3.0, 3.0);
+        let log_s = uniform([b, k, c, h, w], -2.0, 1.0);
+        let spread = log_s.clone().exp().sum_dim(1).mul_scalar(20.0);
+        let lower = (mu.clone() - spread.clone())
+            .min_dim(1)
+            .reshape([b, c, h, w]);
+        let upper = (mu.clone() + spread).max_dim(1).reshape([b, c, h, w]);
+        let mixture = MixtureCdf {
+            weights,
+            mu,
+            inv_scale: log_s.neg().exp(),
+        };
+        let y = Tensor::<4>::random([b, c, h, w], Distribution::Uniform(0.001, 0.999), &d);
+        for (iters, tolerance) in [(100, 1e-10), (13, 1e-10), (100, 1e-3)] {
+            let what = format!(
+                "bisection {:?} {iters} iterations, tolerance {tolerance}",
+                [b, k, c, h, w]
+            );
+            let bracket = || [lower.clone(), upper.clone()];
+            let x = bisect_mixture(&mixture, y.clone(), bracket(), iters, tolerance);
+            let x0 = bisect_mixture_portable(&mixture, y.clone(), bracket(), iters, tolerance);
+            // The CDFs differ in their last bits, so a comparison can flip where x is
+            // within a few ulps of the root: compare with the bracket's final resolution.
+            let diff = (x - x0).abs().max().into_scalar::<f32>();
+            let allowed = if tolerance < 1e-6 { 1e-5 } else { 2e-3 };
+            assert!(diff <= allowed, "{what}: max |x - x0| = {diff}");
+        }
     }
 }
 

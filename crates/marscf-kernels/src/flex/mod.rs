@@ -1,6 +1,7 @@
 //! Our kernels on Burn's Flex CPU backend, as a backend extension: the forward on `Flex`,
 //! and on `Autodiff<Flex>` the same forward with a hand-written backward.
 
+mod bisect;
 mod conv;
 mod elu;
 mod gate;
@@ -51,6 +52,18 @@ pub trait FlexKernels: Backend {
 
     /// `a σ(b)` for `x` as `outer` blocks `[a; b]`, any shape (halved along one dimension).
     fn marscf_gate(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
+
+    /// The bisection of [`crate::bisect_mixture`]: the mixture `(B, k, C, H, W)` each,
+    /// `y`, `lower`, `upper` `(B, C, H, W)`; `(max_iters, tolerance)`.
+    fn marscf_bisect(
+        weights: FloatTensor<Self>,
+        mu: FloatTensor<Self>,
+        inv_scale: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        lower: FloatTensor<Self>,
+        upper: FloatTensor<Self>,
+        limits: (usize, f64),
+    ) -> FloatTensor<Self>;
 
     /// Softmax over the last dimension, any shape.
     fn marscf_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -137,6 +150,25 @@ pub fn gate<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
 /// Blocks `[a; b]` of `shape` gated along `dim`: the product of the sizes before `dim`.
 fn gate_blocks(shape: &Shape, dim: usize) -> usize {
     shape.iter().take(dim).product()
+}
+
+/// The Flex kernel of [`crate::bisect_mixture`].
+pub fn bisect_mixture(
+    mixture: &crate::MixtureCdf,
+    y: Tensor<4>,
+    [lower, upper]: [Tensor<4>; 2],
+    max_iters: usize,
+    tolerance: f64,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_bisect(
+        mixture.weights.clone().into_dispatch(),
+        mixture.mu.clone().into_dispatch(),
+        mixture.inv_scale.clone().into_dispatch(),
+        y.into_dispatch(),
+        lower.into_dispatch(),
+        upper.into_dispatch(),
+        (max_iters, tolerance),
+    ))
 }
 
 /// The Flex kernel of [`crate::softmax`].
@@ -236,6 +268,46 @@ impl FlexKernels for Flex {
         let y = gate::forward(&values(&x), gate_blocks(&shape, dim));
         shape[dim] /= 2;
         FlexTensor::from_data(TensorData::new(y, shape))
+    }
+
+    fn marscf_bisect(
+        weights: FlexTensor,
+        mu: FlexTensor,
+        inv_scale: FlexTensor,
+        y: FlexTensor,
+        lower: FlexTensor,
+        upper: FlexTensor,
+        (max_iters, tolerance): (usize, f64),
+    ) -> FlexTensor {
+        let shape = dims4(&y);
+        let (weights, mu, inv_scale, y) = (
+            values(&weights),
+            values(&mu),
+            values(&inv_scale),
+            values(&y),
+        );
+        let mixture = bisect::Mixture {
+            weights: &weights,
+            mu: &mu,
+            inv_scale: &inv_scale,
+            y: &y,
+            batch: shape[0],
+        };
+        let mut state = bisect::Bracket {
+            x: vec![0.0; y.len()],
+            lower: values(&lower).into_owned(),
+            upper: values(&upper).into_owned(),
+        };
+        let mut done = 0;
+        while done < max_iters {
+            let iterations = bisect::CHECK_EVERY.min(max_iters - done);
+            let moved = bisect::steps(mixture, &mut state, iterations);
+            done += iterations;
+            if iterations == bisect::CHECK_EVERY && moved as f64 <= tolerance {
+                break;
+            }
+        }
+        tensor(state.x, shape)
     }
 
     fn marscf_softmax(x: FlexTensor) -> FlexTensor {
@@ -456,6 +528,27 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
             OpsKind::Tracked(prep) => prep.finish((x, dim), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
+    }
+
+    fn marscf_bisect(
+        weights: FloatTensor<Self>,
+        mu: FloatTensor<Self>,
+        inv_scale: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        lower: FloatTensor<Self>,
+        upper: FloatTensor<Self>,
+        limits: (usize, f64),
+    ) -> FloatTensor<Self> {
+        // The result is a constant: a new leaf, tracking nothing.
+        <FloatTensor<Self>>::new(Flex::marscf_bisect(
+            weights.into_primitive(),
+            mu.into_primitive(),
+            inv_scale.into_primitive(),
+            y.into_primitive(),
+            lower.into_primitive(),
+            upper.into_primitive(),
+            limits,
+        ))
     }
 
     fn marscf_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {

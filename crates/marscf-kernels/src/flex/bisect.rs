@@ -1,0 +1,119 @@
+//! The bisection for the inverse CDF of a logistic mixture, on contiguous `f32` slices:
+//! every element's bracket halves eight iterations at a time, with the mixture's
+//! parameters of a block of elements kept in cache across those iterations.
+
+use rayon::prelude::*;
+
+use super::math::{sigmoid, with_widest_simd};
+
+/// Elements per parallel task and per cache block.
+const BLOCK: usize = 64;
+
+/// Iterations between two convergence checks (the portable default's schedule).
+pub const CHECK_EVERY: usize = 8;
+
+/// The mixture, `(B, k, P)` each (`P = C H W` elements per sample), and the target `y`,
+/// `(B, P)`.
+#[derive(Clone, Copy)]
+pub struct Mixture<'a> {
+    /// Component weights `π_j`.
+    pub weights: &'a [f32],
+    /// Locations `μ_j`.
+    pub mu: &'a [f32],
+    /// Inverse scales `1 / s_j`.
+    pub inv_scale: &'a [f32],
+    /// Targets `y`.
+    pub y: &'a [f32],
+    /// Batch `B`.
+    pub batch: usize,
+}
+
+/// The bisection's state, `(B, P)` each: the current point and its bracket.
+pub struct Bracket {
+    /// The current point `x`.
+    pub x: Vec<f32>,
+    /// Lower end.
+    pub lower: Vec<f32>,
+    /// Upper end.
+    pub upper: Vec<f32>,
+}
+
+/// Runs `iterations` steps `above = F(x) > y; lower = above ? lower : x;
+/// upper = above ? x : upper; x = (lower + upper) / 2` on every element, with
+/// `F(x) = Σ_j π_j σ((x - μ_j) / s_j)`. Returns the largest `|Δx|` of the last step.
+pub fn steps(m: Mixture<'_>, state: &mut Bracket, iterations: usize) -> f32 {
+    let p = m.y.len() / m.batch;
+    let k = m.weights.len() / m.y.len();
+    state
+        .x
+        .par_chunks_mut(BLOCK)
+        .zip(state.lower.par_chunks_mut(BLOCK))
+        .zip(state.upper.par_chunks_mut(BLOCK))
+        .enumerate()
+        .map(|(block, ((x, lower), upper))| {
+            let start = block * BLOCK;
+            let (b, e) = (start / p, start % p);
+            // Blocks never straddle two samples when BLOCK divides P; otherwise split.
+            let len = x.len().min(p - e);
+            let mut moved = with_widest_simd(
+                #[inline(always)]
+                || {
+                    block_steps(
+                        m,
+                        [b, e, k, p],
+                        (&mut x[..len], &mut lower[..len], &mut upper[..len]),
+                        iterations,
+                    )
+                },
+            );
+            if len < x.len() {
+                let (b, e) = (b + 1, 0);
+                let rest = (&mut x[len..], &mut lower[len..], &mut upper[len..]);
+                moved = moved.max(with_widest_simd(
+                    #[inline(always)]
+                    || block_steps(m, [b, e, k, p], rest, iterations),
+                ));
+            }
+            moved
+        })
+        .reduce(|| 0.0, f32::max)
+}
+
+#[inline(always)]
+fn block_steps(
+    m: Mixture<'_>,
+    [b, e, k, p]: [usize; 4],
+    (x, lower, upper): (&mut [f32], &mut [f32], &mut [f32]),
+    iterations: usize,
+) -> f32 {
+    let n = x.len();
+    let y = &m.y[b * p + e..][..n];
+    let mut cdf = [0.0f32; BLOCK];
+    let mut moved = 0.0f32;
+    for iteration in 0..iterations {
+        cdf[..n].fill(0.0);
+        for j in 0..k {
+            let offset = (b * k + j) * p + e;
+            let (w, mu, inv) = (
+                &m.weights[offset..][..n],
+                &m.mu[offset..][..n],
+                &m.inv_scale[offset..][..n],
+            );
+            for i in 0..n {
+                cdf[i] += w[i] * sigmoid((x[i] - mu[i]) * inv[i]);
+            }
+        }
+        moved = 0.0;
+        for i in 0..n {
+            let above = cdf[i] > y[i];
+            lower[i] = if above { lower[i] } else { x[i] };
+            upper[i] = if above { x[i] } else { upper[i] };
+            let next = (lower[i] + upper[i]) * 0.5;
+            if iteration + 1 == iterations {
+                moved = moved.max((next - x[i]).abs());
+            }
+            x[i] = next;
+        }
+    }
+    moved
+}
