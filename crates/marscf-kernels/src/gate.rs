@@ -8,7 +8,7 @@ use burn::tensor::activation::sigmoid;
 /// On Flex (float32) one pass forward and one backward. Elsewhere, [`gate_portable`].
 pub fn gate<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if crate::flex::runs(&x.device(), x.dtype()) && x.dims()[dim] % 2 == 0 {
+    if crate::flex::runs(&x.device(), x.dtype()) && x.dims()[dim].is_multiple_of(2) {
         return crate::flex::gate(x, dim);
     }
     gate_portable(x, dim)

@@ -14,7 +14,7 @@ const BIASED: f32 = 8_388_735.0;
 /// `e^x`, clamped to `[e^-87.3, e^88.3]` (the normal `f32` range).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.max(-87.3).min(88.3);
+    let x = x.clamp(-87.3, 88.3);
     // x = n ln 2 + r, |r| <= ln 2 / 2, e^x = 2^n e^r.
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
