@@ -22,6 +22,7 @@ pub use device::{DeviceError, select_device};
 pub use error::ModelError;
 pub use marscf_core as core;
 pub use marscf_data as data;
+pub use marscf_kernels as kernels;
 pub use marscf_prior as prior;
 pub use model::{MarScf, MarScfConfig, ModelOutput, PriorKind};
 pub use objective::{bits_per_dim, dequantize, objective_start};

@@ -1,0 +1,58 @@
+//! Our Flex convolution against its portable default (Burn's convolution) at the prior's
+//! shapes, forward and forward + backward, with the rate in GFLOP/s (`2 N Co Ci k² H W`
+//! per pass; forward + backward counts three passes): the ConvLSTM input-to-gates
+//! convolutions of the affine L3 K8 C128 model at batch 16 (levels 1 to 3) and one
+//! hidden-to-gates step.
+
+use burn::tensor::{Device, Distribution, Tensor};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use marscf::kernels::{ConvSpec, conv2d, conv2d_portable};
+
+type Conv = fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvSpec) -> Tensor<4>;
+
+fn convolutions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv");
+    group.sample_size(10);
+    // (name, N, Ci, Co, H = W, k, dilation)
+    let shapes = [
+        ("l1_input_gates", 96, 32, 128, 16, 5, 2),
+        ("l2_input_gates", 192, 32, 128, 8, 5, 1),
+        ("l3_input_gates", 768, 32, 128, 4, 3, 1),
+        ("l1_hidden_step", 16, 32, 128, 16, 5, 2),
+    ];
+    for (name, n, ci, co, size, k, d) in shapes {
+        let flops = 2 * n * co * ci * k * k * size * size;
+        let spec = ConvSpec::same([k, k], [d, d]);
+        for (path, conv) in [("ours", conv2d as Conv), ("portable", conv2d_portable as Conv)] {
+            for backward in [false, true] {
+                let device = match backward {
+                    false => Device::flex(),
+                    true => Device::flex().autodiff(),
+                };
+                let normal = Distribution::Normal(0.0, 1.0);
+                let tracked = |t: Tensor<4>| if backward { t.require_grad() } else { t };
+                let x = tracked(Tensor::random([n, ci, size, size], normal, &device));
+                let w = tracked(Tensor::random([co, ci, k, k], normal, &device));
+                let b = Tensor::<1>::random([co], normal, &device);
+                let b = if backward { b.require_grad() } else { b };
+                let passes = if backward { 3 } else { 1 };
+                group.throughput(Throughput::Elements((passes * flops) as u64));
+                let label = if backward { "fwd_bwd" } else { "fwd" };
+                group.bench_function(format!("{name}/{path}/{label}"), |bench| {
+                    bench.iter(|| {
+                        let y = conv(x.clone(), w.clone(), Some(b.clone()), spec);
+                        if backward {
+                            let _ = y.sum().backward();
+                        } else {
+                            let _ = y.into_data();
+                        }
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, convolutions);
+criterion_main!(benches);
