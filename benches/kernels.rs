@@ -23,7 +23,10 @@ fn convolutions(c: &mut Criterion) {
     for (name, n, ci, co, size, k, d) in shapes {
         let flops = 2 * n * co * ci * k * k * size * size;
         let spec = ConvSpec::same([k, k], [d, d]);
-        for (path, conv) in [("ours", conv2d as Conv), ("portable", conv2d_portable as Conv)] {
+        for (path, conv) in [
+            ("ours", conv2d as Conv),
+            ("portable", conv2d_portable as Conv),
+        ] {
             for backward in [false, true] {
                 let device = match backward {
                     false => Device::flex(),

@@ -41,7 +41,7 @@ impl ConvSpec {
 ///
 /// On Flex (float32) our kernel runs: the whole batch as tiled im2col + one gemm per tile,
 /// the weight gradient as one product whose inner dimension is `N Ho Wo`, the input
-/// gradient as the same kernel on the output gradient. Elsewhere, [`conv2d_portable`].
+/// gradient as `Wᵀ dY` per tile and a col2im. Elsewhere, [`conv2d_portable`].
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,

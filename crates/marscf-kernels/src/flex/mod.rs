@@ -10,6 +10,7 @@ mod math;
 mod rows;
 
 use std::borrow::Cow;
+use std::fmt::Debug;
 use std::sync::OnceLock;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -389,79 +390,40 @@ impl Backward<Flex, 3> for LstmCellBackward {
     }
 }
 
-/// Backward of [`FlexKernels::marscf_concat_elu`]: state the contiguous input.
+/// The backward of a one-input op: `gradient(state, dy)` is registered to the input.
 #[derive(Debug)]
-struct ConcatEluBackward;
+struct UnaryBackward<S> {
+    gradient: fn(S, &FlexTensor) -> FlexTensor,
+}
 
-impl Backward<Flex, 1> for ConcatEluBackward {
-    type State = FlexTensor;
+impl<S: Clone + Send + Debug + 'static> Backward<Flex, 1> for UnaryBackward<S> {
+    type State = S;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node] = ops.parents;
         let dy = contiguous(grads.consume::<Flex>(&ops.node));
         if let Some(node) = node {
-            let x = ops.state;
-            let dx = elu::backward(&values(&x), &values(&dy), dims4(&x)[0]);
-            grads.register::<Flex>(node.id, tensor(dx, dims4(&x)));
+            grads.register::<Flex>(node.id, (self.gradient)(ops.state, &dy));
         }
     }
 }
 
-/// Backward of [`FlexKernels::marscf_gate`]: state the contiguous input and the dimension.
-#[derive(Debug)]
-struct GateBackward;
-
-impl Backward<Flex, 1> for GateBackward {
-    type State = (FlexTensor, usize);
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let dy = contiguous(grads.consume::<Flex>(&ops.node));
-        if let Some(node) = node {
-            let (x, dim) = ops.state;
-            let shape = x.shape();
-            let dx = gate::backward(&values(&x), &values(&dy), gate_blocks(&shape, dim));
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
-        }
-    }
-}
-
-/// Backward of [`FlexKernels::marscf_softmax`]: state the output `p`.
-#[derive(Debug)]
-struct SoftmaxBackward;
-
-impl Backward<Flex, 1> for SoftmaxBackward {
-    type State = FlexTensor;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let dp = contiguous(grads.consume::<Flex>(&ops.node));
-        if let Some(node) = node {
-            let p = ops.state;
-            let shape = p.shape();
-            let dx = rows::softmax_backward(&values(&p), &values(&dp), shape[shape.num_dims() - 1]);
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
-        }
-    }
-}
-
-/// Backward of [`FlexKernels::marscf_dropout`]: the same mask applied to the gradient.
-#[derive(Debug)]
-struct DropoutBackward;
-
-impl Backward<Flex, 1> for DropoutBackward {
-    type State = Mask;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let dy = contiguous(grads.consume::<Flex>(&ops.node));
-        if let Some(node) = node {
-            let dx = rows::dropout(&values(&dy), ops.state);
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(dx, dy.shape())),
-            );
-        }
+/// A one-input op under autodiff: `forward` maps the contiguous input to (the state its
+/// backward keeps, the output), and `gradient` is its backward.
+fn unary<C: CheckpointStrategy, S: Clone + Send + Debug + 'static>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    forward: impl FnOnce(FlexTensor) -> (S, FlexTensor),
+    gradient: fn(S, &FlexTensor) -> FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let (x, node) = x.into_parts();
+    let prep = UnaryBackward { gradient }
+        .prepare::<C>([node])
+        .compute_bound()
+        .stateful();
+    let (state, y) = forward(contiguous(x));
+    match prep {
+        OpsKind::Tracked(prep) => prep.finish(state, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
@@ -506,28 +468,28 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     }
 
     fn marscf_concat_elu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (x, node) = x.into_parts();
-        let prep = ConcatEluBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful();
-        let x = contiguous(x);
-        let y = Flex::marscf_concat_elu(x.clone());
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish(x, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        unary::<C, _>(
+            x,
+            |x| (x.clone(), Flex::marscf_concat_elu(x)),
+            |x, dy| {
+                tensor(
+                    elu::backward(&values(&x), &values(dy), dims4(&x)[0]),
+                    dims4(&x),
+                )
+            },
+        )
     }
 
     fn marscf_gate(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
-        let (x, node) = x.into_parts();
-        let prep = GateBackward.prepare::<C>([node]).compute_bound().stateful();
-        let x = contiguous(x);
-        let y = Flex::marscf_gate(x.clone(), dim);
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish((x, dim), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        unary::<C, _>(
+            x,
+            |x| ((x.clone(), dim), Flex::marscf_gate(x, dim)),
+            |(x, dim), dy| {
+                let shape = x.shape();
+                let dx = gate::backward(&values(&x), &values(dy), gate_blocks(&shape, dim));
+                FlexTensor::from_data(TensorData::new(dx, shape))
+            },
+        )
     }
 
     fn marscf_bisect(
@@ -552,28 +514,26 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     }
 
     fn marscf_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (x, node) = x.into_parts();
-        let prep = SoftmaxBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful();
-        let p = Flex::marscf_softmax(x);
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish(p.clone(), p),
-            OpsKind::UnTracked(prep) => prep.finish(p),
-        }
+        unary::<C, _>(
+            x,
+            |x| {
+                let p = Flex::marscf_softmax(x);
+                (p.clone(), p)
+            },
+            |p, dp| {
+                let shape = p.shape();
+                let len = shape[shape.num_dims() - 1];
+                let dx = rows::softmax_backward(&values(&p), &values(dp), len);
+                FlexTensor::from_data(TensorData::new(dx, shape))
+            },
+        )
     }
 
     fn marscf_dropout(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self> {
-        let (x, node) = x.into_parts();
-        let prep = DropoutBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful();
-        let y = Flex::marscf_dropout(x, mask);
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish(mask, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        unary::<C, _>(
+            x,
+            |x| (mask, Flex::marscf_dropout(x, mask)),
+            |mask, dy| Flex::marscf_dropout(dy.clone(), mask),
+        )
     }
 }
