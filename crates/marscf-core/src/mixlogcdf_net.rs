@@ -5,7 +5,11 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
-use marscf_kernels::{concat_elu, gate, softmax};
+use marscf_kernels::{gate, softmax};
+
+/// `elu(cat(x, -x))` along the channels, `(B, C, H, W) -> (B, 2C, H, W)` (kept here, where
+/// the network uses it, for the crate's users).
+pub use marscf_kernels::concat_elu;
 
 use crate::dropout::Dropout;
 use crate::weight_norm::{WnConv2d, WnLinear, WnScale};

@@ -90,9 +90,10 @@ impl LogisticMixture {
     /// reference runs it: start at 0 within `[min_j mu_j - 20 Σ s, max_j mu_j + 20 Σ s]`
     /// (`Σ s` over components), halve towards the side the CDF says, until no element moves
     /// by more than `tolerance` or `max_iters` is reached. Convergence is checked every
-    /// 8 iterations only (one host read each): once no element moves, every later
-    /// iteration is the identity, so the result is the reference's. Where the CDF is flat
-    /// the result is a point of the flat stretch, which has the same CDF.
+    /// 8 iterations only ([`bisect_mixture`]; one host read each off Flex): once no
+    /// element moves, every later iteration is the identity, so the result is the
+    /// reference's. Where the CDF is flat the result is a point of the flat stretch, which
+    /// has the same CDF.
     ///
     /// Each iteration evaluates the CDF directly, `Σ_j π_j σ((x - mu_j) / s_j)` with `π`
     /// and `1/s` computed once: one transcendental per component instead of the
@@ -106,8 +107,6 @@ impl LogisticMixture {
             .min_dim(1)
             .reshape([b, c, h, w]);
         let upper = (self.mu.clone() + spread).max_dim(1).reshape([b, c, h, w]);
-        // The reference's `x' = (x + lower) / 2` or `(x + upper) / 2` is the midpoint of
-        // the new bracket, computed with the same two operands.
         let cdf = MixtureCdf {
             weights: self.log_weights.clone().exp(),
             mu: self.mu.clone(),

@@ -54,7 +54,8 @@ pub fn bisect_mixture_portable(
     };
     let mut x = y.zeros_like();
     for iteration in 1..=max_iters {
-        // The new point is the midpoint of the new bracket.
+        // The reference's `x' = (x + lower) / 2` or `(x + upper) / 2` is the midpoint of
+        // the new bracket, computed with the same two operands.
         let above = cdf(x.clone()).greater(y.clone());
         lower = x.clone().mask_where(above.clone(), lower);
         upper = upper.mask_where(above, x.clone());

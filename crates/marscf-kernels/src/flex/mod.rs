@@ -105,7 +105,7 @@ fn geometry(x: [usize; 4], weight: [usize; 4], spec: ConvSpec) -> ConvGeometry {
 /// Whether [`conv2d`] computes this convolution (else the caller takes the portable path).
 pub fn conv_supported(x: [usize; 4], weight: [usize; 4], spec: ConvSpec) -> bool {
     let g = geometry(x, weight, spec);
-    x[1] == weight[1] && weight[2] > 0 && weight[3] > 0 && g.out_size().is_some()
+    x[1] == weight[1] && spec.dilation.iter().all(|&d| d > 0) && g.out_size().is_some()
 }
 
 /// The Flex kernel of [`crate::conv2d`].
@@ -229,7 +229,13 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
-fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+/// The length of the last dimension, the rows [`crate::softmax`] normalises.
+fn last_dim(shape: &Shape) -> usize {
+    shape[shape.num_dims() - 1]
+}
+
+/// A contiguous float32 tensor of `shape` holding `data`.
+fn tensor(data: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
@@ -268,7 +274,7 @@ impl FlexKernels for Flex {
         let mut shape = x.shape();
         let y = gate::forward(&values(&x), gate_blocks(&shape, dim));
         shape[dim] /= 2;
-        FlexTensor::from_data(TensorData::new(y, shape))
+        tensor(y, shape)
     }
 
     fn marscf_bisect(
@@ -313,14 +319,12 @@ impl FlexKernels for Flex {
 
     fn marscf_softmax(x: FlexTensor) -> FlexTensor {
         let shape = x.shape();
-        let len = shape[shape.num_dims() - 1];
-        let p = rows::softmax_forward(&values(&x), len);
-        FlexTensor::from_data(TensorData::new(p, shape))
+        tensor(rows::softmax_forward(&values(&x), last_dim(&shape)), shape)
     }
 
     fn marscf_dropout(x: FlexTensor, mask: Mask) -> FlexTensor {
         let y = rows::dropout(&values(&x), mask);
-        FlexTensor::from_data(TensorData::new(y, x.shape()))
+        tensor(y, x.shape())
     }
 }
 
@@ -347,10 +351,7 @@ impl Backward<Flex, 3> for Conv2dBackward {
                 grads.register::<Flex>(node.id, tensor(dw, dims4(&w)));
             }
             if let Some(node) = node_b {
-                grads.register::<Flex>(
-                    node.id,
-                    FlexTensor::from_data(TensorData::new(db, [g.c_out])),
-                );
+                grads.register::<Flex>(node.id, tensor(db, [g.c_out]));
             }
         }
     }
@@ -487,7 +488,7 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
             |(x, dim), dy| {
                 let shape = x.shape();
                 let dx = gate::backward(&values(&x), &values(dy), gate_blocks(&shape, dim));
-                FlexTensor::from_data(TensorData::new(dx, shape))
+                tensor(dx, shape)
             },
         )
     }
@@ -522,9 +523,8 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
             },
             |p, dp| {
                 let shape = p.shape();
-                let len = shape[shape.num_dims() - 1];
-                let dx = rows::softmax_backward(&values(&p), &values(dp), len);
-                FlexTensor::from_data(TensorData::new(dx, shape))
+                let dx = rows::softmax_backward(&values(&p), &values(dp), last_dim(&shape));
+                tensor(dx, shape)
             },
         )
     }
