@@ -74,7 +74,19 @@ pub fn jacobian_log_abs_det(f: impl Fn(Tensor<4>) -> Tensor<4>, x: &Tensor<4>) -
         let row = input.grad(&grads).expect("the input is tracked");
         jacobian.extend(host_linalg::to_host(row));
     }
-    host_linalg::log_abs_det(&jacobian, n).expect("the Jacobian is invertible")
+    // ln |det J| = Σ ln |U_ii| for J = P L U (det P = ±1, det L = 1).
+    let lu = host_linalg::lu_decompose(&jacobian, n).expect("the Jacobian is invertible");
+    (0..n).map(|i| lu.u[i * n + i].abs().ln()).sum()
+}
+
+/// The `5σ` acceptance interval of a count drawn from `Binomial(n, p)`:
+/// `n p ± 5 sqrt(n p (1 - p))`. A correct sampler falls outside with probability about
+/// `6e-7`; a sampler with the wrong `p` falls inside only if the interval is wider than
+/// the gap between the two means, so size `n` such that `5σ` is well below `n |p - p'|`.
+pub fn binomial_5_sigma(n: usize, p: f64) -> std::ops::RangeInclusive<f64> {
+    let (n, mean) = (n as f64, n as f64 * p);
+    let sigma = (n * p * (1.0 - p)).sqrt();
+    (mean - 5.0 * sigma)..=(mean + 5.0 * sigma)
 }
 
 /// `shared/` beside the workspace, or `$MARSCF_SHARED_DIR`.

@@ -107,12 +107,6 @@ pub fn inverse(a: &[f64], n: usize) -> Result<Vec<f64>, CoreError> {
     Ok(inv)
 }
 
-/// `ln |det A|` for `a` (`n x n`, row-major).
-pub fn log_abs_det(a: &[f64], n: usize) -> Result<f64, CoreError> {
-    let lu = lu_decompose(a, n)?;
-    Ok((0..n).map(|i| lu.u[i * n + i].abs().ln()).sum())
-}
-
 /// The orthogonal factor `Q` of the QR decomposition of `a` (`n x n`, row-major), by
 /// modified Gram-Schmidt on the columns, signs fixed so that `diag(R) > 0`.
 pub fn orthogonal_factor(a: &[f64], n: usize) -> Result<Vec<f64>, CoreError> {
@@ -135,23 +129,23 @@ pub fn orthogonal_factor(a: &[f64], n: usize) -> Result<Vec<f64>, CoreError> {
     Ok(q)
 }
 
-/// Row-major product of two `n x n` matrices.
-pub fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
-    let mut c = vec![0.0; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            let aik = a[i * n + k];
-            for j in 0..n {
-                c[i * n + j] += aik * b[k * n + j];
-            }
-        }
-    }
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Row-major product of two `n x n` matrices.
+    fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
+        let mut c = vec![0.0; n * n];
+        for i in 0..n {
+            for k in 0..n {
+                let aik = a[i * n + k];
+                for j in 0..n {
+                    c[i * n + j] += aik * b[k * n + j];
+                }
+            }
+        }
+        c
+    }
 
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
         a.iter()
@@ -201,7 +195,12 @@ mod tests {
     }
 
     #[test]
-    fn log_abs_det_matches_cofactor_expansion() {
+    fn lu_determinant_matches_cofactor_expansion() {
+        // ln |det A| = Σ ln |U_ii| (det P = ±1, det L = 1).
+        let log_abs_det = |a: &[f64], n: usize| -> Result<f64, CoreError> {
+            let lu = lu_decompose(a, n)?;
+            Ok((0..n).map(|i| lu.u[i * n + i].abs().ln()).sum())
+        };
         // det of [[2, 1, 0], [1, 3, 1], [0, 1, 4]] = 2(12-1) - 1(4-0) = 18.
         let a = [2.0, 1.0, 0.0, 1.0, 3.0, 1.0, 0.0, 1.0, 4.0];
         assert!((log_abs_det(&a, 3).unwrap() - 18f64.ln()).abs() < 1e-12);
