@@ -15,10 +15,7 @@ fn couplings(c: &mut Criterion) {
         ("affine_c128", CouplingKind::Affine, 128),
         (
             "mixlogcdf_c96",
-            CouplingKind::MixLogCdf(MixLogCdfConfig {
-                dropout: 0.0,
-                ..MixLogCdfConfig::default()
-            }),
+            CouplingKind::MixLogCdf(MixLogCdfConfig::new().with_dropout(0.0)),
             96,
         ),
     ] {

@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "download")]
     marscf::data::download::download_cifar10(marscf::data::download::CIFAR10_BASE_URL, &root)?;
     let (train_set, test_set) = load(DatasetName::Cifar10, Some(&root), MnistLayout::Reference)?;
-    let coupling = CouplingKind::MixLogCdf(MixLogCdfConfig::default());
+    let coupling = CouplingKind::MixLogCdf(MixLogCdfConfig::new());
     let model = MarScfConfig::new(
         MultiScaleFlowConfig::new(train_set.shape, 3, 4, 96).with_coupling(coupling),
     );

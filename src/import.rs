@@ -300,11 +300,9 @@ pub fn infer_config(tensors: &BTreeMap<String, PackTensor>) -> Result<MarScfConf
             .filter_map(|k| number_after(k, "flow.layers.1.coupling.nn.mid_convs."))
             .collect::<BTreeSet<_>>()
             .len();
-        let mixlogcdf = MixLogCdfConfig {
-            components: (per_channel - 2) / 3,
-            blocks,
-            ..MixLogCdfConfig::default()
-        };
+        let mixlogcdf = MixLogCdfConfig::new()
+            .with_components((per_channel - 2) / 3)
+            .with_blocks(blocks);
         (CouplingKind::MixLogCdf(mixlogcdf), hidden)
     } else {
         return Err(

@@ -7,8 +7,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use marscf::core::{
-    ActNormConfig, AffineCouplingConfig, CoreError, CouplingKind, FlowStep, InvConv1x1Config,
-    InvConvKind, InvertibleLayer, Squeeze, TupleFlip,
+    ActNormConfig, AffineCouplingConfig, CoreError, CouplingKind, FlowStep, FlowStepConfig,
+    InvConv1x1Config, InvConvKind, InvertibleLayer, Squeeze, TupleFlip,
 };
 
 /// Builds a layer on `device`, initialises it from a batch whose statistics are far from
@@ -82,7 +82,11 @@ fn affine(d: &Device) -> marscf::core::AffineCoupling {
     AffineCouplingConfig::new(4, 8).init(d).unwrap()
 }
 fn step(d: &Device) -> FlowStep {
-    FlowStep::new(4, 8, &CouplingKind::Affine, InvConvKind::Lu, d).unwrap()
+    FlowStepConfig::new(4, 8)
+        .with_coupling(CouplingKind::Affine)
+        .with_inv_conv(InvConvKind::Lu)
+        .init(d)
+        .unwrap()
 }
 fn squeeze(_: &Device) -> Squeeze {
     Squeeze

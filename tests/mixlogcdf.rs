@@ -5,13 +5,12 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
-use marscf::core::dropout::Dropout;
+use common::{binomial_5_sigma, device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use marscf::core::mixlogcdf_net::MIN_LOG_SCALE;
 use marscf::core::mixture::{LogisticMixture, logit_with_log_det};
 use marscf::core::{
-    CouplingKind, FlowStep, InvConvKind, InvertibleLayer, MixLogCdfConfig, MixLogCdfCoupling,
-    MultiScaleFlowConfig, StandardNormal,
+    CoreError, CouplingKind, DropoutConfig, FlowStepConfig, InvertibleLayer, MixLogCdfConfig,
+    MixLogCdfCoupling, MixLogCdfCouplingConfig, MultiScaleFlowConfig, StandardNormal,
 };
 
 /// Three components with the same weights, locations and log-scales at every one of `n`
@@ -169,17 +168,19 @@ fn extreme_inputs_stay_finite() {
 }
 
 fn small_config() -> MixLogCdfConfig {
-    MixLogCdfConfig {
-        components: 4,
-        blocks: 2,
-        heads: 2,
-        dropout: 0.0,
-        max_bisection_iters: 100,
-    }
+    MixLogCdfConfig::new()
+        .with_components(4)
+        .with_blocks(2)
+        .with_heads(2)
+        .with_dropout(0.0)
 }
 
 fn coupling(device: &Device) -> MixLogCdfCoupling {
-    perturb(MixLogCdfCoupling::new(4, 8, &small_config(), device), 0.05)
+    let coupling = MixLogCdfCouplingConfig::new(4, 8)
+        .with_options(small_config())
+        .init(device)
+        .unwrap();
+    perturb(coupling, 0.05)
 }
 
 #[test]
@@ -224,8 +225,10 @@ fn coupling_log_det_matches_the_jacobian() {
         "coupling log-det {got} vs {expected}"
     );
 
-    let kind = CouplingKind::MixLogCdf(small_config());
-    let step = FlowStep::new(4, 8, &kind, InvConvKind::Lu, &device).unwrap();
+    let step = FlowStepConfig::new(4, 8)
+        .with_coupling(CouplingKind::MixLogCdf(small_config()))
+        .init(&device)
+        .unwrap();
     let step = perturb(step.initialize(&pixels([8, 4, 4, 4], &device)), 0.05);
     let expected = jacobian_log_abs_det(|x| step.forward(x).0, &x);
     let got = step.forward(x).1.into_scalar::<f32>() as f64;
@@ -239,7 +242,8 @@ fn coupling_log_det_matches_the_jacobian() {
 fn element_dropout_drops_each_element_with_its_probability() {
     let device = device().autodiff();
     device.seed(5);
-    let dropout = Dropout::elements(0.2);
+    let p = 0.2;
+    let dropout = DropoutConfig::new(p).init().unwrap();
     let n = 8 * 4 * 32 * 32;
     let x = Tensor::<4>::ones([8, 4, 32, 32], &device);
     let y = host(dropout.forward(x.clone()));
@@ -247,9 +251,13 @@ fn element_dropout_drops_each_element_with_its_probability() {
         y.iter().all(|v| *v == 0.0 || (*v - 1.25).abs() < 1e-6),
         "kept elements are scaled by 1/(1-p)"
     );
-    let dropped = y.iter().filter(|v| **v == 0.0).count() as f64 / n as f64;
-    // Binomial(32768, 0.2): standard deviation 0.0022.
-    assert!((dropped - 0.2).abs() < 0.011, "dropped fraction {dropped}");
+    // Binomial(32768, 0.2): mean 6554, σ = 72, so 5σ = 362 elements (1.1 %), far inside
+    // the 3277 elements between p = 0.2 and p = 0.1 or 0.3.
+    let dropped = y.iter().filter(|v| **v == 0.0).count();
+    assert!(
+        binomial_5_sigma(n, p).contains(&(dropped as f64)),
+        "{dropped} of {n} elements dropped, p = {p}"
+    );
     let eval = dropout.valid();
     assert_eq!(
         max_abs_diff(eval.forward(x.clone().inner()), x.inner()),
@@ -258,11 +266,78 @@ fn element_dropout_drops_each_element_with_its_probability() {
 }
 
 #[test]
+fn dropout_probabilities_outside_0_1_are_errors() {
+    for p in [-0.1, 1.0, f64::NAN] {
+        assert!(matches!(
+            DropoutConfig::new(p).init(),
+            Err(CoreError::InvalidProbability { .. })
+        ));
+    }
+    let options = MixLogCdfConfig::new().with_dropout(1.0);
+    assert!(matches!(
+        MixLogCdfCouplingConfig::new(4, 8)
+            .with_options(options)
+            .init(&device()),
+        Err(CoreError::InvalidProbability { .. })
+    ));
+}
+
+#[test]
+fn invalid_mixlogcdf_configurations_are_errors() {
+    let device = device();
+    let coupling = |channels, hidden, options: MixLogCdfConfig| {
+        MixLogCdfCouplingConfig::new(channels, hidden)
+            .with_options(options)
+            .init(&device)
+            .map(|_| ())
+    };
+    let small = small_config();
+    assert_eq!(
+        coupling(3, 8, small),
+        Err(CoreError::OddChannels {
+            layer: "MixLogCdfCoupling",
+            channels: 3
+        })
+    );
+    assert_eq!(
+        coupling(4, 0, small),
+        Err(CoreError::ZeroSize {
+            what: "coupling hidden width"
+        })
+    );
+    assert_eq!(
+        coupling(4, 8, small.with_components(0)),
+        Err(CoreError::ZeroSize {
+            what: "MixLogCDF components"
+        })
+    );
+    assert_eq!(
+        coupling(4, 8, small.with_heads(3)),
+        Err(CoreError::HeadsMismatch {
+            hidden: 8,
+            heads: 3
+        })
+    );
+    assert_eq!(
+        coupling(4, 8, small.with_heads(0)),
+        Err(CoreError::HeadsMismatch {
+            hidden: 8,
+            heads: 0
+        })
+    );
+}
+
+#[test]
 fn channel_dropout_drops_whole_channels_only_in_training() {
     let device = device().autodiff();
     device.seed(3);
-    let dropout = Dropout::channels(0.5);
-    let x = Tensor::<4>::ones([4, 16, 3, 3], &device);
+    let p = 0.2;
+    let dropout = DropoutConfig::new(p)
+        .with_whole_channels(true)
+        .init()
+        .unwrap();
+    let (batch, channels) = (64, 64);
+    let x = Tensor::<4>::ones([batch, channels, 3, 3], &device);
     let y = host(dropout.forward(x.clone()));
     let mut dropped = 0;
     for channel in y.chunks(9) {
@@ -271,14 +346,18 @@ fn channel_dropout_drops_whole_channels_only_in_training() {
             "a channel is dropped as a whole"
         );
         assert!(
-            channel[0] == 0.0 || channel[0] == 2.0,
+            channel[0] == 0.0 || (channel[0] - 1.25).abs() < 1e-6,
             "kept channels are scaled by 1/(1-p)"
         );
         dropped += (channel[0] == 0.0) as usize;
     }
+    // Binomial(4096, 0.2): mean 819, σ = sqrt(4096 0.2 0.8) = 25.6, so 5σ = 128 channels,
+    // well inside the 410 channels between p = 0.2 and p = 0.1 or 0.3 (and 0.8 is at
+    // 2458): a swapped or mis-scaled probability fails.
+    let n = batch * channels;
     assert!(
-        (10..=54).contains(&dropped),
-        "{dropped} of 64 channels dropped"
+        binomial_5_sigma(n, p).contains(&(dropped as f64)),
+        "{dropped} of {n} channels dropped, p = {p}"
     );
     let eval = dropout.valid();
     assert_eq!(

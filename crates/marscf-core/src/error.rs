@@ -18,6 +18,14 @@ pub enum CoreError {
         /// The channel count it got.
         channels: usize,
     },
+    /// A probability outside its range.
+    #[error("{what} must be in [0, 1), got {value}")]
+    InvalidProbability {
+        /// Which probability.
+        what: &'static str,
+        /// The value given.
+        value: f64,
+    },
     /// The attention heads do not divide the hidden width.
     #[error("hidden width {hidden} does not divide into {heads} attention heads")]
     HeadsMismatch {

@@ -1,5 +1,6 @@
 //! One step of flow: ActNorm -> invertible 1x1 convolution -> coupling (-> tuple flip).
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
@@ -10,7 +11,37 @@ use crate::inv_conv::{InvConv1x1, InvConv1x1Config, InvConvKind};
 use crate::layer::{FlowState, InvertibleLayer};
 use crate::split::TupleFlip;
 
-/// A flow step on `C` channels. Forward: ActNorm, 1x1 convolution, coupling, and a
+/// Configuration of [`FlowStep`].
+#[derive(Config, Debug)]
+pub struct FlowStepConfig {
+    /// Channels `C` of the tensor the step works on.
+    pub channels: usize,
+    /// Hidden width of the coupling's network.
+    pub hidden: usize,
+    /// The coupling.
+    #[config(default = "CouplingKind::Affine")]
+    pub coupling: CouplingKind,
+    /// Parametrisation of the 1x1 convolution.
+    #[config(default = "InvConvKind::Lu")]
+    pub inv_conv: InvConvKind,
+}
+
+impl FlowStepConfig {
+    /// The step, its parameters drawn in the order ActNorm, 1x1 convolution, coupling
+    /// (ActNorm uninitialised). Fails as [`InvConv1x1Config::init`] and
+    /// [`CouplingKind::init`] do.
+    pub fn init(&self, device: &Device) -> Result<FlowStep, CoreError> {
+        Ok(FlowStep {
+            actnorm: ActNormConfig::new(self.channels).init(device),
+            inv_conv: InvConv1x1Config::new(self.channels)
+                .with_kind(self.inv_conv)
+                .init(device)?,
+            coupling: self.coupling.init(self.channels, self.hidden, device)?,
+        })
+    }
+}
+
+/// A flow step on `C` channels, `(B, C, H, W) -> (B, C, H, W)`. Forward: ActNorm, 1x1 convolution, coupling, and a
 /// [`TupleFlip`] when the coupling asks for one; inverse in the reverse order.
 #[derive(Module, Debug)]
 pub struct FlowStep {
@@ -20,25 +51,6 @@ pub struct FlowStep {
     pub inv_conv: InvConv1x1,
     /// The coupling.
     pub coupling: Coupling,
-}
-
-impl FlowStep {
-    /// A new step on `channels` channels whose coupling network is `hidden` wide.
-    pub fn new(
-        channels: usize,
-        hidden: usize,
-        coupling: &CouplingKind,
-        inv_conv: InvConvKind,
-        device: &Device,
-    ) -> Result<Self, CoreError> {
-        Ok(Self {
-            actnorm: ActNormConfig::new(channels).init(device),
-            inv_conv: InvConv1x1Config::new(channels)
-                .with_kind(inv_conv)
-                .init(device)?,
-            coupling: coupling.init(channels, hidden, device)?,
-        })
-    }
 }
 
 impl InvertibleLayer for FlowStep {

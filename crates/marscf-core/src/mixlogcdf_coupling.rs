@@ -1,39 +1,74 @@
 //! The MixLogCDF coupling of Flow++ as mAR-SCF uses it.
 
+use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::Tensor;
-use serde::{Deserialize, Serialize};
+use burn::tensor::{Device, Tensor};
 
+use crate::CoreError;
+use crate::coupling::check_coupling_sizes;
 use crate::layer::{InvertibleLayer, sum_per_sample};
-use crate::mixlogcdf_net::{MixLogCdfNet, MixLogCdfParams};
+use crate::mixlogcdf_net::{MixLogCdfNet, MixLogCdfNetConfig, MixLogCdfParams};
 use crate::mixture::{LogisticMixture, logit_with_log_det, sigmoid_with_log_det};
 use crate::split::{merge, split};
 
-/// Parameters of the MixLogCDF coupling beyond the hidden width.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// The parameters of a model's MixLogCDF couplings beyond their sizes (what
+/// [`CouplingKind::MixLogCdf`](crate::CouplingKind::MixLogCdf) carries and a checkpoint
+/// saves); the defaults are the reference's. [`MixLogCdfCouplingConfig`] adds the sizes of
+/// one coupling.
+#[derive(Config, Debug, Copy, PartialEq)]
 pub struct MixLogCdfConfig {
     /// Mixture components `k`.
+    #[config(default = 32)]
     pub components: usize,
     /// Residual blocks of the network.
+    #[config(default = 10)]
     pub blocks: usize,
     /// Attention heads.
+    #[config(default = 4)]
     pub heads: usize,
     /// Dropout probability (channel dropout and attention weights), training only.
+    #[config(default = 0.2)]
     pub dropout: f64,
     /// Bisection iterations of the inverse at most.
+    #[config(default = 100)]
     pub max_bisection_iters: usize,
 }
 
 impl Default for MixLogCdfConfig {
-    /// The reference's: 32 components, 10 blocks, 4 heads, dropout 0.2, 100 iterations.
+    /// [`MixLogCdfConfig::new`]: the reference's parameters.
     fn default() -> Self {
-        Self {
-            components: 32,
-            blocks: 10,
-            heads: 4,
-            dropout: 0.2,
-            max_bisection_iters: 100,
-        }
+        Self::new()
+    }
+}
+
+/// Configuration of [`MixLogCdfCoupling`].
+#[derive(Config, Debug)]
+pub struct MixLogCdfCouplingConfig {
+    /// Channels `C` of the coupled tensor (even).
+    pub channels: usize,
+    /// Hidden width `h` of the conditioning network.
+    pub hidden: usize,
+    /// Mixture, network and inverse parameters.
+    #[config(default = "MixLogCdfConfig::new()")]
+    pub options: MixLogCdfConfig,
+}
+
+impl MixLogCdfCouplingConfig {
+    /// The coupling, its network on `C/2` channels built by [`MixLogCdfNetConfig::init`].
+    /// Fails on zero or odd `C`, a zero `h` or `k`, heads that do not divide `h`, or a
+    /// dropout probability outside `[0, 1)`.
+    pub fn init(&self, device: &Device) -> Result<MixLogCdfCoupling, CoreError> {
+        let (c, h, options) = (self.channels, self.hidden, &self.options);
+        check_coupling_sizes("MixLogCdfCoupling", c, h)?;
+        Ok(MixLogCdfCoupling {
+            net: MixLogCdfNetConfig::new(c / 2, h)
+                .with_blocks(options.blocks)
+                .with_components(options.components)
+                .with_heads(options.heads)
+                .with_dropout(options.dropout)
+                .init(device)?,
+            max_bisection_iters: options.max_bisection_iters,
+        })
     }
 }
 
@@ -56,27 +91,6 @@ pub struct MixLogCdfCoupling {
 }
 
 impl MixLogCdfCoupling {
-    /// A coupling on `channels` channels with a network `hidden` wide.
-    pub fn new(
-        channels: usize,
-        hidden: usize,
-        config: &MixLogCdfConfig,
-        device: &burn::tensor::Device,
-    ) -> Self {
-        Self {
-            net: MixLogCdfNet::new(
-                channels / 2,
-                hidden,
-                config.blocks,
-                config.components,
-                config.heads,
-                config.dropout,
-                device,
-            ),
-            max_bisection_iters: config.max_bisection_iters,
-        }
-    }
-
     fn mixture(params: &MixLogCdfParams) -> LogisticMixture {
         LogisticMixture::new(params.pi.clone(), params.mu.clone(), params.log_s.clone())
     }

@@ -2,6 +2,7 @@
 //! convolutions, gated residual blocks with channel dropout, gated multi-head
 //! self-attention over pixels, and layer norms over channels.
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
@@ -11,8 +12,37 @@ use marscf_kernels::{gate, softmax};
 /// the network uses it, for the crate's users).
 pub use marscf_kernels::concat_elu;
 
-use crate::dropout::Dropout;
-use crate::weight_norm::{WnConv2d, WnLinear, WnScale};
+use crate::CoreError;
+use crate::dropout::{Dropout, DropoutConfig};
+use crate::mixlogcdf_coupling::MixLogCdfConfig;
+use crate::weight_norm::{
+    WnConv2d, WnConv2dConfig, WnLinear, WnLinearConfig, WnScale, WnScaleConfig,
+};
+
+/// Configuration of [`GatedConv`].
+#[derive(Config, Debug)]
+pub struct GatedConvConfig {
+    /// Width `h` of the block's input and output.
+    pub hidden: usize,
+    /// Probability of the channel dropout between the convolutions (training only).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+impl GatedConvConfig {
+    /// The block, its convolutions initialised as [`WnConv2dConfig::init`] does (the 3x3
+    /// first). Fails if the dropout probability is not in `[0, 1)`.
+    pub fn init(&self, device: &Device) -> Result<GatedConv, CoreError> {
+        let h = self.hidden;
+        Ok(GatedConv {
+            conv: WnConv2dConfig::new([2 * h, h], 3).init(device),
+            dropout: DropoutConfig::new(self.dropout)
+                .with_whole_channels(true)
+                .init()?,
+            gate: WnConv2dConfig::new([2 * h, 2 * h], 1).init(device),
+        })
+    }
+}
 
 /// `concat_elu -> WN conv 3x3 (2h -> h) -> concat_elu -> channel dropout ->
 /// WN conv 1x1 (2h -> 2h) -> a * sigmoid(b)`: `(B, h, H, W) -> (B, h, H, W)`.
@@ -27,14 +57,6 @@ pub struct GatedConv {
 }
 
 impl GatedConv {
-    fn new(hidden: usize, dropout: f64, device: &Device) -> Self {
-        Self {
-            conv: WnConv2d::new(2 * hidden, hidden, 3, device),
-            dropout: Dropout::channels(dropout),
-            gate: WnConv2d::new(2 * hidden, 2 * hidden, 1, device),
-        }
-    }
-
     /// `(B, h, H, W) -> (B, h, H, W)`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.conv.forward(concat_elu(x));
@@ -64,6 +86,37 @@ pub fn position_encoding(positions: usize, channels: usize, device: &Device) -> 
     Tensor::cat(parts, 1)
 }
 
+/// Configuration of [`GatedAttention`].
+#[derive(Config, Debug)]
+pub struct GatedAttentionConfig {
+    /// Channels `c` of every position (divisible by `heads`).
+    pub channels: usize,
+    /// Number of attention heads `n`.
+    pub heads: usize,
+    /// Dropout probability on the attention weights (training only).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+impl GatedAttentionConfig {
+    /// The attention, its maps initialised as [`WnLinearConfig::init`] does (`in_proj`
+    /// first). Fails with [`CoreError::HeadsMismatch`] unless `heads` is positive and
+    /// divides `channels`, or if the dropout probability is not in `[0, 1)`.
+    pub fn init(&self, device: &Device) -> Result<GatedAttention, CoreError> {
+        let (c, heads) = (self.channels, self.heads);
+        if heads == 0 || !c.is_multiple_of(heads) {
+            return Err(CoreError::HeadsMismatch { hidden: c, heads });
+        }
+        let dropout = DropoutConfig::new(self.dropout).init()?;
+        Ok(GatedAttention {
+            in_proj: WnLinearConfig::new(c, 3 * c).with_bias(false).init(device),
+            gate: WnLinearConfig::new(c, 2 * c).init(device),
+            dropout,
+            heads,
+        })
+    }
+}
+
 /// Gated multi-head self-attention over the `H W` pixels: `(B, L, c) -> (B, L, c)`.
 /// `q, k, v` from one WN linear map (no bias) of `x + position encoding`;
 /// `softmax(q k^T / sqrt(c / heads)) v` per head; a WN linear gate `a * sigmoid(b)`.
@@ -80,15 +133,6 @@ pub struct GatedAttention {
 }
 
 impl GatedAttention {
-    fn new(channels: usize, heads: usize, dropout: f64, device: &Device) -> Self {
-        Self {
-            in_proj: WnLinear::new(channels, 3 * channels, false, device),
-            gate: WnLinear::new(channels, 2 * channels, true, device),
-            dropout: Dropout::elements(dropout),
-            heads,
-        }
-    }
-
     /// `(B, L, c) -> (B, L, c)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, l, c] = x.dims();
@@ -108,6 +152,38 @@ impl GatedAttention {
     }
 }
 
+/// Configuration of [`ConvAttnBlock`].
+#[derive(Config, Debug)]
+pub struct ConvAttnBlockConfig {
+    /// Width `h` of the block's input and output (divisible by `heads`).
+    pub hidden: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Dropout probability of the convolution's channels and the attention weights
+    /// (training only).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+impl ConvAttnBlockConfig {
+    /// The block: the gated convolution, then the attention (the order in which their
+    /// weights are drawn), with identity layer norms. Fails as
+    /// [`GatedAttentionConfig::init`] and [`GatedConvConfig::init`] do.
+    pub fn init(&self, device: &Device) -> Result<ConvAttnBlock, CoreError> {
+        let h = self.hidden;
+        Ok(ConvAttnBlock {
+            gated_conv: GatedConvConfig::new(h)
+                .with_dropout(self.dropout)
+                .init(device)?,
+            norm_1: LayerNormConfig::new(h).init(device),
+            attention: GatedAttentionConfig::new(h, self.heads)
+                .with_dropout(self.dropout)
+                .init(device)?,
+            norm_2: LayerNormConfig::new(h).init(device),
+        })
+    }
+}
+
 /// `x = GatedConv(x) + x; LayerNorm; x = GatedAttention(x) + x; LayerNorm`, the norms
 /// over the channels of each pixel: `(B, h, H, W) -> (B, h, H, W)`.
 #[derive(Module, Debug)]
@@ -123,15 +199,6 @@ pub struct ConvAttnBlock {
 }
 
 impl ConvAttnBlock {
-    fn new(hidden: usize, heads: usize, dropout: f64, device: &Device) -> Self {
-        Self {
-            gated_conv: GatedConv::new(hidden, dropout, device),
-            norm_1: LayerNormConfig::new(hidden).init(device),
-            attention: GatedAttention::new(hidden, heads, dropout, device),
-            norm_2: LayerNormConfig::new(hidden).init(device),
-        }
-    }
-
     /// `(B, h, H, W) -> (B, h, H, W)`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
@@ -141,6 +208,55 @@ impl ConvAttnBlock {
             .forward(x.permute([0, 2, 3, 1]).reshape([b, h * w, c]));
         let x = self.norm_2.forward(self.attention.forward(x.clone()) + x);
         x.reshape([b, h, w, c]).permute([0, 3, 1, 2])
+    }
+}
+
+/// Configuration of [`MixLogCdfNet`]; the defaults are [`MixLogCdfConfig`]'s.
+#[derive(Config, Debug)]
+pub struct MixLogCdfNetConfig {
+    /// Channels `c` of the input `x_id` (and of `x_change`).
+    pub channels: usize,
+    /// Hidden width `h`.
+    pub hidden: usize,
+    /// Residual [`ConvAttnBlock`]s.
+    #[config(default = "MixLogCdfConfig::new().blocks")]
+    pub blocks: usize,
+    /// Mixture components `k`.
+    #[config(default = "MixLogCdfConfig::new().components")]
+    pub components: usize,
+    /// Attention heads (dividing `hidden`).
+    #[config(default = "MixLogCdfConfig::new().heads")]
+    pub heads: usize,
+    /// Dropout probability in the blocks (training only).
+    #[config(default = "MixLogCdfConfig::new().dropout")]
+    pub dropout: f64,
+}
+
+impl MixLogCdfNetConfig {
+    /// The network with PyTorch's default initialisation, weights drawn in the order
+    /// `in_conv`, `blocks`, `out_conv` (`rescale` starts at 1). Fails on a zero size or
+    /// as [`ConvAttnBlockConfig::init`] does.
+    pub fn init(&self, device: &Device) -> Result<MixLogCdfNet, CoreError> {
+        let (c, h, k) = (self.channels, self.hidden, self.components);
+        for (value, what) in [
+            (c, "MixLogCdfNet channels"),
+            (h, "MixLogCdfNet hidden width"),
+            (k, "MixLogCDF components"),
+        ] {
+            if value == 0 {
+                return Err(CoreError::ZeroSize { what });
+            }
+        }
+        let block = ConvAttnBlockConfig::new(h, self.heads).with_dropout(self.dropout);
+        Ok(MixLogCdfNet {
+            in_conv: WnConv2dConfig::new([c, h], 3).init(device),
+            blocks: (0..self.blocks)
+                .map(|_| block.init(device))
+                .collect::<Result<_, _>>()?,
+            out_conv: WnConv2dConfig::new([h, c * (2 + 3 * k)], 3).init(device),
+            rescale: WnScaleConfig::new(c).init(device),
+            components: k,
+        })
     }
 }
 
@@ -179,27 +295,6 @@ pub struct MixLogCdfParams {
 pub const MIN_LOG_SCALE: f64 = -7.0;
 
 impl MixLogCdfNet {
-    /// A network for `channels` (= `c`) input channels.
-    pub fn new(
-        channels: usize,
-        hidden: usize,
-        blocks: usize,
-        components: usize,
-        heads: usize,
-        dropout: f64,
-        device: &Device,
-    ) -> Self {
-        Self {
-            in_conv: WnConv2d::new(channels, hidden, 3, device),
-            blocks: (0..blocks)
-                .map(|_| ConvAttnBlock::new(hidden, heads, dropout, device))
-                .collect(),
-            out_conv: WnConv2d::new(hidden, channels * (2 + 3 * components), 3, device),
-            rescale: WnScale::new(channels, device),
-            components,
-        }
-    }
-
     /// `(B, c, H, W) -> (a, b, pi, mu, log_s)`. The output's channel `j c + i` is
     /// parameter `j` of input channel `i`, `j` running over `a, b, pi_1..k, mu_1..k, s_1..k`.
     pub fn forward(&self, x: Tensor<4>) -> MixLogCdfParams {

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::CoreError;
 use crate::coupling::CouplingKind;
-use crate::flow_step::FlowStep;
+use crate::flow_step::{FlowStep, FlowStepConfig};
 use crate::inv_conv::InvConvKind;
 use crate::layer::{FlowState, InvertibleLayer};
 use crate::prior::Prior;
@@ -106,8 +106,11 @@ impl MultiScaleFlowConfig {
             .level_shapes()
             .into_iter()
             .map(|[c, _, _]| {
+                let step = FlowStepConfig::new(c, self.hidden)
+                    .with_coupling(self.coupling.clone())
+                    .with_inv_conv(self.inv_conv);
                 let steps = (0..self.steps)
-                    .map(|_| FlowStep::new(c, self.hidden, &self.coupling, self.inv_conv, device))
+                    .map(|_| step.init(device))
                     .collect::<Result<_, _>>()?;
                 Ok(FlowLevel { steps })
             })
