@@ -1,13 +1,21 @@
-//! The GPU path: run with a GPU backend compiled in, e.g.
-//! `cargo test --features wgpu --test backends` (or `vulkan`, `cuda`; `cargo gpu-tests
-//! --features wgpu` runs this and the other numeric targets). Everything here runs
-//! on the device `select_device` picks, and compares it with the CPU backend (Flex) on the
-//! same weights and inputs. With only the CPU compiled in, the comparison is CPU against CPU.
+//! Cross-backend consistency: the same weights and inputs on the backend under test and on
+//! the CPU backend (Flex), which is the reference. Compiled only where a second backend is:
+//! `cargo test --features wgpu --test backends` (or `vulkan`, `cuda`, `ndarray`);
+//! `cargo gpu-tests --features wgpu` runs this and the other numeric targets. The backend
+//! under test is the one `BURN_DEVICE` names, else the most capable one compiled in other
+//! than Flex; naming Flex itself is refused, as it would compare Flex with Flex.
 //!
 //! Burn's CubeCL backends enable kernel fusion and autotuning by default, and both have had
 //! wrong-result bugs in autoregressive use: the consistency tests below include the
 //! autoregressive prior's sampling, its likelihood and a few training steps, so such a bug
 //! fails here.
+
+#![cfg(any(
+    feature = "wgpu",
+    feature = "vulkan",
+    feature = "cuda",
+    feature = "ndarray"
+))]
 
 mod common;
 
@@ -19,8 +27,24 @@ use marscf::params::param_values;
 use marscf::train::{OptimOptions, StepOutcome, Training};
 use marscf::{MarScf, MarScfConfig, PriorKind};
 
+/// The device of the backend under test (see the file's documentation).
 fn gpu() -> Device {
-    marscf::select_device().expect("a backend is compiled in")
+    use marscf::device::{DEVICE_ENV, compiled_backends, device_named};
+    let name = std::env::var(DEVICE_ENV)
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            compiled_backends()
+                .into_iter()
+                .find(|name| *name != "flex")
+                .map(String::from)
+        })
+        .expect("the cfg above compiles in a backend other than flex");
+    assert!(
+        !name.eq_ignore_ascii_case("flex"),
+        "{DEVICE_ENV}=flex would compare Flex with itself: name the backend under test"
+    );
+    device_named(&name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn cpu() -> Device {
@@ -36,13 +60,13 @@ fn config(coupling: CouplingKind) -> MarScfConfig {
 }
 
 fn mixlogcdf() -> CouplingKind {
-    CouplingKind::MixLogCdf(MixLogCdfConfig {
-        components: 4,
-        blocks: 1,
-        heads: 2,
-        dropout: 0.0,
-        max_bisection_iters: 100,
-    })
+    CouplingKind::MixLogCdf(
+        MixLogCdfConfig::new()
+            .with_components(4)
+            .with_blocks(1)
+            .with_heads(2)
+            .with_dropout(0.0),
+    )
 }
 
 /// The same model on both devices: built and initialised on the CPU, perturbed, copied.

@@ -35,7 +35,7 @@ fn fixture_config(folder: &Path) -> MarScfConfig {
         .collect();
     let coupling = match json["coupling"].as_str().unwrap() {
         "affine" => CouplingKind::Affine,
-        "mixlogcdf" => CouplingKind::MixLogCdf(MixLogCdfConfig::default()),
+        "mixlogcdf" => CouplingKind::MixLogCdf(MixLogCdfConfig::new()),
         other => panic!("unknown coupling {other}"),
     };
     let flow =
@@ -167,11 +167,12 @@ fn check_folder(folder: &Path) -> Vec<String> {
 }
 
 /// The gradient of the mean bits/dim of `x_dequantized` (training mode, dropout off)
-/// against the reference's `grad_step1.<key>`, where the folder has `train.safetensors`.
-fn check_gradients(folder: &Path) -> Vec<String> {
+/// against the reference's `grad_step1.<key>`; `None` where the folder has no
+/// `train.safetensors`.
+fn check_gradients(folder: &Path) -> Option<Vec<String>> {
     let train_file = folder.join("train.safetensors");
     if !train_file.is_file() {
-        return Vec::new();
+        return None;
     }
     let device = device().autodiff();
     let mut config = fixture_config(folder);
@@ -215,18 +216,30 @@ fn check_gradients(folder: &Path) -> Vec<String> {
         compared += 1;
     }
     assert!(compared > 0, "{}: no gradients compared", folder.display());
-    failures
-        .iter()
-        .map(|f| format!("{}: {f}", folder.display()))
-        .collect()
+    Some(
+        failures
+            .iter()
+            .map(|f| format!("{}: {f}", folder.display()))
+            .collect(),
+    )
+}
+
+/// Runs `check` on every fixture folder with training data, asserting that there is at
+/// least one, and returns the failures of all.
+fn check_training_folders(check: impl Fn(&Path) -> Option<Vec<String>>) -> Vec<String> {
+    let folders = parity_folders();
+    let checked: Vec<Vec<String>> = folders.iter().filter_map(|f| check(f)).collect();
+    assert!(
+        !checked.is_empty(),
+        "none of the {} fixture folders has a train.safetensors: nothing was compared",
+        folders.len()
+    );
+    checked.into_iter().flatten().collect()
 }
 
 #[test]
 fn gradient_parity_with_reference_fixtures() {
-    let failures: Vec<String> = parity_folders()
-        .iter()
-        .flat_map(|f| check_gradients(f))
-        .collect();
+    let failures = check_training_folders(check_gradients);
     assert!(
         failures.is_empty(),
         "gradient parity failures:\n{}",
@@ -235,11 +248,12 @@ fn gradient_parity_with_reference_fixtures() {
 }
 
 /// Two of our Adamax steps (constant lr from `train-config.json`, dropout off) against the
-/// reference's `param_step2.<key>` and `loss_step1/2`.
-fn check_optimizer(folder: &Path) -> Vec<String> {
+/// reference's `param_step2.<key>` and `loss_step1/2`; `None` where the folder has no
+/// `train.safetensors`.
+fn check_optimizer(folder: &Path) -> Option<Vec<String>> {
     let train_file = folder.join("train.safetensors");
     if !train_file.is_file() {
-        return Vec::new();
+        return None;
     }
     let device = device();
     let mut config = fixture_config(folder);
@@ -304,19 +318,18 @@ fn check_optimizer(folder: &Path) -> Vec<String> {
         }
         compared += 1;
     }
-    assert!(compared > 0);
-    failures
-        .iter()
-        .map(|f| format!("{}: {f}", folder.display()))
-        .collect()
+    assert!(compared > 0, "{}: no parameters compared", folder.display());
+    Some(
+        failures
+            .iter()
+            .map(|f| format!("{}: {f}", folder.display()))
+            .collect(),
+    )
 }
 
 #[test]
 fn optimizer_parity_with_reference_fixtures() {
-    let failures: Vec<String> = parity_folders()
-        .iter()
-        .flat_map(|f| check_optimizer(f))
-        .collect();
+    let failures = check_training_folders(check_optimizer);
     assert!(
         failures.is_empty(),
         "optimizer parity failures:\n{}",
