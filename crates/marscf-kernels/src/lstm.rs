@@ -40,7 +40,8 @@ pub fn lstm_cell(
 }
 
 /// The portable default of [`lstm_cell`], in standard tensor operations
-/// (`tanh(x) = 2 σ(2x) - 1`, which Flex runs 5x faster than its `tanh`).
+/// (`tanh(x) = 2 σ(2x) - 1`: Flex's `sigmoid` is cheaper than its `tanh`, see
+/// docs/performance.md).
 pub fn lstm_cell_portable(
     gates: Tensor<4>,
     recurrent: Option<Tensor<4>>,
