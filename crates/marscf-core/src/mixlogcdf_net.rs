@@ -167,7 +167,7 @@ pub struct ConvAttnBlockConfig {
 
 impl ConvAttnBlockConfig {
     /// The block: the gated convolution, then the attention (the order in which their
-    /// weights are drawn), with identity layer norms. Fails as
+    /// weights are drawn); the layer norms start with unit gain and zero bias. Fails as
     /// [`GatedAttentionConfig::init`] and [`GatedConvConfig::init`] do.
     pub fn init(&self, device: &Device) -> Result<ConvAttnBlock, CoreError> {
         let h = self.hidden;
