@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let out = PathBuf::from(args.next().unwrap_or_else(|| "checkpoints".into()));
     let device = select_device()?;
-    let (model, report) = import::load_reference(&source, None, false, &device)?;
+    let (model, report) = import::load_reference(&source, None, None, false, &device)?;
     let flow = &report.config.flow;
     println!(
         "{}: {} tensors, L = {}, K = {}, C = {}, coupling {:?}{}",
@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|s| s.to_str())
             .unwrap_or("imported"),
     );
-    checkpoint::save(&model, &target)?;
+    checkpoint::save(&model, &checkpoint::Origin::default(), &target)?;
     println!(
         "written {}.bpk and {}.json",
         target.display(),

@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temperature: f64 = args.next().map(|v| v.parse()).transpose()?.unwrap_or(1.0);
     let device = select_device()?;
     let model = if path.extension().is_some_and(|e| e == "pt" || e == "pth") {
-        import::load_reference(&path, None, false, &device)?.0
+        import::load_reference(&path, None, None, false, &device)?.0
     } else {
         checkpoint::load(&path, &device)?
     };

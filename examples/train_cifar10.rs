@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::data::MnistLayout;
 use marscf::data::datasets::{DatasetName, load};
-use marscf::train::{OptimOptions, RunConfig, Silent, train};
-use marscf::{MarScfConfig, select_device};
+use marscf::train::{OptimOptions, RunConfig, Silent, Start, TrainingData, train};
+use marscf::{DataInfo, MarScfConfig, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -29,9 +29,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "download")]
     marscf::data::download::download_cifar10(marscf::data::download::CIFAR10_BASE_URL, &root)?;
     let (train_set, test_set) = load(DatasetName::Cifar10, Some(&root), MnistLayout::Reference)?;
+    let info = DataInfo::new(DatasetName::Cifar10, MnistLayout::Reference, Some(root));
+    let data = TrainingData {
+        info,
+        train: train_set,
+        test: test_set,
+    };
     let coupling = CouplingKind::MixLogCdf(MixLogCdfConfig::new());
     let model = MarScfConfig::new(
-        MultiScaleFlowConfig::new(train_set.shape, 3, 4, 96).with_coupling(coupling),
+        MultiScaleFlowConfig::new(data.info.image, 3, 4, 96).with_coupling(coupling),
     );
     let run = RunConfig {
         batch_size: 64,
@@ -44,24 +50,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         augment: true,
         samples: 64,
         eval_batch_size: 100,
-        ..RunConfig::new("cifar10", out.clone())
+        ..RunConfig::new(out.clone())
     };
     let device = select_device()?;
     println!(
         "CIFAR-10: {} train / {} test images, {}",
-        train_set.len(),
-        test_set.len(),
+        data.train.len(),
+        data.test.len(),
         marscf::device::selected_backend_name()
     );
-    let summary = train(
-        &model,
-        &run,
-        &train_set,
-        &test_set,
-        &device,
-        true,
-        &mut Silent,
-    )?;
+    let summary = train(&model, &run, &data, &device, Start::Resume, &mut Silent)?;
     println!(
         "{} steps, {} epochs: test {:.4} bits/dim (best {:.4}); {}",
         summary.steps,

@@ -13,43 +13,36 @@
 use std::path::PathBuf;
 
 use marscf::core::MultiScaleFlowConfig;
+use marscf::data::datasets::DatasetName;
 use marscf::data::{ImageSet, MnistLayout, embedded};
-use marscf::train::{OptimOptions, RunConfig, train};
-use marscf::{MarScfConfig, select_device};
+use marscf::train::{RunConfig, Start, TrainingData, train};
+use marscf::{DataInfo, MarScfConfig, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let minutes: f64 = args.next().map(|m| m.parse()).transpose()?.unwrap_or(5.0);
     let out = PathBuf::from(args.next().unwrap_or_else(|| "runs/train_mnist".into()));
     let device = select_device()?;
-    let train_set = ImageSet::from_mnist(&embedded::train(), MnistLayout::Reference);
-    let test_set = ImageSet::from_mnist(&embedded::test(), MnistLayout::Reference);
-    let model = MarScfConfig::new(MultiScaleFlowConfig::new(train_set.shape, 3, 4, 64));
+    let data = TrainingData {
+        info: DataInfo::new(DatasetName::MnistSample, MnistLayout::Reference, None),
+        train: ImageSet::from_mnist(&embedded::train(), MnistLayout::Reference),
+        test: ImageSet::from_mnist(&embedded::test(), MnistLayout::Reference),
+    };
+    let model = MarScfConfig::new(MultiScaleFlowConfig::new(data.info.image, 3, 4, 64));
     let run = RunConfig {
-        optim: OptimOptions {
-            warmup_steps: 100,
-            ..OptimOptions::default()
-        },
         eval_every: 25,
         max_minutes: Some(minutes),
         eval_batch_size: 50,
-        ..RunConfig::new("mnist-sample", out.clone())
+        ..RunConfig::new(out.clone())
     };
     println!(
         "training on {} embedded MNIST digits ({} for test) for {minutes} minutes on {}",
-        train_set.len(),
-        test_set.len(),
+        data.train.len(),
+        data.test.len(),
         marscf::device::selected_backend_name()
     );
-    let summary = train(
-        &model,
-        &run,
-        &train_set,
-        &test_set,
-        &device,
-        false,
-        &mut Printer,
-    )?;
+    // A previous run of this example is moved aside (to OUT_DIR.replaced-<n>), not lost.
+    let summary = train(&model, &run, &data, &device, Start::Overwrite, &mut Printer)?;
     println!(
         "{} steps in {:.0} s: test {:.4} bits/dim (best {:.4})",
         summary.steps,

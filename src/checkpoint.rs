@@ -1,6 +1,7 @@
-//! Native checkpoints: the weights in Burn's burnpack format (`<name>.bpk`) with the
-//! model's configuration beside them (`<name>.json`). Both files are written to a
-//! temporary file and renamed, so an interrupted save never leaves a broken checkpoint.
+//! Native checkpoints: the weights in Burn's burnpack format (`<name>.bpk`) with a
+//! description beside them (`<name>.json`): the model's configuration, the data it was
+//! trained on and the run's settings. Both files are written to a temporary file and
+//! renamed, so an interrupted save never leaves a broken checkpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -8,8 +9,32 @@ use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{BurnpackStore, ModuleAdapter, ModuleSnapshot, ModuleStore};
 use burn::tensor::Device;
 
+use serde::{Deserialize, Serialize};
+
+use crate::data_info::DataInfo;
 use crate::params::for_each_param;
+use crate::train::RunConfig;
 use crate::{MarScf, MarScfConfig, ModelError};
+
+/// Where a checkpoint's model came from: the data it was trained on and the run's
+/// settings (both `None` for a model built or imported rather than trained).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The training data.
+    pub data: Option<DataInfo>,
+    /// The settings of the run that wrote it.
+    pub run: Option<RunConfig>,
+}
+
+/// What a checkpoint's `.json` says: the model's configuration and its [`Origin`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The model's configuration.
+    pub model: MarScfConfig,
+    /// Its data and run.
+    #[serde(flatten)]
+    pub origin: Origin,
+}
 
 /// `<stem>.bpk` and `<stem>.json` for a checkpoint named by `path` (with or without one
 /// of those extensions).
@@ -18,62 +43,89 @@ pub fn checkpoint_files(path: &Path) -> (PathBuf, PathBuf) {
         Some("bpk" | "json") => path.with_extension(""),
         _ => path.to_path_buf(),
     };
-    let with = |ext: &str| {
-        let mut name = stem.clone().into_os_string();
-        name.push(format!(".{ext}"));
-        PathBuf::from(name)
-    };
-    (with("bpk"), with("json"))
+    (with_suffix(&stem, ".bpk"), with_suffix(&stem, ".json"))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let io = |e: std::io::Error| ModelError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(format!(".tmp-{}", std::process::id()));
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes).map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        io(e)
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A temporary file beside `path`, unique to this process.
+fn temporary_for(path: &Path) -> PathBuf {
+    with_suffix(path, &format!(".tmp-{}", std::process::id()))
+}
+
+/// Renames the complete `temporary` onto `path` (removing `temporary` if that fails).
+fn replace_with(temporary: &Path, path: &Path) -> Result<(), ModelError> {
+    std::fs::rename(temporary, path).map_err(|e| {
+        let _ = std::fs::remove_file(temporary);
+        ModelError::io("rename a temporary file onto", path)(e)
     })
 }
 
-/// Saves `model` as `<path>.bpk` + `<path>.json`, replacing an existing checkpoint only
-/// once the new files are complete.
-pub fn save(model: &MarScf, path: &Path) -> Result<(), ModelError> {
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename: at
+/// every moment `path` holds either its old or its new complete content.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let temporary = temporary_for(path);
+    std::fs::write(&temporary, bytes).map_err(ModelError::io("write", &temporary))?;
+    replace_with(&temporary, path)
+}
+
+/// Saves `model` as `<path>.bpk` + `<path>.json` (its configuration and `origin`), each
+/// written to a temporary file and renamed, so an existing checkpoint is replaced only by
+/// complete files.
+pub fn save(model: &MarScf, origin: &Origin, path: &Path) -> Result<(), ModelError> {
     let (weights, config) = checkpoint_files(path);
     if let Some(dir) = weights.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir).map_err(ModelError::io("create", dir))?;
     }
-    let json = serde_json::to_string_pretty(&model.config).expect("a configuration serialises");
-    let mut store = BurnpackStore::from_file(&weights)
+    let info = CheckpointInfo {
+        model: model.config.clone(),
+        origin: origin.clone(),
+    };
+    let json = serde_json::to_string_pretty(&info).expect("checkpoint information serialises");
+    let temporary = temporary_for(&weights);
+    let mut store = BurnpackStore::from_file(&temporary)
         .auto_extension(false)
         .overwrite(true);
-    model.save_into(&mut store).map_err(|e| ModelError::Io {
-        path: weights.clone(),
-        message: e.to_string(),
-    })?;
+    model
+        .save_into(&mut store)
+        .map_err(ModelError::format(&weights, "cannot write the weights"))?;
+    replace_with(&temporary, &weights)?;
     write_atomic(&config, json.as_bytes())
 }
 
-/// Reads the configuration saved beside a checkpoint.
-pub fn load_config(path: &Path) -> Result<MarScfConfig, ModelError> {
+/// Reads what a checkpoint's `.json` says. A file holding only a model configuration (as
+/// written before checkpoints recorded their origin, or given by hand) has an empty
+/// [`Origin`].
+pub fn load_info(path: &Path) -> Result<CheckpointInfo, ModelError> {
     let (_, config) = checkpoint_files(path);
-    let text = std::fs::read_to_string(&config).map_err(|e| ModelError::Io {
-        path: config.clone(),
-        message: e.to_string(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Format {
-        path: config,
-        message: e.to_string(),
-    })
+    let text = std::fs::read_to_string(&config).map_err(ModelError::io("read", &config))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(ModelError::format(&config, "not a valid JSON file"))?;
+    if value.get("model").is_some() {
+        serde_json::from_value(value).map_err(ModelError::format(
+            &config,
+            "not a valid checkpoint description",
+        ))
+    } else {
+        let model = serde_json::from_value(value).map_err(ModelError::format(
+            &config,
+            "not a valid model configuration",
+        ))?;
+        Ok(CheckpointInfo {
+            model,
+            origin: Origin::default(),
+        })
+    }
+}
+
+/// Reads the model configuration saved beside a checkpoint (or given as a file of its own).
+pub fn load_config(path: &Path) -> Result<MarScfConfig, ModelError> {
+    Ok(load_info(path)?.model)
 }
 
 /// Loads a checkpoint written by [`save`]: the model is built from the saved configuration
@@ -84,10 +136,7 @@ pub fn load(path: &Path, device: &Device) -> Result<MarScf, ModelError> {
     let mut store = BurnpackStore::from_file(&weights).auto_extension(false);
     let tensors: Vec<PackTensor> = store
         .get_all_tensors()
-        .map_err(|e| ModelError::Format {
-            path: weights.clone(),
-            message: e.to_string(),
-        })?
+        .map_err(ModelError::format(&weights, "not a valid burnpack file"))?
         .values()
         .cloned()
         .collect();

@@ -1,8 +1,11 @@
 //! Errors of the model, its checkpoints and its configuration.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use marscf_core::CoreError;
+
+/// The error a parser or store reported, kept as the source of a [`ModelError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What can go wrong building, running, loading or saving a model.
 #[derive(Debug, thiserror::Error)]
@@ -10,24 +13,30 @@ pub enum ModelError {
     /// An invalid configuration or input (see [`CoreError`]).
     #[error(transparent)]
     Core(#[from] CoreError),
-    /// A file cannot be read or written.
-    #[error("{path}: {message}")]
+    /// A file or folder cannot be read, written, created or renamed.
+    #[error("cannot {action} {}", path.display())]
     Io {
-        /// The file.
+        /// What was being done: `read`, `write`, `create`, `rename`, ...
+        action: &'static str,
+        /// The file or folder.
         path: PathBuf,
-        /// What went wrong.
-        message: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
     },
-    /// A checkpoint or configuration file is not in the expected format.
-    #[error("{path}: {message}")]
+    /// A checkpoint, configuration or state file is not in the expected format.
+    #[error("{}: {message}", path.display())]
     Format {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
         message: String,
+        /// The parser's or store's own error, if it gave one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A checkpoint's tensors do not match the model: every problem is listed.
-    #[error("{path}: checkpoint does not match the model:\n{}", problems.join("\n"))]
+    #[error("{}: checkpoint does not match the model:\n{}", path.display(), problems.join("\n"))]
     Mismatch {
         /// The checkpoint.
         path: PathBuf,
@@ -36,11 +45,43 @@ pub enum ModelError {
     },
     /// A checkpoint holds NaN or infinite values (say, a model saved after it diverged):
     /// such a model cannot evaluate, and its inverse is undefined.
-    #[error("{path}: NaN or infinite values in {}", tensors.join(", "))]
+    #[error("{}: NaN or infinite values in {}", path.display(), tensors.join(", "))]
     NonFinite {
         /// The checkpoint.
         path: PathBuf,
         /// The parameters with non-finite values.
         tensors: Vec<String>,
     },
+}
+
+impl ModelError {
+    /// A `map_err` adapter: the io error of `action` on `path`.
+    pub fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// A `map_err` adapter: reading or writing `path` failed as `message` says, the parser
+    /// or store saying why.
+    pub fn format<E: Into<BoxError>>(path: &Path, message: &str) -> impl FnOnce(E) -> Self {
+        let (path, message) = (path.to_path_buf(), message.to_string());
+        move |source| Self::Format {
+            path,
+            message,
+            source: Some(source.into()),
+        }
+    }
+
+    /// `path` is well-formed but its content is wrong, as `message` says.
+    pub fn invalid(path: &Path, message: impl Into<String>) -> Self {
+        Self::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+            source: None,
+        }
+    }
 }

@@ -157,6 +157,9 @@ pub struct ImportReport {
     pub config: MarScfConfig,
     /// Whether it was inferred from the checkpoint's keys (no configuration given).
     pub config_inferred: bool,
+    /// Whether the image size was assumed (inferred configuration, no image side given):
+    /// see [`reference_image_side`].
+    pub image_size_assumed: bool,
     /// The prefix stripped from every key (`module.` of DataParallel, a wrapping dict's
     /// key such as `state_dict.`), empty if none.
     pub prefix: String,
@@ -168,30 +171,28 @@ pub struct ImportReport {
     pub problems: Vec<String>,
 }
 
-fn format_error(path: &Path, message: impl ToString) -> ModelError {
-    ModelError::Format {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
-}
-
 /// Reads a reference checkpoint: a `state_dict`, possibly with DataParallel's `module.`
 /// prefix or inside a dict (e.g. `{"state_dict": ...}`). Without `config`, the shape of
-/// the model is inferred from the keys (see [`infer_config`]). Unless `partial`, any
-/// missing, unused or wrongly-shaped tensor fails the load with every problem listed.
+/// the model is inferred from the keys (see [`infer_config`]), for images `image_side`
+/// pixels wide if given. Unless `partial`, any missing, unused or wrongly-shaped tensor
+/// fails the load with every problem listed.
 pub fn load_reference(
     path: &Path,
     config: Option<&MarScfConfig>,
+    image_side: Option<usize>,
     partial: bool,
     device: &Device,
 ) -> Result<(MarScf, ImportReport), ModelError> {
     let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
     let all: BTreeMap<String, PackTensor> = store
         .get_all_tensors()
-        .map_err(|e| format_error(path, e))?
+        .map_err(ModelError::format(
+            path,
+            "not a readable PyTorch checkpoint",
+        ))?
         .clone();
     let prefix = state_dict_prefix(all.keys()).ok_or_else(|| {
-        format_error(
+        ModelError::invalid(
             path,
             "no mAR-SCF parameters (keys `...flow.layers.<i>...`) in this file",
         )
@@ -208,7 +209,7 @@ pub fn load_reference(
     let (config, config_inferred) = match config {
         Some(config) => (config.clone(), false),
         None => (
-            infer_config(&tensors).map_err(|m| format_error(path, m))?,
+            infer_config(&tensors, image_side).map_err(|m| ModelError::invalid(path, m))?,
             true,
         ),
     };
@@ -227,6 +228,7 @@ pub fn load_reference(
         partial,
     )?;
     let report = ImportReport {
+        image_size_assumed: config_inferred && image_side.is_none(),
         config,
         config_inferred,
         prefix,
@@ -251,12 +253,21 @@ fn dims<'a>(tensors: &'a BTreeMap<String, PackTensor>, key: &str) -> Result<&'a 
         .ok_or_else(|| format!("cannot infer the configuration: no key {key}"))
 }
 
+/// The image side the reference trains an `L`-level model on: 64 for `L = 4` (ImageNet
+/// 64x64), 32 otherwise (MNIST, CIFAR-10, ImageNet 32x32).
+pub fn reference_image_side(levels: usize) -> usize {
+    if levels == 4 { 64 } else { 32 }
+}
+
 /// The reference's model shape from its keys: `L` = number of prior levels, `K` from the
 /// number of modules (`L (K + 2) - 1`), the hidden width from the first coupling network,
 /// the image channels from the first ActNorm (`4 C`), the coupling from its parameter
 /// names, the prior's width and depth from its LSTM. The image size leaves no trace in
-/// the weights: it is taken as the reference's 32 x 32.
-pub fn infer_config(tensors: &BTreeMap<String, PackTensor>) -> Result<MarScfConfig, String> {
+/// the weights: `image_side` if given, else [`reference_image_side`].
+pub fn infer_config(
+    tensors: &BTreeMap<String, PackTensor>,
+    image_side: Option<usize>,
+) -> Result<MarScfConfig, String> {
     let number_after = |key: &str, marker: &str| -> Option<usize> {
         key.strip_prefix(marker)?.split('.').next()?.parse().ok()
     };
@@ -318,7 +329,8 @@ pub fn infer_config(tensors: &BTreeMap<String, PackTensor>) -> Result<MarScfConf
         tensors,
         "flow.c_prior.prior_list.0.prior_lstm.conv_embed.weight",
     )?[0];
-    let flow = MultiScaleFlowConfig::new([channels, 32, 32], levels, steps, hidden)
+    let side = image_side.unwrap_or_else(|| reference_image_side(levels));
+    let flow = MultiScaleFlowConfig::new([channels, side, side], levels, steps, hidden)
         .with_coupling(coupling);
     Ok(MarScfConfig::new(flow).with_prior(PriorKind::Mar {
         hidden: prior_hidden,

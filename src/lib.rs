@@ -7,8 +7,8 @@
 
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod checkpoint;
+pub mod data_info;
 pub mod device;
 mod error;
 pub mod import;
@@ -18,6 +18,7 @@ pub mod params;
 pub mod report;
 pub mod train;
 
+pub use data_info::DataInfo;
 pub use device::{DeviceError, select_device};
 pub use error::ModelError;
 pub use marscf_core as core;

@@ -30,22 +30,15 @@ pub struct MetricsRecord {
     pub images_per_second: Option<f64>,
 }
 
-fn io(path: &Path, e: impl ToString) -> ModelError {
-    ModelError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
 /// Appends one record to the log at `path`.
 pub fn append_metrics(path: &Path, record: &MetricsRecord) -> Result<(), ModelError> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| io(path, e))?;
+        .map_err(ModelError::io("open", path))?;
     let line = serde_json::to_string(record).expect("a record serialises");
-    writeln!(file, "{line}").map_err(|e| io(path, e))
+    writeln!(file, "{line}").map_err(ModelError::io("append to", path))
 }
 
 /// The records of the log at `path` (none if it does not exist); unreadable lines are
@@ -110,7 +103,9 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
     let temporary = path.with_extension("tmp.png");
     {
         let root = BitMapBackend::new(&temporary, (900, 560)).into_drawing_area();
-        let draw = |e: &dyn std::fmt::Display| io(path, e);
+        let draw = |e: &dyn std::fmt::Display| {
+            ModelError::invalid(path, format!("cannot draw the plot: {e}"))
+        };
         root.fill(&WHITE).map_err(|e| draw(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption("mAR-SCF: bits/dim", ("sans-serif", 22))
@@ -146,7 +141,7 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
             .map_err(|e| draw(&e))?;
         root.present().map_err(|e| draw(&e))?;
     }
-    std::fs::rename(&temporary, path).map_err(|e| io(path, e))
+    std::fs::rename(&temporary, path).map_err(ModelError::io("rename onto", path))
 }
 
 /// Saves images `(N, C, H, W)` in `[-0.5, 0.5]` as a PNG grid, `per_row` per row with a
@@ -157,7 +152,7 @@ pub fn save_image_grid(images: Tensor<4>, per_row: usize, path: &Path) -> Result
         .into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .map_err(|e| io(path, format!("{e:?}")))?;
+        .map_err(|e| ModelError::invalid(path, format!("cannot read the images back: {e:?}")))?;
     let per_row = per_row.max(1).min(n.max(1));
     let rows = n.div_ceil(per_row);
     let (pad, width, height) = (2, per_row * (w + 2) + 2, rows * (h + 2) + 2);
@@ -185,6 +180,6 @@ pub fn save_image_grid(images: Tensor<4>, per_row: usize, path: &Path) -> Result
     let temporary = path.with_extension("tmp.png");
     canvas
         .save_with_format(&temporary, image::ImageFormat::Png)
-        .map_err(|e| io(path, e))?;
-    std::fs::rename(&temporary, path).map_err(|e| io(path, e))
+        .map_err(ModelError::format(&temporary, "cannot write the PNG"))?;
+    std::fs::rename(&temporary, path).map_err(ModelError::io("rename onto", path))
 }

@@ -12,7 +12,7 @@ use burn::tensor::Tensor;
 use common::{
     affine_fixture_checkpoint, device, max_abs_diff, parity_folders, perturb, pixels, temp_dir,
 };
-use marscf::checkpoint::{checkpoint_files, load, save};
+use marscf::checkpoint::{Origin, checkpoint_files, load, save};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::import::load_reference;
 use marscf::{MarScfConfig, ModelError};
@@ -42,9 +42,9 @@ fn native_round_trip_is_bit_identical() {
     let model = perturb(model, 0.05);
     let dir = temp_dir("roundtrip");
     let path = dir.join("model");
-    save(&model, &path).unwrap();
+    save(&model, &Origin::default(), &path).unwrap();
     // Saving again over an existing checkpoint works (atomic replace).
-    save(&model, &path).unwrap();
+    save(&model, &Origin::default(), &path).unwrap();
     let loaded = load(&path.with_extension("bpk"), &device).unwrap();
     assert_eq!(
         serde_json::to_string(&loaded.config).unwrap(),
@@ -66,7 +66,7 @@ fn corrupt_or_mismatched_native_checkpoints_are_errors() {
     let model = small_config().init(&device).unwrap();
     let dir = temp_dir("corrupt");
     let path = dir.join("model");
-    save(&model, &path).unwrap();
+    save(&model, &Origin::default(), &path).unwrap();
     let (weights, config) = checkpoint_files(&path);
     let original = std::fs::read(&weights).unwrap();
 
@@ -123,7 +123,7 @@ fn checkpoints_with_nan_weights_are_errors() {
     let model = model.map(&mut PoisonFirst(false));
     let dir = temp_dir("nan");
     let path = dir.join("model");
-    save(&model, &path).unwrap();
+    save(&model, &Origin::default(), &path).unwrap();
     match load(&path.with_extension("bpk"), &device) {
         Err(ModelError::NonFinite { tensors, .. }) => {
             assert_eq!(tensors.len(), 1, "{tensors:?}")
@@ -207,7 +207,7 @@ fn reference_checkpoints_load_plain_prefixed_and_wrapped_with_or_without_config(
         wrap_in_dict(&prefix_keys(p, "module."))
     });
 
-    let (plain, report) = load_reference(&source, None, false, &device).unwrap();
+    let (plain, report) = load_reference(&source, None, None, false, &device).unwrap();
     assert!(report.config_inferred);
     assert_eq!(
         (
@@ -226,7 +226,7 @@ fn reference_checkpoints_load_plain_prefixed_and_wrapped_with_or_without_config(
     let x = pixels([2, 3, 32, 32], &device);
     let expected = plain.forward(x.clone()).unwrap().objective;
     for (file, prefix) in [(&prefixed, "module."), (&wrapped, "state_dict.module.")] {
-        let (model, report) = load_reference(file, None, false, &device).unwrap();
+        let (model, report) = load_reference(file, None, None, false, &device).unwrap();
         assert_eq!(report.prefix, prefix);
         assert_eq!(
             max_abs_diff(
@@ -244,7 +244,7 @@ fn inferred_configuration_matches_every_fixture() {
     let device = device();
     for folder in parity_folders() {
         let (_, report) =
-            load_reference(&folder.join("checkpoint.pt"), None, false, &device).unwrap();
+            load_reference(&folder.join("checkpoint.pt"), None, None, false, &device).unwrap();
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap())
                 .unwrap();
@@ -267,7 +267,7 @@ fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
     // K = 1 where the checkpoint has K = 2, and a wider network: every problem listed.
     let flow = MultiScaleFlowConfig::new([3, 32, 32], 3, 1, 32);
     let wrong = MarScfConfig::new(flow);
-    match load_reference(&source, Some(&wrong), false, &device) {
+    match load_reference(&source, Some(&wrong), None, false, &device) {
         Err(ModelError::Mismatch { problems, .. }) => {
             assert!(
                 problems.iter().any(|p| p.contains("not used by the model")),
@@ -278,7 +278,7 @@ fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
         other => panic!("expected a mismatch, got {:?}", other.map(|_| ())),
     }
     // --partial accepts it and reports the problems.
-    let (_, report) = load_reference(&source, Some(&wrong), true, &device).unwrap();
+    let (_, report) = load_reference(&source, Some(&wrong), None, true, &device).unwrap();
     assert!(!report.problems.is_empty());
 
     let dir = temp_dir("corrupt-reference");
@@ -293,12 +293,12 @@ fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
     ] {
         let path = dir.join(name);
         std::fs::write(&path, content).unwrap();
-        let err = load_reference(&path, None, false, &device)
+        let err = load_reference(&path, None, None, false, &device)
             .map(|_| ())
             .unwrap_err();
         assert!(matches!(err, ModelError::Format { .. }), "{name}: {err}");
     }
-    let missing = load_reference(&dir.join("missing.pt"), None, false, &device)
+    let missing = load_reference(&dir.join("missing.pt"), None, None, false, &device)
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(missing, ModelError::Format { .. }), "{missing}");

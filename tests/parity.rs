@@ -101,9 +101,14 @@ fn reference_name(event: FlowEvent, steps: usize) -> String {
 fn check_folder(folder: &Path) -> Vec<String> {
     let device = device();
     let config = fixture_config(folder);
-    let (model, report): (MarScf, _) =
-        load_reference(&folder.join("checkpoint.pt"), Some(&config), false, &device)
-            .unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
+    let (model, report): (MarScf, _) = load_reference(
+        &folder.join("checkpoint.pt"),
+        Some(&config),
+        None,
+        false,
+        &device,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
     assert!(report.problems.is_empty());
     let mut fixture = Fixture {
         tensors: read_safetensors(&folder.join("io.safetensors")),
@@ -179,8 +184,14 @@ fn check_gradients(folder: &Path) -> Option<Vec<String>> {
     if let CouplingKind::MixLogCdf(mixlogcdf) = &mut config.flow.coupling {
         mixlogcdf.dropout = 0.0;
     }
-    let (model, _) =
-        load_reference(&folder.join("checkpoint.pt"), Some(&config), false, &device).unwrap();
+    let (model, _) = load_reference(
+        &folder.join("checkpoint.pt"),
+        Some(&config),
+        None,
+        false,
+        &device,
+    )
+    .unwrap();
     let model = model.train();
     let io = read_safetensors(&folder.join("io.safetensors"));
     let train = read_safetensors(&train_file);
@@ -264,8 +275,14 @@ fn check_optimizer(folder: &Path) -> Option<Vec<String>> {
         serde_json::from_str(&std::fs::read_to_string(folder.join("train-config.json")).unwrap())
             .unwrap();
     let lr = train_config["lr"].as_f64().unwrap();
-    let (model, _) =
-        load_reference(&folder.join("checkpoint.pt"), Some(&config), false, &device).unwrap();
+    let (model, _) = load_reference(
+        &folder.join("checkpoint.pt"),
+        Some(&config),
+        None,
+        false,
+        &device,
+    )
+    .unwrap();
     let options = OptimOptions {
         lr,
         warmup_steps: 0,

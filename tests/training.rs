@@ -8,14 +8,15 @@ use burn::optim::Optimizer;
 use burn::tensor::{Tensor, TensorData};
 use common::{device, max_abs_diff, parity_folders, read_safetensors, temp_dir};
 use marscf::core::MultiScaleFlowConfig;
+use marscf::data::datasets::DatasetName;
 use marscf::data::{ImageSet, MnistLayout, embedded};
 use marscf::import::load_reference;
 use marscf::params::param_values;
 use marscf::train::{
-    AdamaxConfig, OptimOptions, RunConfig, Silent, StepOutcome, TrainError, Training, evaluate,
-    train,
+    AdamaxConfig, OptimOptions, RunConfig, Silent, Start, StepOutcome, TrainError, Training,
+    TrainingData, evaluate, train,
 };
-use marscf::{MarScfConfig, PriorKind};
+use marscf::{DataInfo, MarScfConfig, PriorKind};
 
 #[test]
 fn adamax_follows_pytorchs_rule() {
@@ -98,6 +99,15 @@ fn digits(n: usize, test: bool) -> ImageSet {
     ImageSet::from_mnist(&split, MnistLayout::Grey28).take(n)
 }
 
+/// `train` and `test` described as the embedded digits in the 1x28x28 layout.
+fn training_data(train: ImageSet, test: ImageSet) -> TrainingData {
+    TrainingData {
+        info: DataInfo::new(DatasetName::MnistSample, MnistLayout::Grey28, None),
+        train,
+        test,
+    }
+}
+
 fn run_config(out: PathBuf, max_steps: u64) -> RunConfig {
     RunConfig {
         batch_size: 8,
@@ -113,7 +123,7 @@ fn run_config(out: PathBuf, max_steps: u64) -> RunConfig {
         max_steps: Some(max_steps),
         samples: 4,
         eval_batch_size: 16,
-        ..RunConfig::new("mnist-sample", out)
+        ..RunConfig::new(out)
     }
 }
 
@@ -146,17 +156,16 @@ fn a_few_steps_lower_the_loss() {
 #[test]
 fn resuming_reproduces_the_uninterrupted_run_exactly() {
     let device = device();
-    let (train_set, test_set) = (digits(40, false), digits(16, true));
+    let data = training_data(digits(40, false), digits(16, true));
     let model = tiny_model();
     let straight = temp_dir("straight");
     let interrupted = temp_dir("interrupted");
     train(
         &model,
         &run_config(straight.clone(), 7),
-        &train_set,
-        &test_set,
+        &data,
         &device,
-        false,
+        Start::New,
         &mut Silent,
     )
     .unwrap();
@@ -164,20 +173,18 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
     train(
         &model,
         &run_config(interrupted.clone(), 3),
-        &train_set,
-        &test_set,
+        &data,
         &device,
-        false,
+        Start::New,
         &mut Silent,
     )
     .unwrap();
     let summary = train(
         &model,
         &run_config(interrupted.clone(), 7),
-        &train_set,
-        &test_set,
+        &data,
         &device,
-        true,
+        Start::Resume,
         &mut Silent,
     )
     .unwrap();
@@ -273,7 +280,7 @@ fn evaluating_a_reference_checkpoint_gives_its_recorded_bits_per_dim() {
     let device = device();
     for folder in parity_folders() {
         let (model, _) =
-            load_reference(&folder.join("checkpoint.pt"), None, false, &device).unwrap();
+            load_reference(&folder.join("checkpoint.pt"), None, None, false, &device).unwrap();
         let io = read_safetensors(&folder.join("io.safetensors"));
         let x = io["x"].as_slice::<f32>().unwrap();
         let dims = io["x"].shape().to_vec();
@@ -306,10 +313,13 @@ fn data_that_does_not_fit_is_an_error() {
     let err = train(
         &tiny_model(),
         &run_config(temp_dir("wrong"), 1),
-        &wrong,
-        &wrong,
+        &TrainingData {
+            info: DataInfo::new(DatasetName::MnistSample, MnistLayout::Reference, None),
+            train: wrong.clone(),
+            test: wrong,
+        },
         &device,
-        false,
+        Start::New,
         &mut Silent,
     )
     .map(|_| ())

@@ -2,17 +2,27 @@
 //! training step, evaluation, and the training loop with checkpoints and resume.
 
 pub mod adamax;
+pub mod config;
 pub mod ema;
 pub mod evaluate;
+pub mod folder;
 pub mod gradients;
+pub mod observer;
+pub mod resume;
 pub mod run;
 pub mod schedule;
+pub mod stop;
 pub mod training;
 
 pub use adamax::{Adamax, AdamaxConfig, AdamaxState};
+pub use config::{RunConfig, RunPosition};
 pub use evaluate::evaluate;
-pub use run::{Observer, RunConfig, RunPosition, RunSummary, Silent, checkpoint_name, train};
+pub use folder::RunFolder;
+pub use observer::{Observer, Silent};
+pub use run::{RunSummary, Start, TrainingData, checkpoint_name, saved_run, train};
 pub use training::{Counters, OptimOptions, StepOutcome, Training};
+
+use std::path::PathBuf;
 
 use crate::ModelError;
 
@@ -37,4 +47,26 @@ pub enum TrainError {
     /// The data does not fit the model.
     #[error("data: {0}")]
     Data(String),
+    /// A new run was asked for in a folder that already holds files.
+    #[error(
+        "{} already holds files ({}): continue its run with --resume, start anew with --overwrite (the old files are moved aside, not deleted), or choose another --out",
+        dir.display(), found.join(", ")
+    )]
+    RunExists {
+        /// The folder.
+        dir: PathBuf,
+        /// What it holds.
+        found: Vec<String>,
+    },
+    /// A resumed run's settings differ from the saved run's where they must not.
+    #[error(
+        "cannot resume the run in {}: it was saved with other settings\n  {}\n(give the saved values, or leave those options out to take them)",
+        dir.display(), differences.join("\n  ")
+    )]
+    ResumeMismatch {
+        /// The run's folder.
+        dir: PathBuf,
+        /// One line per difference: `setting: saved a, given b`.
+        differences: Vec<String>,
+    },
 }

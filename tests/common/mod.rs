@@ -89,11 +89,20 @@ pub fn binomial_5_sigma(n: usize, p: f64) -> std::ops::RangeInclusive<f64> {
     (mean - 5.0 * sigma)..=(mean + 5.0 * sigma)
 }
 
-/// `shared/` beside the workspace, or `$MARSCF_SHARED_DIR`.
+/// `shared/` beside the workspace, or `$MARSCF_SHARED_DIR`. (The workspace root is the
+/// first folder above the test's package holding `Cargo.lock`: this module also serves
+/// `crates/marscf-cli`'s tests.)
 pub fn shared_dir() -> std::path::PathBuf {
     std::env::var_os("MARSCF_SHARED_DIR")
         .map(Into::into)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .unwrap_or_else(|| {
+            let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            let root = package
+                .ancestors()
+                .find(|dir| dir.join("Cargo.lock").is_file())
+                .unwrap_or(package);
+            root.join("../shared")
+        })
 }
 
 /// The reference-parity fixture folders: every folder below `$MARSCF_PARITY_DIR` (default

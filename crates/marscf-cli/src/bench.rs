@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
-use marscf_core::{CouplingKind, InvertibleLayer, MultiScaleFlowConfig};
+use marscf::core::{CouplingKind, InvertibleLayer, MultiScaleFlowConfig};
 use serde::Serialize;
 
-use crate::train::{OptimOptions, Training};
-use crate::{MarScf, MarScfConfig, ModelError};
+use marscf::train::{OptimOptions, Training};
+use marscf::{MarScf, MarScfConfig, ModelError};
 
 /// The cases [`run_case`] knows.
 pub const CASES: [&str; 5] = [
@@ -40,6 +40,35 @@ pub struct BenchConfig {
     pub batch: usize,
     /// Timed repetitions after one warm-up.
     pub reps: usize,
+}
+
+impl Default for BenchConfig {
+    /// The configuration the side-by-side figures use: affine, `L = 3, K = 8, C = 128`,
+    /// batch 16, 5 repetitions.
+    fn default() -> Self {
+        Self {
+            coupling: CouplingKind::Affine,
+            levels: 3,
+            steps: 8,
+            hidden: 128,
+            batch: 16,
+            reps: 5,
+        }
+    }
+}
+
+/// What stops a case.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// No case of that name.
+    #[error("unknown case {case}; known: {}, {GEMM_CASE}", CASES.join(", "))]
+    UnknownCase {
+        /// The name asked for.
+        case: String,
+    },
+    /// The model could not be built.
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
 /// One timed case, as printed.
@@ -108,7 +137,7 @@ pub fn run_case(
     config: &BenchConfig,
     device: &Device,
     backend: &str,
-) -> Result<BenchResult, ModelError> {
+) -> Result<BenchResult, BenchError> {
     let b = config.batch;
     let median_s = match case {
         "train_step" => {
@@ -143,7 +172,10 @@ pub fn run_case(
             } else {
                 device.clone()
             };
-            let coupling = config.coupling.init(12, config.hidden, &device)?;
+            let coupling = config
+                .coupling
+                .init(12, config.hidden, &device)
+                .map_err(ModelError::from)?;
             let x = Tensor::<4>::random([b, 12, 16, 16], Distribution::Normal(0.0, 1.0), &device);
             median_seconds(config.reps, || {
                 let (y, logdet) = coupling.forward(x.clone());
@@ -174,9 +206,8 @@ pub fn run_case(
             });
         }
         other => {
-            return Err(ModelError::Format {
-                path: "bench".into(),
-                message: format!("unknown case {other}; known: {}", CASES.join(", ")),
+            return Err(BenchError::UnknownCase {
+                case: other.to_string(),
             });
         }
     };

@@ -1,6 +1,7 @@
 //! The `marscf` command as a user runs it: good paths produce their files, bad input is an
 //! error exit with a message (never a panic) that leaves existing files untouched.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;
@@ -76,6 +77,8 @@ fn train_eval_import_and_sample() {
         "eval",
         "--checkpoint",
         path(&affine_fixture_checkpoint()),
+        "--dataset",
+        "mnist-sample",
         "--test-images",
         "16",
         "--json",

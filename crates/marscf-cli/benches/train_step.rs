@@ -2,19 +2,14 @@
 //! (L = 3, K = 8, C = 128, batch 16, 3x32x32), and an evaluation forward pass.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use marscf::bench::{BenchConfig, run_case};
-use marscf::core::CouplingKind;
+use marscf_cli::bench::{BenchConfig, run_case};
 
 fn train_step(c: &mut Criterion) {
     let device = marscf::select_device().expect("a backend");
     let backend = marscf::device::selected_backend_name();
     let config = BenchConfig {
-        coupling: CouplingKind::Affine,
-        levels: 3,
-        steps: 8,
-        hidden: 128,
-        batch: 16,
         reps: 1,
+        ..BenchConfig::default()
     };
     let mut group = c.benchmark_group(format!("model/{backend}"));
     group.sample_size(10);

@@ -27,14 +27,23 @@ impl ProgressBarObserver {
         );
         Self { bar, max_minutes }
     }
+
+    /// A line above the bar; on stderr when the bar is hidden (output not a terminal), so
+    /// that logs keep every evaluation and message.
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
 }
 
 impl Observer for ProgressBarObserver {
     fn on_start(&mut self, step: u64, _total: Option<u64>) {
         self.bar.set_position(step);
         if let Some(minutes) = self.max_minutes {
-            self.bar
-                .println(format!("training for at most {minutes} minutes"));
+            self.say(format!("training for at most {minutes} minutes"));
         }
     }
 
@@ -52,13 +61,13 @@ impl Observer for ProgressBarObserver {
 
     fn on_eval(&mut self, step: u64, test_bits_per_dim: f64, best: bool) {
         let mark = if best { " (best, saved)" } else { "" };
-        self.bar.println(format!(
+        self.say(format!(
             "step {step}: test {test_bits_per_dim:.4} bits/dim{mark}"
         ));
     }
 
     fn on_message(&mut self, message: &str) {
-        self.bar.println(message);
+        self.say(message.to_string());
     }
 }
 

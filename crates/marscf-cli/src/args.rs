@@ -1,0 +1,163 @@
+//! The options several subcommands share, spelled one way everywhere: ours (`-L`, `-K`,
+//! `-C`/`--hidden`, `--batch-size`, `--data-root`) and the reference's (`--L`, `--K`,
+//! `--C`, `--batch_size`, `--data_root`, `--dataset_name`) both accepted.
+
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, ValueEnum};
+use marscf::PriorKind;
+use marscf::core::{CouplingKind, MixLogCdfConfig};
+use marscf::data::MnistLayout;
+
+/// The size of the model `train` builds unless told otherwise: `L = 3, K = 4, C = 64`.
+pub const TRAIN_MODEL: ModelSize = ModelSize {
+    levels: 3,
+    steps: 4,
+    hidden: 64,
+};
+
+/// Levels, steps per level and hidden width of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSize {
+    /// Levels `L`.
+    pub levels: usize,
+    /// Flow steps per level `K`.
+    pub steps: usize,
+    /// Hidden width `C` of the coupling networks.
+    pub hidden: usize,
+}
+
+/// Which options of the subcommand were typed on the command line (rather than left at
+/// their defaults): a resumed run takes the saved value of every other one.
+pub struct Given(Option<ArgMatches>);
+
+impl Given {
+    /// The subcommand's options in `matches`.
+    pub fn of(matches: &ArgMatches) -> Self {
+        Self(matches.subcommand().map(|(_, sub)| sub.clone()))
+    }
+
+    /// Whether option `id` (the field's name) was typed.
+    pub fn typed(&self, id: &str) -> bool {
+        self.0.as_ref().is_some_and(|m| {
+            m.try_get_raw(id).is_ok_and(|v| v.is_some())
+                && m.value_source(id) == Some(ValueSource::CommandLine)
+        })
+    }
+}
+
+/// Which coupling every flow step uses.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CouplingArg {
+    /// Glow's affine coupling.
+    Affine,
+    /// Flow++'s logistic-mixture CDF coupling.
+    Mixlogcdf,
+}
+
+impl CouplingArg {
+    /// The coupling with its default settings.
+    pub fn kind(self) -> CouplingKind {
+        match self {
+            Self::Affine => CouplingKind::Affine,
+            Self::Mixlogcdf => CouplingKind::MixLogCdf(MixLogCdfConfig::default()),
+        }
+    }
+}
+
+/// How MNIST digits are laid out.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutArg {
+    /// 3x32x32: padded to 32x32, grey repeated to three channels (the reference's).
+    Reference,
+    /// 1x32x32.
+    Grey32,
+    /// 1x28x28.
+    Grey28,
+}
+
+impl From<LayoutArg> for MnistLayout {
+    fn from(arg: LayoutArg) -> Self {
+        match arg {
+            LayoutArg::Reference => MnistLayout::Reference,
+            LayoutArg::Grey32 => MnistLayout::Grey32,
+            LayoutArg::Grey28 => MnistLayout::Grey28,
+        }
+    }
+}
+
+/// The prior of the latents.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PriorArg {
+    /// The multi-scale autoregressive ConvLSTM prior.
+    Mar,
+    /// Standard normals (a Glow-style baseline).
+    StandardNormal,
+}
+
+impl From<PriorArg> for PriorKind {
+    fn from(arg: PriorArg) -> Self {
+        match arg {
+            PriorArg::Mar => PriorKind::default(),
+            PriorArg::StandardNormal => PriorKind::StandardNormal,
+        }
+    }
+}
+
+/// Where the data comes from.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Dataset: mnist, mnist-sample (embedded, no download), cifar10, imagenet32,
+    /// imagenet64. `train`: mnist-sample unless resuming; `eval`: the checkpoint's.
+    #[arg(long, visible_alias = "dataset_name")]
+    pub dataset: Option<String>,
+    /// Folder holding the dataset's files (`eval`: the checkpoint's if not given).
+    #[arg(long, visible_alias = "data_root")]
+    pub data_root: Option<PathBuf>,
+    /// Download MNIST or CIFAR-10 into --data-root if missing.
+    #[arg(long)]
+    pub download: bool,
+    /// Layout of MNIST digits (reference unless resuming or the checkpoint says otherwise).
+    #[arg(long, value_enum)]
+    pub mnist_layout: Option<LayoutArg>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    pub test_images: Option<usize>,
+}
+
+/// The model's shape.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Coupling of every flow step [default: affine].
+    #[arg(long, value_enum)]
+    pub coupling: Option<CouplingArg>,
+    /// Levels L.
+    #[arg(short = 'L', long = "levels", visible_alias = "L",
+          help = format!("Levels L [train default: {}]", TRAIN_MODEL.levels))]
+    pub levels: Option<usize>,
+    /// Flow steps per level K.
+    #[arg(short = 'K', long = "steps", visible_alias = "K",
+          help = format!("Flow steps per level K [train default: {}]", TRAIN_MODEL.steps))]
+    pub steps: Option<usize>,
+    /// Hidden width C of the coupling networks.
+    #[arg(short = 'C', long = "hidden", visible_aliases = ["C", "channels"],
+          help = format!("Hidden width C of the coupling networks [train default: {}]", TRAIN_MODEL.hidden))]
+    pub hidden: Option<usize>,
+}
+
+impl ModelArgs {
+    /// The size asked for, `defaults` where not given.
+    pub fn size(&self, defaults: ModelSize) -> ModelSize {
+        ModelSize {
+            levels: self.levels.unwrap_or(defaults.levels),
+            steps: self.steps.unwrap_or(defaults.steps),
+            hidden: self.hidden.unwrap_or(defaults.hidden),
+        }
+    }
+
+    /// The coupling asked for (affine if not given).
+    pub fn coupling(&self) -> CouplingKind {
+        self.coupling.unwrap_or(CouplingArg::Affine).kind()
+    }
+}

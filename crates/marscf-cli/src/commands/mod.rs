@@ -1,0 +1,146 @@
+//! The subcommands, one module each, and what several of them share: reading a dataset
+//! as a checkpoint or the command line describes it, and reading a model.
+
+pub mod bench;
+pub mod eval;
+pub mod import;
+pub mod sample;
+pub mod train;
+
+use std::error::Error;
+use std::path::Path;
+
+use burn::tensor::Device;
+use marscf::checkpoint::{self, Origin};
+use marscf::data::datasets::{DatasetName, load};
+use marscf::data::{ImageSet, MnistLayout};
+use marscf::import::{ImportReport, load_reference, reference_image_side};
+use marscf::{DataInfo, MarScf};
+
+/// What a subcommand returns: any error, printed with its causes by `main`.
+pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// The training and test sets `info` describes (the test set cut to its first
+/// `info.test_images`), downloaded first if asked.
+pub fn load_data(info: &DataInfo, download: bool) -> Result<(ImageSet, ImageSet)> {
+    let name: DatasetName = info.dataset.parse()?;
+    let root = info.root.as_deref();
+    if download {
+        fetch(name, root)?;
+    }
+    let (train, test) = load(name, root, info.layout())?;
+    let test = match info.test_images {
+        Some(n) => test.take(n),
+        None => test,
+    };
+    Ok((train, test))
+}
+
+#[cfg(feature = "download")]
+fn fetch(name: DatasetName, root: Option<&Path>) -> Result<()> {
+    use marscf::data::download::{
+        CIFAR10_BASE_URL, MNIST_BASE_URL, download_cifar10, download_mnist,
+    };
+    let root = root.ok_or("--download needs --data-root (where to put the files)")?;
+    match name {
+        DatasetName::Mnist => download_mnist(MNIST_BASE_URL, root)?,
+        DatasetName::Cifar10 => download_cifar10(CIFAR10_BASE_URL, root)?,
+        other => return Err(format!("--download supports mnist and cifar10, not {other}").into()),
+    };
+    Ok(())
+}
+
+#[cfg(not(feature = "download"))]
+fn fetch(_: DatasetName, _: Option<&Path>) -> Result<()> {
+    Err("this build has no download support: rebuild with the `download` feature".into())
+}
+
+/// How to read a model from a file.
+pub struct ModelSource<'a> {
+    /// A native checkpoint (`.bpk` with its `.json`) or a reference `.pt`/`.pth`.
+    pub path: &'a Path,
+    /// For a reference checkpoint: a configuration file (inferred from the keys if `None`).
+    pub config: Option<&'a Path>,
+    /// For a reference checkpoint whose configuration is inferred: the image side.
+    pub image_size: Option<usize>,
+    /// Accept a reference checkpoint with missing or unused tensors.
+    pub partial: bool,
+}
+
+/// A model read by [`load_model`].
+pub struct Loaded {
+    /// The model.
+    pub model: MarScf,
+    /// Its data and run, as far as known.
+    pub origin: Origin,
+    /// For a reference checkpoint: what the import did.
+    pub report: Option<ImportReport>,
+}
+
+/// A native checkpoint with its origin, or a reference `.pt` with the origin its file
+/// name tells (the reference names them `marscf_<dataset>_<coupling>_<K>_<C>.pt`). Every
+/// assumption made is printed.
+pub fn load_model(source: &ModelSource, device: &Device) -> Result<Loaded> {
+    let reference = matches!(
+        source.path.extension().and_then(|e| e.to_str()),
+        Some("pt" | "pth")
+    );
+    if !reference {
+        return Ok(Loaded {
+            origin: checkpoint::load_info(source.path)?.origin,
+            model: checkpoint::load(source.path, device)?,
+            report: None,
+        });
+    }
+    let named = dataset_in_reference_name(source.path);
+    let config = source.config.map(checkpoint::load_config).transpose()?;
+    let image_size = source
+        .image_size
+        .or_else(|| named.map(|name| name.shape(MnistLayout::Reference)[1]));
+    let (model, report) = load_reference(
+        source.path,
+        config.as_ref(),
+        image_size,
+        source.partial,
+        device,
+    )?;
+    let flow = &report.config.flow;
+    if report.config_inferred {
+        let assumed = if report.image_size_assumed {
+            format!(
+                " ({}x{} assumed for L = {}: give --image-size otherwise)",
+                reference_image_side(flow.levels),
+                reference_image_side(flow.levels),
+                flow.levels
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "configuration inferred from the checkpoint's keys: L={} K={} C={} ({:?}), images {:?}{assumed}",
+            flow.levels, flow.steps, flow.hidden, flow.coupling, flow.image
+        );
+    }
+    for problem in &report.problems {
+        eprintln!("warning (--partial): {problem}");
+    }
+    let data = named.map(|name| {
+        eprintln!("dataset {name} assumed from the file name");
+        DataInfo::new(name, MnistLayout::Reference, None)
+    });
+    Ok(Loaded {
+        model,
+        origin: Origin { data, run: None },
+        report: Some(report),
+    })
+}
+
+/// The dataset in a reference checkpoint's name, `marscf_<dataset>_<coupling>_...`.
+fn dataset_in_reference_name(path: &Path) -> Option<DatasetName> {
+    let stem = path.file_stem()?.to_str()?.strip_prefix("marscf_")?;
+    let end = ["_affine", "_mixlogcdf"]
+        .iter()
+        .filter_map(|c| stem.find(c))
+        .min()?;
+    stem[..end].parse().ok()
+}

@@ -1,0 +1,258 @@
+//! `marscf train`: a new run, or the saved run continued (`--resume`): every option not
+//! typed then takes the saved run's value, and a typed one that would make it another run
+//! is refused with the list of differences.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use marscf::checkpoint::{CheckpointInfo, Origin};
+use marscf::core::MultiScaleFlowConfig;
+use marscf::data::datasets::DatasetName;
+use marscf::train::{OptimOptions, RunConfig, Start, TrainingData, saved_run, train};
+use marscf::{DataInfo, MarScfConfig, select_device};
+use serde_json::Value;
+
+use crate::args::{DataArgs, Given, ModelArgs, PriorArg, TRAIN_MODEL};
+use crate::commands::{Result, load_data};
+use crate::progress::ProgressBarObserver;
+
+/// The dataset of a new run unless `--dataset` says otherwise.
+const DEFAULT_DATASET: DatasetName = DatasetName::MnistSample;
+
+/// Options of `marscf train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prior [default: mar].
+    #[arg(long, value_enum)]
+    prior: Option<PriorArg>,
+    /// Images per optimizer step.
+    #[arg(long, visible_alias = "batch_size", default_value_t = RunConfig::new("").batch_size)]
+    batch_size: usize,
+    /// Stop after N epochs.
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Stop before M minutes of wall time, final evaluation included.
+    #[arg(long, visible_alias = "max_minutes")]
+    max_minutes: Option<f64>,
+    /// Stop after N optimizer steps.
+    #[arg(long, visible_alias = "max_steps")]
+    max_steps: Option<u64>,
+    /// Adamax learning rate.
+    #[arg(long, default_value_t = OptimOptions::default().lr)]
+    lr: f64,
+    /// Linear learning-rate warm-up in optimizer steps.
+    #[arg(long, visible_alias = "warmup_steps", default_value_t = OptimOptions::default().warmup_steps)]
+    warmup_steps: u64,
+    /// Clip the global gradient norm.
+    #[arg(long)]
+    grad_clip: Option<f64>,
+    /// Keep an exponential moving average of the weights with this decay (evaluation uses it).
+    #[arg(long)]
+    ema: Option<f64>,
+    /// Seed of everything random.
+    #[arg(long, default_value_t = RunConfig::new("").seed)]
+    seed: u64,
+    /// Evaluate and checkpoint every N steps (0: after every epoch).
+    #[arg(long, default_value_t = RunConfig::new("").eval_every)]
+    eval_every: u64,
+    /// Batch size of evaluation.
+    #[arg(long, default_value_t = RunConfig::new("").eval_batch_size)]
+    eval_batch_size: usize,
+    /// Samples in the grid drawn at each evaluation.
+    #[arg(long, default_value_t = RunConfig::new("").samples)]
+    samples: usize,
+    /// Temperature of those samples.
+    #[arg(long, default_value_t = RunConfig::new("").temperature)]
+    temperature: f64,
+    /// Apply the CIFAR-10 shift/flip augmentation [default: on for cifar10].
+    #[arg(long)]
+    augment: Option<bool>,
+    /// Consecutive non-finite steps after which training stops.
+    #[arg(long, default_value_t = OptimOptions::default().nan_patience)]
+    nan_patience: u32,
+    /// Output folder (checkpoints, metrics.jsonl, bits_per_dim.png, samples.png); it must
+    /// be empty or missing unless --resume or --overwrite.
+    #[arg(long, default_value = "runs/marscf")]
+    out: PathBuf,
+    /// Continue the run saved in --out.
+    #[arg(long, conflicts_with = "overwrite")]
+    resume: bool,
+    /// Start anew in --out, first moving what it holds to `<out>.replaced-<n>`.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// Each option a resumed run may be given, and the settings (JSON pointers into a
+/// [`CheckpointInfo`]) it sets.
+const SETTINGS: [(&str, &[&str]); 24] = [
+    (
+        "dataset",
+        &[
+            "/data/dataset",
+            "/data/image",
+            "/data/mnist_layout",
+            "/model/flow/image",
+        ],
+    ),
+    (
+        "mnist_layout",
+        &["/data/mnist_layout", "/data/image", "/model/flow/image"],
+    ),
+    ("data_root", &["/data/root"]),
+    ("test_images", &["/data/test_images"]),
+    ("coupling", &["/model/flow/coupling"]),
+    ("levels", &["/model/flow/levels"]),
+    ("steps", &["/model/flow/steps"]),
+    ("hidden", &["/model/flow/hidden"]),
+    ("prior", &["/model/prior"]),
+    ("batch_size", &["/run/batch_size"]),
+    ("epochs", &["/run/epochs"]),
+    ("max_minutes", &["/run/max_minutes"]),
+    ("max_steps", &["/run/max_steps"]),
+    ("lr", &["/run/optim/lr"]),
+    ("warmup_steps", &["/run/optim/warmup_steps"]),
+    ("grad_clip", &["/run/optim/grad_clip"]),
+    ("ema", &["/run/optim/ema"]),
+    ("nan_patience", &["/run/optim/nan_patience"]),
+    ("seed", &["/run/seed"]),
+    ("eval_every", &["/run/eval_every"]),
+    ("eval_batch_size", &["/run/eval_batch_size"]),
+    ("samples", &["/run/samples"]),
+    ("temperature", &["/run/temperature"]),
+    ("augment", &["/run/augment"]),
+];
+
+/// Runs `marscf train`.
+pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
+    let asked = asked_run(&args)?;
+    let saved = if args.resume {
+        saved_run(&args.out)?
+    } else {
+        None
+    };
+    let plan = match saved {
+        Some(saved) => resumed_run(saved, &asked, given)?,
+        None => asked,
+    };
+    let info = plan.origin.data.ok_or("the run describes no data")?;
+    let run = RunConfig {
+        out_dir: args.out.clone(),
+        ..plan.origin.run.ok_or("the run describes no settings")?
+    };
+    let model = plan.model;
+    model.flow.validate()?;
+    let device = select_device()?;
+    let (train_set, test_set) = load_data(&info, args.data.download)?;
+    println!(
+        "training mAR-SCF on {} ({} train / {} test images {:?}) with {}, out {}",
+        info.dataset,
+        train_set.len(),
+        test_set.len(),
+        train_set.shape,
+        marscf::device::selected_backend_name(),
+        args.out.display()
+    );
+    let start = match (args.resume, args.overwrite) {
+        (true, _) => Start::Resume,
+        (false, true) => Start::Overwrite,
+        (false, false) => Start::New,
+    };
+    let data = TrainingData {
+        info,
+        train: train_set,
+        test: test_set,
+    };
+    let mut observer = ProgressBarObserver::new(run.max_steps, run.max_minutes);
+    let summary = train(&model, &run, &data, &device, start, &mut observer)?;
+    drop(observer);
+    println!(
+        "done: {} steps ({} skipped), {} epochs, {:.0} s; test bits/dim {:.4} (best {:.4}, saved as {})",
+        summary.steps,
+        summary.skipped,
+        summary.position.epoch,
+        summary.position.seconds,
+        summary.position.last_test_bits_per_dim.unwrap_or(f64::NAN),
+        summary.position.best_test_bits_per_dim.unwrap_or(f64::NAN),
+        summary.best_checkpoint.display()
+    );
+    Ok(())
+}
+
+/// The run the options describe, defaults filling the rest.
+fn asked_run(args: &TrainArgs) -> Result<CheckpointInfo> {
+    let name: DatasetName = match &args.data.dataset {
+        Some(name) => name.parse()?,
+        None => DEFAULT_DATASET,
+    };
+    let layout = args.data.mnist_layout.map(Into::into).unwrap_or_default();
+    let data = DataInfo {
+        test_images: args.data.test_images,
+        ..DataInfo::new(name, layout, args.data.data_root.clone())
+    };
+    let size = args.model.size(TRAIN_MODEL);
+    let flow = MultiScaleFlowConfig::new(data.image, size.levels, size.steps, size.hidden)
+        .with_coupling(args.model.coupling());
+    let model = MarScfConfig::new(flow).with_prior(args.prior.unwrap_or(PriorArg::Mar).into());
+    let run = RunConfig {
+        batch_size: args.batch_size,
+        optim: OptimOptions {
+            lr: args.lr,
+            warmup_steps: args.warmup_steps,
+            grad_clip: args.grad_clip,
+            ema: args.ema,
+            nan_patience: args.nan_patience,
+        },
+        seed: args.seed,
+        eval_every: args.eval_every,
+        max_steps: args.max_steps,
+        epochs: args.epochs,
+        max_minutes: args.max_minutes,
+        augment: args.augment.unwrap_or(name == DatasetName::Cifar10),
+        samples: args.samples,
+        temperature: args.temperature,
+        eval_batch_size: args.eval_batch_size,
+        out_dir: args.out.clone(),
+    };
+    Ok(CheckpointInfo {
+        model,
+        origin: Origin {
+            data: Some(data),
+            run: Some(run),
+        },
+    })
+}
+
+/// The saved run, with the settings of every option typed on the command line taken from
+/// `asked` (the library then refuses those that would make it another run).
+fn resumed_run(
+    saved: CheckpointInfo,
+    asked: &CheckpointInfo,
+    given: &Given,
+) -> Result<CheckpointInfo> {
+    let asked_value = serde_json::to_value(asked)?;
+    let mut merged = serde_json::to_value(&saved)?;
+    for section in ["/data", "/run"] {
+        if merged.pointer(section).is_none_or(Value::is_null) {
+            // Saved before checkpoints recorded their data and settings: take the asked ones.
+            let slot = merged.pointer_mut(section).expect("the section exists");
+            *slot = asked_value[&section[1..]].clone();
+        }
+    }
+    for (option, pointers) in SETTINGS {
+        if !given.typed(option) {
+            continue;
+        }
+        for pointer in pointers {
+            if let (Some(slot), Some(value)) =
+                (merged.pointer_mut(pointer), asked_value.pointer(pointer))
+            {
+                *slot = value.clone();
+            }
+        }
+    }
+    Ok(serde_json::from_value(merged)?)
+}

@@ -1,0 +1,59 @@
+//! `marscf`: train, evaluate and sample mAR-SCF models, import the reference's checkpoints,
+//! time the model.
+
+mod args;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::commands::{bench, eval, import, sample, train};
+
+/// mAR-SCF normalizing flows with multi-scale autoregressive priors.
+#[derive(Parser, Debug)]
+#[command(name = "marscf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model (resumable), evaluating test bits/dim as it goes.
+    Train(train::TrainArgs),
+    /// Test bits/dim of a native checkpoint or of a reference `.pt`.
+    Eval(eval::EvalArgs),
+    /// Draw a grid of samples from a checkpoint.
+    Sample(sample::SampleArgs),
+    /// Convert a reference PyTorch checkpoint to a native one.
+    Import(import::ImportArgs),
+    /// Time training, evaluation, sampling and one coupling; one JSON line per case.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = args::Given::of(&matches);
+    let result = match cli.command {
+        Command::Train(args) => train::run(args, &given),
+        Command::Eval(args) => eval::run(args),
+        Command::Sample(args) => sample::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

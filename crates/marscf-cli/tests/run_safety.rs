@@ -1,0 +1,329 @@
+//! The traps a user can fall into, each closed: a run folder is never overwritten, a
+//! checkpoint is scored on its own data, a resume with other settings is refused, and the
+//! reference's own command line parses.
+
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{affine_fixture_checkpoint, temp_dir};
+
+fn marscf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_marscf"))
+        .args(args)
+        .env("BURN_DEVICE", "flex")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_success(output: &Output) {
+    assert!(output.status.success(), "{}", stderr(output));
+}
+
+/// An error exit (1, not a usage error or a crash) whose message contains every `expected`.
+fn assert_refused(output: &Output, expected: &[&str]) {
+    let stderr = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    for text in expected {
+        assert!(stderr.contains(text), "stderr lacks {text:?}: {stderr}");
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Every file below `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    files
+}
+
+/// A tiny run on 1x28x28 digits: `L = 2, K = 1, C = 8`, batch 8, 16 test images.
+fn tiny_train(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--mnist-layout",
+        "grey28",
+        "-L",
+        "2",
+        "-K",
+        "1",
+        "-C",
+        "8",
+        "--batch-size",
+        "8",
+        "--test-images",
+        "16",
+        "--samples",
+        "0",
+        "--out",
+        path(out),
+    ];
+    args.extend_from_slice(extra);
+    marscf(&args)
+}
+
+#[test]
+fn a_folder_holding_a_run_is_never_overwritten() {
+    let dir = temp_dir("safety-folder");
+    let out = dir.join("run");
+    assert_success(&tiny_train(&out, &["--max-steps", "2"]));
+    let before = snapshot(&out);
+    assert!(before.keys().any(|p| p.ends_with("metrics.jsonl")));
+
+    // Without --resume or --overwrite: refused, every file byte-identical.
+    let refused = tiny_train(&out, &["--max-steps", "3"]);
+    assert_refused(
+        &refused,
+        &["already holds files", "--resume", "--overwrite"],
+    );
+    assert_eq!(snapshot(&out), before);
+
+    // --overwrite moves the old run aside, whole, and starts anew.
+    assert_success(&tiny_train(&out, &["--max-steps", "1", "--overwrite"]));
+    let aside = dir.join("run.replaced-1");
+    assert_eq!(snapshot(&aside), before);
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(
+        metrics.lines().all(|l| !l.contains("\"step\":2")),
+        "{metrics}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn resuming_with_other_settings_is_refused_and_typed_changes_are_taken() {
+    let dir = temp_dir("safety-resume");
+    let out = dir.join("run");
+    assert_success(&tiny_train(&out, &["--max-steps", "2"]));
+    let before = snapshot(&out);
+
+    // Another width, another batch size: error exits listing the difference, no panic.
+    let wider = marscf(&["train", "--resume", "--out", path(&out), "-C", "16"]);
+    assert_refused(&wider, &["model.flow.hidden: saved 8, given 16"]);
+    let batch = marscf(&[
+        "train",
+        "--resume",
+        "--out",
+        path(&out),
+        "--batch-size",
+        "4",
+    ]);
+    assert_refused(&batch, &["run.batch_size: saved 8, given 4"]);
+    let dataset = marscf(&[
+        "train",
+        "--resume",
+        "--out",
+        path(&out),
+        "--dataset",
+        "mnist-sample",
+        "--mnist-layout",
+        "reference",
+    ]);
+    assert_refused(&dataset, &["data.image"]);
+    assert_eq!(snapshot(&out), before);
+
+    // Nothing else typed: the saved settings (L, K, C, layout, batch) are taken; a longer
+    // run is a change a resumed run may make, and says so.
+    let resumed = marscf(&["train", "--resume", "--out", path(&out), "--max-steps", "4"]);
+    assert_success(&resumed);
+    let said = String::from_utf8_lossy(&resumed.stdout).into_owned() + &stderr(&resumed);
+    assert!(said.contains("run.max_steps: saved 2, given 4"), "{said}");
+    assert!(said.contains("done: 4 steps"), "{said}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A CIFAR-10 binary distribution of `per_file` random images per batch file.
+fn fake_cifar(root: &Path, per_file: usize) {
+    let folder = root.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut byte = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 24) as u8
+    };
+    let names = (1..=5)
+        .map(|i| format!("data_batch_{i}.bin"))
+        .chain(["test_batch.bin".to_string()]);
+    for name in names {
+        let mut bytes = Vec::new();
+        for _ in 0..per_file {
+            bytes.push(byte() % 10);
+            bytes.extend((0..3072).map(|_| byte()));
+        }
+        std::fs::write(folder.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_checkpoint_is_scored_on_its_own_data_or_not_at_all() {
+    let dir = temp_dir("safety-data");
+    let root = dir.join("cifar");
+    fake_cifar(&root, 4);
+    let out = dir.join("run");
+    let train = marscf(&[
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        path(&root),
+        "-L",
+        "2",
+        "-K",
+        "1",
+        "-C",
+        "8",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "1",
+        "--samples",
+        "0",
+        "--out",
+        path(&out),
+    ]);
+    assert_success(&train);
+    let best = out.join("marscf_cifar10_affine_1_8.bpk");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(best.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(info["data"]["dataset"], "cifar10");
+    assert_eq!(info["data"]["image"], serde_json::json!([3, 32, 32]));
+    assert_eq!(info["data"]["bits"], 8);
+    assert_eq!(info["run"]["batch_size"], 4);
+
+    // No --dataset: the checkpoint's own data (same 3x32x32 shape as MNIST's reference
+    // layout, which is never used in its place).
+    let eval = marscf(&["eval", "--checkpoint", path(&best), "--json"]);
+    assert_success(&eval);
+    let line: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(line["dataset"], "cifar10");
+    assert_eq!(line["split"], "test");
+    assert_eq!(line["images"], 4);
+
+    // Its data gone: an error naming the files, not MNIST's number.
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_refused(&marscf(&["eval", "--checkpoint", path(&best)]), &["cifar"]);
+
+    // Data of another shape, asked for: refused.
+    let grey = marscf(&[
+        "eval",
+        "--checkpoint",
+        path(&best),
+        "--dataset",
+        "mnist-sample",
+        "--mnist-layout",
+        "grey28",
+    ]);
+    assert_refused(&grey, &["the model expects [3, 32, 32]"]);
+
+    // A reference checkpoint that does not name its dataset: --dataset is required.
+    let reference = marscf(&["eval", "--checkpoint", path(&affine_fixture_checkpoint())]);
+    assert_refused(&reference, &["does not record the data", "--dataset"]);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn the_reference_readme_command_line_parses() {
+    let dir = temp_dir("safety-flags");
+    // The reference README's own command: it gets past the argument parser to the data.
+    let reference = marscf(&[
+        "train",
+        "--dataset_name",
+        "cifar10",
+        "--coupling",
+        "mixlogcdf",
+        "--batch_size",
+        "64",
+        "--K",
+        "4",
+        "--C",
+        "96",
+        "--data_root",
+        path(&dir.join("nowhere")),
+        "--out",
+        path(&dir.join("run")),
+    ]);
+    assert_refused(&reference, &["cifar"]);
+    // The same spellings in bench, and the long name of the hidden width.
+    let bench = marscf(&[
+        "bench",
+        "--L",
+        "2",
+        "--K",
+        "1",
+        "--hidden",
+        "8",
+        "--batch_size",
+        "2",
+        "--reps",
+        "1",
+        "--cases",
+        "coupling_fwd_level1",
+    ]);
+    assert_success(&bench);
+    let line: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
+    assert_eq!(
+        (line["L"].as_u64(), line["K"].as_u64(), line["C"].as_u64()),
+        (Some(2), Some(1), Some(8))
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn import_says_what_it_assumed_about_the_image_size() {
+    let dir = temp_dir("safety-import");
+    let source = affine_fixture_checkpoint();
+    let assumed = marscf(&[
+        "import",
+        "--pytorch",
+        path(&source),
+        "--out",
+        path(&dir.join("a")),
+    ]);
+    assert_success(&assumed);
+    assert!(
+        stderr(&assumed).contains("32x32 assumed for L = 3"),
+        "{}",
+        stderr(&assumed)
+    );
+    let given = marscf(&[
+        "import",
+        "--pytorch",
+        path(&source),
+        "--image-size",
+        "64",
+        "--out",
+        path(&dir.join("b")),
+    ]);
+    assert_success(&given);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("b/checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["model"]["flow"]["image"],
+        serde_json::json!([3, 64, 64])
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,0 +1,73 @@
+//! What a model was trained on, recorded in its checkpoints so that evaluating or resuming
+//! it finds the same data (and refuses other data) without being told.
+
+use std::path::PathBuf;
+
+use marscf_data::{DatasetName, MnistLayout};
+use serde::{Deserialize, Serialize};
+
+/// The reference's preprocessing, as recorded: 8-bit pixels `k` become
+/// `k / 256 - 0.5 + u / 256`, `u ~ U(0, 1)`.
+pub const REFERENCE_PREPROCESSING: &str =
+    "x = k/256 - 0.5 + u/256, u ~ U(0, 1) (8-bit pixels k, uniform dequantisation)";
+
+/// The data of a run: which dataset, how its images look, how they were read and
+/// preprocessed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    /// The dataset's canonical name ([`DatasetName::as_str`]).
+    pub dataset: String,
+    /// `[C, H, W]` of every image.
+    pub image: [usize; 3],
+    /// Bits per pixel value: `2^bits` levels.
+    pub bits: u32,
+    /// The layout of MNIST digits (`reference`, `grey32`, `grey28`); `None` for other data.
+    pub mnist_layout: Option<String>,
+    /// The folder the files were read from (`None` for the embedded sample).
+    pub root: Option<PathBuf>,
+    /// How pixels become the flow's input.
+    pub preprocessing: String,
+    /// The run evaluated on only the first this many test images (`None`: all of them).
+    #[serde(default)]
+    pub test_images: Option<usize>,
+}
+
+impl DataInfo {
+    /// `name`'s images as [`marscf_data::load`] reads them from `root` with `layout`: 8 bits,
+    /// the reference's preprocessing.
+    pub fn new(name: DatasetName, layout: MnistLayout, root: Option<PathBuf>) -> Self {
+        let is_mnist = matches!(name, DatasetName::Mnist | DatasetName::MnistSample);
+        Self {
+            dataset: name.as_str().to_string(),
+            image: name.shape(layout),
+            bits: 8,
+            mnist_layout: is_mnist.then(|| layout_name(layout).to_string()),
+            root,
+            preprocessing: REFERENCE_PREPROCESSING.to_string(),
+            test_images: None,
+        }
+    }
+
+    /// The dataset, if its name is one this build knows.
+    pub fn dataset_name(&self) -> Option<DatasetName> {
+        self.dataset.parse().ok()
+    }
+
+    /// The recorded MNIST layout ([`MnistLayout::Reference`] if none or unknown).
+    pub fn layout(&self) -> MnistLayout {
+        match self.mnist_layout.as_deref() {
+            Some("grey32") => MnistLayout::Grey32,
+            Some("grey28") => MnistLayout::Grey28,
+            _ => MnistLayout::Reference,
+        }
+    }
+}
+
+/// The name a layout is recorded (and given on the command line) by.
+pub fn layout_name(layout: MnistLayout) -> &'static str {
+    match layout {
+        MnistLayout::Reference => "reference",
+        MnistLayout::Grey32 => "grey32",
+        MnistLayout::Grey28 => "grey28",
+    }
+}
