@@ -94,10 +94,17 @@ impl RunFolder {
             .find(|dir| dir.join("position.json").is_file())
     }
 
-    /// Removes `last.tmp/`, the one thing a run killed while saving its first state
-    /// leaves (the first state is saved before the first step).
-    pub fn remove_unfinished_state(&self) -> Result<(), TrainError> {
-        remove_dir_if_present(&self.last.with_extension("tmp"))
+    /// Removes what a run killed in the middle of a write leaves: `last.tmp/` and the
+    /// temporary files (`*.tmp-<pid>`, `*.tmp.png`) of checkpoints and images.
+    pub fn remove_unfinished_writes(&self) -> Result<(), TrainError> {
+        remove_dir_if_present(&self.last.with_extension("tmp"))?;
+        for name in self.contents() {
+            let path = self.dir.join(&name);
+            if (name.contains(".tmp-") || name.ends_with(".tmp.png")) && path.is_file() {
+                std::fs::remove_file(&path).map_err(ModelError::io("remove", &path))?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the state to `last.tmp/`, then swaps it in: at every moment either the old

@@ -187,7 +187,10 @@ impl<'a> Session<'a> {
             run: Some(run.clone()),
         };
         let state = match start {
-            Start::Resume => folder.latest_state(),
+            Start::Resume => {
+                folder.remove_unfinished_writes()?;
+                folder.latest_state()
+            }
             Start::New => None,
             Start::Overwrite => {
                 if let Some(moved) = folder.move_aside()? {
@@ -203,7 +206,6 @@ impl<'a> Session<'a> {
             None => {
                 if start == Start::Resume {
                     observer.on_message("nothing to resume: starting a new run");
-                    folder.remove_unfinished_state()?;
                 }
                 folder.claim()?;
                 None
