@@ -148,10 +148,7 @@ pub fn placement(name: DatasetName, root: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::testutil::{cifar_binary, temp_dir, test_images};
 
     #[test]
     fn parses_names() {
@@ -188,88 +185,5 @@ mod tests {
             assert_eq!(train.shape, DatasetName::MnistSample.shape(layout));
             assert!(train.labels.iter().all(|&l| l < 10));
         }
-    }
-
-    #[test]
-    fn a_missing_root_says_what_to_place_where() {
-        for name in DatasetName::ALL.into_iter().filter(|n| n.needs_root()) {
-            let err = load(name, None, MnistLayout::Reference).unwrap_err();
-            assert!(
-                matches!(err, DataError::MissingData { .. }),
-                "{name}: {err}"
-            );
-        }
-        let empty = temp_dir();
-        let text = load(
-            DatasetName::Mnist,
-            Some(empty.path()),
-            MnistLayout::Reference,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            text.contains("train-images-idx3-ubyte.gz")
-                && text.contains("t10k-labels-idx1-ubyte.gz"),
-            "{text}"
-        );
-        assert!(text.contains(&empty.path().display().to_string()), "{text}");
-    }
-
-    #[test]
-    fn loads_cifar10_by_name() {
-        let root = temp_dir();
-        let dir = root.path().join(cifar::BINARY_FOLDER);
-        std::fs::create_dir(&dir).unwrap();
-        let set = test_images(cifar::CIFAR_SHAPE, 2, 10);
-        for name in cifar::BINARY_TRAIN_FILES
-            .iter()
-            .chain([&cifar::BINARY_TEST_FILE])
-        {
-            std::fs::write(dir.join(name), cifar_binary(&set)).unwrap();
-        }
-        let (train, test) = load(
-            DatasetName::Cifar10,
-            Some(root.path()),
-            MnistLayout::Reference,
-        )
-        .unwrap();
-        assert_eq!((train.len(), test.len(), train.shape), (10, 2, [3, 32, 32]));
-        assert_eq!(test, set);
-    }
-
-    /// The shared folder of real MNIST digits, from `MARSCF_SHARED_DIR` or `../shared`
-    /// beside the workspace.
-    fn shared_mnist() -> Option<PathBuf> {
-        let shared = std::env::var_os("MARSCF_SHARED_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-        let dir = shared.join("data").join("mnist-sample");
-        dir.is_dir().then_some(dir)
-    }
-
-    #[test]
-    fn reads_the_shared_mnist_sample() {
-        let Some(dir) = shared_mnist() else {
-            eprintln!("skipped: no shared/data/mnist-sample (set MARSCF_SHARED_DIR)");
-            return;
-        };
-        let (train, test) = load(DatasetName::Mnist, Some(&dir), MnistLayout::Grey28).unwrap();
-        assert_eq!((train.len(), test.len()), (8000, 1000));
-        assert_eq!(train.shape, [1, 28, 28]);
-        for split in [&train, &test] {
-            for class in 0..10 {
-                assert!(split.labels.contains(&class));
-            }
-            assert!(split.labels.iter().all(|&l| l < 10));
-            let mean =
-                split.pixels.iter().map(|&p| f64::from(p)).sum::<f64>() / split.pixels.len() as f64;
-            assert!((20.0..60.0).contains(&mean), "mean pixel {mean}");
-        }
-        let (reference, _) = load(DatasetName::Mnist, Some(&dir), MnistLayout::Reference).unwrap();
-        assert_eq!(reference.shape, [3, 32, 32]);
-        // Padding: the first two rows are background; the channels are copies.
-        assert!(reference.image(0)[..64].iter().all(|&v| v == 0));
-        let image = reference.image(0);
-        assert_eq!(image[..1024], image[1024..2048]);
     }
 }

@@ -26,22 +26,19 @@ pub struct ImageFolder {
 /// Decodes a PNG or JPEG image to RGB: `(width, height, 3 * height * width bytes)` in the
 /// channel-major `[3, H, W]` layout. `path` names the file in errors.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<(u32, u32, Vec<u8>), DataError> {
-    let err = |e: image::ImageError| DataError::Image {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
     let image = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
+        .map_err(DataError::io(path))?
         .decode()
-        .map_err(err)?
+        .map_err(DataError::image(path))?
         .into_rgb8();
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
-        return Err(DataError::Image {
-            path: path.to_path_buf(),
-            message: format!("the image is {w}x{h} pixels"),
-        });
+        let empty = image::error::DecodingError::new(
+            image::error::ImageFormatHint::Unknown,
+            format!("the image is {w}x{h} pixels"),
+        );
+        return Err(DataError::image(path)(image::ImageError::Decoding(empty)));
     }
     let plane = w as usize * h as usize;
     let mut out = vec![0u8; 3 * plane];
@@ -68,28 +65,28 @@ pub fn read_image_folder(
         (vec![name], files.into_iter().map(|f| (f, 0)).collect())
     } else {
         if let Some(file) = files.first() {
-            return Err(DataError::Mismatch {
-                file: file.display().to_string(),
-                message: format!(
+            return Err(DataError::mismatch(
+                file.display().to_string(),
+                format!(
                     "a file beside the class folders of {}; expected only one sub-folder per class",
                     dir.display()
                 ),
-            });
+            ));
         }
         if dirs.len() > usize::from(u16::MAX) + 1 {
-            return Err(DataError::Mismatch {
-                file: dir.display().to_string(),
-                message: format!("{} class folders, at most 65,536 are supported", dirs.len()),
-            });
+            return Err(DataError::mismatch(
+                dir.display().to_string(),
+                format!("{} class folders, at most 65,536 are supported", dirs.len()),
+            ));
         }
         let mut items = Vec::new();
         for (label, class_dir) in dirs.iter().enumerate() {
             let (nested, files) = entries(class_dir)?;
             if let Some(nested) = nested.first() {
-                return Err(DataError::Mismatch {
-                    file: nested.display().to_string(),
-                    message: "a folder inside a class folder; expected only image files".into(),
-                });
+                return Err(DataError::mismatch(
+                    nested.display().to_string(),
+                    "a folder inside a class folder; expected only image files",
+                ));
             }
             if files.is_empty() {
                 return Err(DataError::EmptyFolder {
@@ -175,8 +172,8 @@ fn decode_all(items: &[(PathBuf, u16)], size: (u32, u32), out: &mut [u8]) -> Res
 fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
     let mut dirs = Vec::new();
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+    for entry in std::fs::read_dir(dir).map_err(DataError::io(dir))? {
+        let entry = entry.map_err(DataError::io(dir))?;
         if entry.file_name().as_encoded_bytes().starts_with(b".") {
             continue;
         }
@@ -191,114 +188,4 @@ fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
     dirs.sort();
     files.sort();
     Ok((dirs, files))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{jpeg, png, temp_dir};
-
-    fn rgb(w: u32, h: u32, seed: u8) -> Vec<u8> {
-        (0..w * h * 3)
-            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
-            .collect()
-    }
-
-    #[test]
-    fn reads_class_folders_in_sorted_order() {
-        let root = temp_dir();
-        for (class, seeds) in [("n02", &[5u8][..]), ("n01", &[1, 2][..])] {
-            std::fs::create_dir(root.path().join(class)).unwrap();
-            for (i, &seed) in seeds.iter().enumerate() {
-                std::fs::write(
-                    root.path().join(class).join(format!("{i}.png")),
-                    png(4, 2, &rgb(4, 2, seed)),
-                )
-                .unwrap();
-            }
-        }
-        std::fs::write(root.path().join(".DS_Store"), b"junk").unwrap();
-        let folder = read_image_folder(root.path(), Some((4, 2))).unwrap();
-        assert_eq!(folder.classes, vec!["n01", "n02"]);
-        assert_eq!(folder.images.labels, vec![0, 0, 1]);
-        assert_eq!(folder.images.shape, [3, 2, 4]);
-        // Channel-major: the red plane first. Pixel (y=1, x=2) of image 1 (seed 2).
-        let source = rgb(4, 2, 2);
-        let image = folder.images.image(1);
-        for c in 0..3 {
-            assert_eq!(image[c * 8 + 6], source[6 * 3 + c]);
-        }
-    }
-
-    #[test]
-    fn reads_a_flat_folder_and_jpeg() {
-        let root = temp_dir();
-        std::fs::write(root.path().join("a.png"), png(8, 8, &[200; 192])).unwrap();
-        std::fs::write(root.path().join("b.jpg"), jpeg(8, 8, &[100; 192])).unwrap();
-        let folder = read_image_folder(root.path(), None).unwrap();
-        assert_eq!(folder.images.len(), 2);
-        assert_eq!(folder.images.labels, vec![0, 0]);
-        assert!(
-            folder.images.image(1).iter().all(|&v| v.abs_diff(100) <= 2),
-            "JPEG is lossy"
-        );
-    }
-
-    #[test]
-    fn rejects_bad_folders_naming_the_file() {
-        let root = temp_dir();
-        let class = root.path().join("c0");
-        std::fs::create_dir(&class).unwrap();
-        std::fs::write(class.join("a.png"), png(4, 4, &[0; 48])).unwrap();
-        std::fs::write(class.join("b.png"), png(4, 2, &[0; 24])).unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::ImageSize { path, expected: (4, 4), got: (4, 2) } if path.ends_with("b.png")),
-            "{err}"
-        );
-        let err = read_image_folder(root.path(), Some((8, 8))).unwrap_err();
-        assert!(
-            matches!(&err, DataError::ImageSize { path, .. } if path.ends_with("a.png")),
-            "{err}"
-        );
-
-        std::fs::write(class.join("b.png"), b"this is a text file").unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Image { path, .. } if path.ends_with("b.png")),
-            "{err}"
-        );
-        let mut truncated = png(4, 4, &[0; 48]);
-        truncated.truncate(40);
-        std::fs::write(class.join("b.png"), truncated).unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Image { path, .. } if path.ends_with("b.png")),
-            "{err}"
-        );
-        std::fs::remove_file(class.join("b.png")).unwrap();
-
-        std::fs::create_dir(root.path().join("c1")).unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::EmptyFolder { path, .. } if path.ends_with("c1")),
-            "{err}"
-        );
-        std::fs::write(root.path().join("README"), b"x").unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Mismatch { file, .. } if file.ends_with("README")),
-            "{err}"
-        );
-
-        let empty = temp_dir();
-        assert!(matches!(
-            read_image_folder(empty.path(), None),
-            Err(DataError::EmptyFolder { .. })
-        ));
-        let missing = empty.path().join("nope");
-        assert!(
-            matches!(read_image_folder(&missing, None), Err(DataError::Io { path, .. }) if path == missing)
-        );
-    }
 }

@@ -67,30 +67,29 @@ pub fn parse_npz_batch<R: Read + Seek>(
     size: ImagenetSize,
 ) -> Result<ImageSet, DataError> {
     let mut npz = Npz::new(reader, file)?;
-    let data = npz.array("data")?.ok_or_else(|| DataError::Npz {
-        file: file.to_string(),
-        message: "no 'data' array".into(),
-    })?;
+    let data = npz
+        .array("data")?
+        .ok_or_else(|| DataError::npz(file, "no 'data' array"))?;
     let data_name = format!("{file}:data.npy");
     let side = size.side();
     let image_bytes = 3 * side * side;
     if data.dtype.size != 1 || data.dtype.signed {
-        return Err(DataError::Npz {
-            file: data_name,
-            message: format!("dtype {:?}, expected uint8", data.dtype),
-        });
+        return Err(DataError::npz(
+            data_name,
+            format!("dtype {:?}, expected uint8", data.dtype),
+        ));
     }
     let n = match data.shape.as_slice() {
         [n, row] if *row == image_bytes => *n,
         [n, 3, h, w] if *h == side && *w == side => *n,
         shape => {
-            return Err(DataError::Mismatch {
-                file: data_name,
-                message: format!(
+            return Err(DataError::mismatch(
+                data_name,
+                format!(
                     "shape {shape:?}, expected (N, {image_bytes}) for {} images",
                     size.name()
                 ),
-            });
+            ));
         }
     };
     let labels = match npz.array("labels")? {
@@ -99,10 +98,10 @@ pub fn parse_npz_batch<R: Read + Seek>(
             let name = format!("{file}:labels.npy");
             let values = labels.to_i64(&name)?;
             if values.len() != n {
-                return Err(DataError::Mismatch {
-                    file: name,
-                    message: format!("{} labels for {n} images", values.len()),
-                });
+                return Err(DataError::mismatch(
+                    name,
+                    format!("{} labels for {n} images", values.len()),
+                ));
             }
             values
                 .iter()
@@ -131,7 +130,7 @@ pub fn parse_npz_batch<R: Read + Seek>(
 
 /// Reads one npz batch file.
 pub fn load_npz_batch(path: &Path, size: ImagenetSize) -> Result<ImageSet, DataError> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = File::open(path).map_err(DataError::io(path))?;
     parse_npz_batch(BufReader::new(file), &path.display().to_string(), size)
 }
 
@@ -178,8 +177,8 @@ pub fn locate(root: &Path, size: ImagenetSize) -> Result<ImagenetFiles, DataErro
     let mut dirs = vec![root.to_path_buf()];
     dirs.extend(subfolders(root)?);
     for dir in dirs {
-        for entry in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
-            let path = entry.map_err(|e| DataError::io(&dir, e))?.path();
+        for entry in std::fs::read_dir(&dir).map_err(DataError::io(&dir))? {
+            let path = entry.map_err(DataError::io(&dir))?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -254,182 +253,12 @@ pub fn load(root: &Path, size: ImagenetSize) -> Result<(ImageSet, ImageSet), Dat
 
 fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+    for entry in std::fs::read_dir(dir).map_err(DataError::io(dir))? {
+        let path = entry.map_err(DataError::io(dir))?.path();
         if path.is_dir() {
             dirs.push(path);
         }
     }
     dirs.sort();
     Ok(dirs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{imagenet_npz, npy, npz, png, temp_dir, test_images};
-
-    #[test]
-    fn reads_npz_batches_with_and_without_labels() {
-        let set = test_images([3, 32, 32], 3, IMAGENET_CLASSES);
-        let one_based: Vec<i64> = set.labels.iter().map(|&l| i64::from(l) + 1).collect();
-        for compressed in [false, true] {
-            let bytes = imagenet_npz(&set, Some(&one_based), compressed);
-            let parsed =
-                parse_npz_batch(std::io::Cursor::new(bytes), "b.npz", ImagenetSize::S32).unwrap();
-            assert_eq!(parsed, set);
-        }
-        let bytes = imagenet_npz(&set, None, false);
-        let parsed =
-            parse_npz_batch(std::io::Cursor::new(bytes), "b.npz", ImagenetSize::S32).unwrap();
-        assert_eq!(parsed.labels, vec![0; 3]);
-        assert_eq!(parsed.pixels, set.pixels);
-    }
-
-    #[test]
-    fn rejects_bad_npz_batches() {
-        let set = test_images([3, 32, 32], 2, 10);
-        let parse =
-            |bytes: Vec<u8>, size| parse_npz_batch(std::io::Cursor::new(bytes), "b.npz", size);
-        let err = parse(
-            imagenet_npz(&set, Some(&[1, 1001]), false),
-            ImagenetSize::S32,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 1,
-                    label: 1001,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = parse(imagenet_npz(&set, Some(&[0, 1]), false), ImagenetSize::S32).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 0,
-                    label: 0,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = parse(imagenet_npz(&set, Some(&[1]), false), ImagenetSize::S32).unwrap_err();
-        assert!(matches!(err, DataError::Mismatch { .. }), "{err}");
-        let err = parse(imagenet_npz(&set, None, false), ImagenetSize::S64).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Mismatch { file, .. } if file == "b.npz:data.npy"),
-            "{err}"
-        );
-        let no_data = npz(&[("labels", npy("<i8", &[0], &[]))], false);
-        assert!(matches!(
-            parse(no_data, ImagenetSize::S32),
-            Err(DataError::Npz { .. })
-        ));
-        let mut corrupt = imagenet_npz(&set, None, false);
-        corrupt.truncate(corrupt.len() / 2);
-        let err = parse(corrupt, ImagenetSize::S32).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Npz { file, .. } if file == "b.npz"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn loads_npz_files_from_sub_folders_in_batch_order() {
-        let root = temp_dir();
-        let train_dir = root.path().join("Imagenet32_train_npz");
-        std::fs::create_dir(&train_dir).unwrap();
-        let mut parts = Vec::new();
-        for k in [1, 2, 10] {
-            let mut set = test_images([3, 32, 32], 2, IMAGENET_CLASSES);
-            set.labels.iter_mut().for_each(|l| *l = k);
-            let labels: Vec<i64> = set.labels.iter().map(|&l| i64::from(l) + 1).collect();
-            std::fs::write(
-                train_dir.join(format!("train_data_batch_{k}.npz")),
-                imagenet_npz(&set, Some(&labels), false),
-            )
-            .unwrap();
-            parts.push(set);
-        }
-        let val = test_images([3, 32, 32], 1, 10);
-        std::fs::write(
-            root.path().join("val_data.npz"),
-            imagenet_npz(&val, Some(&[1]), true),
-        )
-        .unwrap();
-        let (train, got_val) = load(root.path(), ImagenetSize::S32).unwrap();
-        assert_eq!(train.len(), 6);
-        assert_eq!(train.labels, vec![1, 1, 2, 2, 10, 10]);
-        assert_eq!(
-            train,
-            ImageSet::concat([3, 32, 32], parts.into_iter().map(Ok::<_, ()>)).unwrap()
-        );
-        assert_eq!(got_val.labels, vec![0]);
-        std::fs::remove_file(root.path().join("val_data.npz")).unwrap();
-        let text = load(root.path(), ImagenetSize::S32)
-            .unwrap_err()
-            .to_string();
-        assert!(text.contains("no val_data.npz"), "{text}");
-    }
-
-    #[test]
-    fn loads_image_folders_and_names_a_missing_split() {
-        let root = temp_dir();
-        for (split, classes) in [("train_64x64", 2), ("valid_64x64", 1)] {
-            for c in 0..classes {
-                let dir = root.path().join(split).join(format!("class{c}"));
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(
-                    dir.join("0.png"),
-                    png(64, 64, &vec![c as u8 * 50; 64 * 64 * 3]),
-                )
-                .unwrap();
-            }
-        }
-        let (train, valid) = load(root.path(), ImagenetSize::S64).unwrap();
-        assert_eq!((train.len(), valid.len(), train.shape), (2, 1, [3, 64, 64]));
-        assert_eq!(train.labels, vec![0, 1]);
-        assert!(train.image(1).iter().all(|&v| v == 50));
-        // 64x64 images are not ImageNet 32x32.
-        std::fs::rename(
-            root.path().join("train_64x64"),
-            root.path().join("train_32x32"),
-        )
-        .unwrap();
-        std::fs::rename(
-            root.path().join("valid_64x64"),
-            root.path().join("valid_32x32"),
-        )
-        .unwrap();
-        let err = load(root.path(), ImagenetSize::S32).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::ImageSize {
-                    expected: (32, 32),
-                    got: (64, 64),
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        std::fs::remove_dir_all(root.path().join("valid_32x32")).unwrap();
-        let err = load(root.path(), ImagenetSize::S32).unwrap_err();
-        assert!(matches!(err, DataError::MissingData { .. }), "{err}");
-        assert!(err.to_string().contains("valid_32x32"), "{err}");
-        let empty = temp_dir();
-        let text = load(empty.path(), ImagenetSize::S32)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            text.contains("train_32x32/") && text.contains("val_data.npz"),
-            "{text}"
-        );
-    }
 }

@@ -25,11 +25,6 @@ pub mod mnist;
 pub mod npy;
 pub mod transform;
 
-#[cfg(test)]
-mod fuzz;
-#[cfg(test)]
-mod testutil;
-
 pub use batch::{BatchOptions, EpochOrder, make_batch, stream};
 pub use datasets::{DatasetName, load};
 pub use error::DataError;
