@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::DataError;
 use crate::cifar_pickle::parse_python_batch;
 use crate::error::read_file;
-use crate::images::ImageSet;
+use crate::images::{Collect, ImageSet, ImageSink};
 
 /// Side length of a CIFAR-10 image.
 pub const CIFAR_SIDE: usize = 32;
@@ -118,7 +118,7 @@ pub fn parse_binary_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataErro
     }
     Ok(ImageSet {
         shape: CIFAR_SHAPE,
-        pixels,
+        pixels: pixels.into(),
         labels,
     })
 }
@@ -175,13 +175,34 @@ pub fn placement(root: &Path) -> String {
 /// Reads the training (50,000 images in the full dataset) and test (10,000) splits from a
 /// folder holding the files of `layout`.
 pub fn load_dir(dir: &Path, layout: CifarLayout) -> Result<(ImageSet, ImageSet), DataError> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        layout.parse(&read_file(&path)?, &path.display().to_string())
+    let (train_files, test_file) = split_files(dir, layout);
+    let read = |files: &[PathBuf]| {
+        let mut images = Collect::default();
+        decode_files(files, layout, &mut images).map(|()| images.into_set(CIFAR_SHAPE))
     };
-    let (train_files, test_file) = layout.files();
-    let train = ImageSet::concat(CIFAR_SHAPE, train_files.iter().map(|name| read(name)))?;
-    Ok((train, read(test_file)?))
+    Ok((read(&train_files)?, read(&[test_file])?))
+}
+
+/// The `(training, test)` batch files of `layout` in `dir`.
+pub fn split_files(dir: &Path, layout: CifarLayout) -> (Vec<PathBuf>, PathBuf) {
+    let (train, test) = layout.files();
+    (
+        train.iter().map(|name| dir.join(name)).collect(),
+        dir.join(test),
+    )
+}
+
+/// Decodes the batch `files` of `layout` in order into `sink`, one batch (30 MB) at a time.
+pub(crate) fn decode_files(
+    files: &[PathBuf],
+    layout: CifarLayout,
+    sink: &mut dyn ImageSink,
+) -> Result<(), DataError> {
+    for path in files {
+        let batch = layout.parse(&read_file(path)?, &path.display().to_string())?;
+        sink.push(&batch.pixels, &batch.labels)?;
+    }
+    Ok(())
 }
 
 /// Reads CIFAR-10's `(train, test)` splits from wherever [`locate`] finds them under `root`.

@@ -69,7 +69,7 @@ pub fn parse_python_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataErro
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ImageSet {
         shape: CIFAR_SHAPE,
-        pixels,
+        pixels: pixels.into(),
         labels,
     })
 }

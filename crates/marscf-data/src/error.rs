@@ -189,6 +189,15 @@ pub enum DataError {
         /// The entries not found.
         missing: Vec<String>,
     },
+    /// A decode cache whose manifest does not parse, or that cannot be read back after it
+    /// was written (a stale or damaged cache is rebuilt instead, see [`crate::cache`]).
+    #[error("{path}: decode cache: {message}")]
+    Cache {
+        /// The cache's manifest.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The decode cache cannot be written in `dir` (a read-only data folder, say).
     #[error(
         "{dir}: cannot write the decode cache here; give a writable cache folder \
@@ -205,7 +214,7 @@ pub enum DataError {
 
 impl DataError {
     /// A [`DataError::Io`] about `path`, for `map_err`.
-    pub(crate) fn io<P: AsRef<Path> + ?Sized>(path: &P) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io<P: AsRef<Path> + ?Sized>(path: &P) -> impl Fn(std::io::Error) -> Self {
         move |source| Self::Io {
             path: path.as_ref().to_path_buf(),
             source,
@@ -213,7 +222,7 @@ impl DataError {
     }
 
     /// A [`DataError::Gzip`] about `file`, for `map_err`.
-    pub(crate) fn gzip(file: &str) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn gzip(file: &str) -> impl Fn(std::io::Error) -> Self {
         move |source| Self::Gzip {
             file: file.to_string(),
             source,
@@ -221,7 +230,7 @@ impl DataError {
     }
 
     /// A [`DataError::Pickle`] about `file`, for `map_err`.
-    pub(crate) fn pickle(file: &str) -> impl FnOnce(serde_pickle::Error) -> Self {
+    pub(crate) fn pickle(file: &str) -> impl Fn(serde_pickle::Error) -> Self {
         move |source| Self::Pickle {
             file: file.to_string(),
             source,
@@ -232,7 +241,7 @@ impl DataError {
     /// I/O error while inflating a member becomes the zip reader's [`ZipError::Io`].
     ///
     /// [`ZipError::Io`]: zip::result::ZipError::Io
-    pub(crate) fn zip<E: Into<zip::result::ZipError>>(file: &str) -> impl FnOnce(E) -> Self {
+    pub(crate) fn zip<E: Into<zip::result::ZipError>>(file: &str) -> impl Fn(E) -> Self {
         move |source| Self::Zip {
             file: file.to_string(),
             source: source.into(),
@@ -240,7 +249,7 @@ impl DataError {
     }
 
     /// A [`DataError::Image`] about `path`, for `map_err`.
-    pub(crate) fn image(path: &Path) -> impl FnOnce(image::ImageError) -> Self {
+    pub(crate) fn image(path: &Path) -> impl Fn(image::ImageError) -> Self {
         move |source| Self::Image {
             path: path.to_path_buf(),
             source,
@@ -249,7 +258,7 @@ impl DataError {
 
     /// A [`DataError::Archive`] about `file` (an archive, or `archive:entry`), for `map_err`.
     #[cfg(feature = "download")]
-    pub(crate) fn archive(file: &str) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn archive(file: &str) -> impl Fn(std::io::Error) -> Self {
         move |source| Self::Archive {
             file: file.to_string(),
             source,
@@ -258,7 +267,7 @@ impl DataError {
 
     /// A [`DataError::Download`] of `url`, ending in `hint`, for `map_err`.
     #[cfg(feature = "download")]
-    pub(crate) fn download<E>(url: &str, hint: &str) -> impl FnOnce(E) -> Self
+    pub(crate) fn download<E>(url: &str, hint: &str) -> impl Fn(E) -> Self
     where
         E: std::error::Error + Send + Sync + 'static,
     {

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::DataError;
-use crate::images::ImageSet;
+use crate::images::{Collect, ImageSet, ImageSink};
 
 /// Images of a folder with their class names.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +50,15 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<(u32, u32, Vec<u8>), Data
     Ok((w, h, out))
 }
 
+/// The files of an image folder with their labels, listed but not decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FolderListing {
+    /// Every image file in reading order (class by class, by name), with its label.
+    pub files: Vec<(PathBuf, u16)>,
+    /// Class folder names in label order (the folder's own name when it has no sub-folders).
+    pub classes: Vec<String>,
+}
+
 /// Reads every image under `dir` (see the module doc for the layout). With
 /// `expected = Some((width, height))` every image must have that size; otherwise all must
 /// have the size of the first.
@@ -57,6 +66,18 @@ pub fn read_image_folder(
     dir: &Path,
     expected: Option<(u32, u32)>,
 ) -> Result<ImageFolder, DataError> {
+    let listing = list_image_folder(dir)?;
+    let mut images = Collect::default();
+    let shape = decode_listing(&listing.files, expected, &mut images)?;
+    Ok(ImageFolder {
+        images: images.into_set(shape),
+        classes: listing.classes,
+    })
+}
+
+/// Lists the images under `dir` (see the module doc for the layout) without decoding them;
+/// a layout error names the file or folder.
+pub fn list_image_folder(dir: &Path) -> Result<FolderListing, DataError> {
     let (dirs, files) = entries(dir)?;
     let (classes, items): (Vec<String>, Vec<(PathBuf, u16)>) = if dirs.is_empty() {
         let name = dir
@@ -102,10 +123,33 @@ pub fn read_image_folder(
         });
         (names.collect(), items)
     };
-    let Some((first, _)) = items.first() else {
+    if items.is_empty() {
         return Err(DataError::EmptyFolder {
             path: dir.to_path_buf(),
             message: "folder holds no images".into(),
+        });
+    }
+    Ok(FolderListing {
+        files: items,
+        classes,
+    })
+}
+
+/// Images decoded per thread before a chunk goes to the sink.
+const CHUNK_PER_THREAD: usize = 64;
+
+/// Decodes `files` in order into `sink`, a chunk at a time on all cores, so that memory holds
+/// one chunk, not the folder. The first file fixes the size (or must have `expected`); the
+/// `[3, H, W]` of the images.
+pub(crate) fn decode_listing(
+    files: &[(PathBuf, u16)],
+    expected: Option<(u32, u32)>,
+    sink: &mut dyn ImageSink,
+) -> Result<[usize; 3], DataError> {
+    let Some((first, first_label)) = files.first() else {
+        return Err(DataError::EmptyFolder {
+            path: PathBuf::new(),
+            message: "no images to decode".into(),
         });
     };
     let (w, h, first_pixels) = decode_rgb(&crate::error::read_file(first)?, first)?;
@@ -117,15 +161,20 @@ pub fn read_image_folder(
         });
     }
     let image_bytes = first_pixels.len();
-    let mut pixels = vec![0u8; items.len() * image_bytes];
-    pixels[..image_bytes].copy_from_slice(&first_pixels);
-    decode_all(&items[1..], (w, h), &mut pixels[image_bytes..])?;
-    let images = ImageSet {
-        shape: [3, h as usize, w as usize],
-        pixels,
-        labels: items.iter().map(|&(_, label)| label).collect(),
-    };
-    Ok(ImageFolder { images, classes })
+    sink.reserve(files.len(), image_bytes);
+    sink.push(&first_pixels, &[*first_label])?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_chunk = threads * CHUNK_PER_THREAD;
+    let mut buf = vec![0u8; per_chunk.min(files.len() - 1) * image_bytes];
+    let mut labels = Vec::with_capacity(per_chunk);
+    for chunk in files[1..].chunks(per_chunk) {
+        let out = &mut buf[..chunk.len() * image_bytes];
+        decode_all(chunk, (w, h), out)?;
+        labels.clear();
+        labels.extend(chunk.iter().map(|&(_, label)| label));
+        sink.push(out, &labels)?;
+    }
+    Ok([3, h as usize, w as usize])
 }
 
 /// Decodes `items` into `out` (one `3 H W` slot each) on all cores; the error reported is

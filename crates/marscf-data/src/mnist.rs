@@ -53,16 +53,7 @@ impl MnistSplit {
     /// Reads a split from `dir`, given its `(images, labels)` file names; a name ending in
     /// `.gz` is also found without the suffix (the unpacked files).
     pub fn load(dir: &Path, names: (&str, &str)) -> Result<Self, DataError> {
-        let find = |name: &str| {
-            let path = dir.join(name);
-            let unpacked = dir.join(name.trim_end_matches(".gz"));
-            if !path.exists() && unpacked.exists() {
-                unpacked
-            } else {
-                path
-            }
-        };
-        let (images, labels) = (find(names.0), find(names.1));
+        let (images, labels) = split_files(dir, names);
         let (images_name, labels_name) =
             (images.display().to_string(), labels.display().to_string());
         Self::from_idx(
@@ -129,6 +120,21 @@ pub fn locate(root: &Path) -> Result<PathBuf, DataError> {
             root.display()
         ),
     })
+}
+
+/// The `(images, labels)` files of a split in `dir`: each name as given, or without its
+/// `.gz` suffix if only the unpacked file is there.
+pub fn split_files(dir: &Path, names: (&str, &str)) -> (PathBuf, PathBuf) {
+    let find = |name: &str| {
+        let path = dir.join(name);
+        let unpacked = dir.join(name.trim_end_matches(".gz"));
+        if !path.exists() && unpacked.exists() {
+            unpacked
+        } else {
+            path
+        }
+    };
+    (find(names.0), find(names.1))
 }
 
 /// MNIST's `(train, test)` splits from wherever [`locate`] finds them under `root`.

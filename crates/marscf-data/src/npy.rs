@@ -37,50 +37,125 @@ pub struct NpyArray {
     pub data: Vec<u8>,
 }
 
-impl NpyArray {
-    /// Parses an `.npy` file held in `bytes` (consumed to avoid a copy of the data).
-    pub fn from_vec(mut bytes: Vec<u8>, file: &str) -> Result<Self, DataError> {
+/// The header of an `.npy` array: what its data bytes, which follow it, hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// The shape, outermost dimension first.
+    pub shape: Vec<usize>,
+    /// The element type.
+    pub dtype: IntType,
+    /// Bytes of data that follow the header, `product(shape) * dtype.size`.
+    pub data_len: usize,
+}
+
+impl NpyHeader {
+    /// Parses the header at the start of `bytes` (which may go on with the data); returns it
+    /// and the offset of the first data byte.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<(Self, usize), DataError> {
         let err = |message: String| DataError::npz(file, message);
-        if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
-            return Err(err("not an .npy array (no \\x93NUMPY magic)".into()));
-        }
-        let (header_start, header_len) = match bytes[6] {
-            1 => (10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]]))),
-            2 | 3 if bytes.len() >= 12 => {
-                let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-                (
-                    12,
-                    usize::try_from(len).map_err(|_| err("header length overflows".into()))?,
-                )
-            }
-            v => return Err(err(format!("unsupported .npy format version {v}"))),
-        };
-        let data_start = header_start + header_len;
+        let (header_start, header_len) = header_extent(bytes, file)?;
+        let data_start = header_start
+            .checked_add(header_len)
+            .ok_or_else(|| err("header length overflows".into()))?;
         let header = bytes
             .get(header_start..data_start)
             .ok_or_else(|| err(format!("header of {header_len} bytes runs past the end")))?;
         let header = std::str::from_utf8(header).map_err(|_| err("header is not text".into()))?;
         let (dtype, fortran, shape) =
             parse_header(header).map_err(|m| err(format!("header: {m}")))?;
-        let expected = shape
+        let data_len = shape
             .iter()
             .try_fold(dtype.size, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
-        let got = bytes.len() - data_start;
-        if got != expected {
-            return Err(DataError::Truncated {
-                file: file.to_string(),
-                expected,
-                got,
-            });
-        }
         if fortran && shape.iter().filter(|&&d| d > 1).count() > 1 {
             return Err(err("Fortran-ordered arrays are not supported".into()));
         }
+        Ok((
+            Self {
+                shape,
+                dtype,
+                data_len,
+            },
+            data_start,
+        ))
+    }
+
+    /// Reads the header from the start of `reader`, leaving it at the first data byte. An
+    /// I/O error other than the end of the input is passed to `io_err`.
+    fn read(
+        reader: &mut impl Read,
+        file: &str,
+        io_err: impl Fn(std::io::Error) -> DataError,
+    ) -> Result<Self, DataError> {
+        let mut prefix = vec![0u8; 10];
+        let got = read_full(reader, &mut prefix).map_err(&io_err)?;
+        prefix.truncate(got);
+        if matches!(prefix.get(6), Some(2 | 3)) {
+            let mut len = [0u8; 2];
+            let got = read_full(reader, &mut len).map_err(&io_err)?;
+            prefix.extend_from_slice(&len[..got]);
+        }
+        let (header_start, header_len) = header_extent(&prefix, file)?;
+        // Grows with the bytes present: a forged length cannot cause a large allocation.
+        reader
+            .take(header_len as u64)
+            .read_to_end(&mut prefix)
+            .map_err(&io_err)?;
+        let (header, data_start) = Self::parse(&prefix, file)?;
+        debug_assert_eq!(data_start, header_start + header_len);
+        Ok(header)
+    }
+}
+
+/// `(offset, length)` of the header text, from the magic, version and length fields.
+fn header_extent(bytes: &[u8], file: &str) -> Result<(usize, usize), DataError> {
+    let err = |message: String| DataError::npz(file, message);
+    if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
+        return Err(err("not an .npy array (no \\x93NUMPY magic)".into()));
+    }
+    match bytes[6] {
+        1 => Ok((10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]])))),
+        2 | 3 if bytes.len() >= 12 => {
+            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            Ok((
+                12,
+                usize::try_from(len).map_err(|_| err("header length overflows".into()))?,
+            ))
+        }
+        v => Err(err(format!("unsupported .npy format version {v}"))),
+    }
+}
+
+/// Reads until `buf` is full or the input ends; the number of bytes read.
+pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl NpyArray {
+    /// Parses an `.npy` file held in `bytes` (consumed to avoid a copy of the data).
+    pub fn from_vec(mut bytes: Vec<u8>, file: &str) -> Result<Self, DataError> {
+        let (header, data_start) = NpyHeader::parse(&bytes, file)?;
+        let got = bytes.len() - data_start;
+        if got != header.data_len {
+            return Err(DataError::Truncated {
+                file: file.to_string(),
+                expected: header.data_len,
+                got,
+            });
+        }
         bytes.drain(..data_start);
         Ok(Self {
-            shape,
-            dtype,
+            shape: header.shape,
+            dtype: header.dtype,
             data: bytes,
         })
     }
@@ -150,12 +225,8 @@ impl<R: Read + Seek> Npz<R> {
 
     /// The array `name` (the member `name.npy`), or `None` if the archive has no such member.
     pub fn array(&mut self, name: &str) -> Result<Option<NpyArray>, DataError> {
-        let member = format!("{name}.npy");
-        let file = format!("{}:{member}", self.file);
-        let mut entry = match self.archive.by_name(&member) {
-            Ok(entry) => entry,
-            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-            Err(e) => return Err(DataError::zip(&file)(e)),
+        let Some((mut entry, file)) = self.member(name)? else {
+            return Ok(None);
         };
         // Grows with the bytes actually inflated: a forged size in the zip directory cannot
         // cause a large allocation, and a wrong CRC-32 is an error of the read.
@@ -164,6 +235,33 @@ impl<R: Read + Seek> Npz<R> {
             .read_to_end(&mut bytes)
             .map_err(DataError::zip::<std::io::Error>(&file))?;
         NpyArray::from_vec(bytes, &file).map(Some)
+    }
+
+    /// The header of the array `name` and a reader of its data bytes (which checks the
+    /// member's CRC-32 at its end), or `None` if there is no such member; the name of the
+    /// member for errors (`archive.npz:name.npy`).
+    pub fn stream(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(NpyHeader, impl Read + '_, String)>, DataError> {
+        let Some((mut entry, file)) = self.member(name)? else {
+            return Ok(None);
+        };
+        let header = NpyHeader::read(&mut entry, &file, DataError::zip(&file))?;
+        Ok(Some((header, entry, file)))
+    }
+
+    fn member(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(zip::read::ZipFile<'_, R>, String)>, DataError> {
+        let member = format!("{name}.npy");
+        let file = format!("{}:{member}", self.file);
+        match self.archive.by_name(&member) {
+            Ok(entry) => Ok(Some((entry, file))),
+            Err(zip::result::ZipError::FileNotFound) => Ok(None),
+            Err(e) => Err(DataError::zip(&file)(e)),
+        }
     }
 }
 

@@ -63,7 +63,10 @@ fn write_layout(dir: &Path, layout: CifarLayout, per_file: usize) -> (ImageSet, 
             CifarLayout::Binary => {
                 let set = test_images(CIFAR_SHAPE, per_file, 10);
                 let pixels: Vec<u8> = set.pixels.iter().map(|p| p.wrapping_add(i as u8)).collect();
-                let set = ImageSet { pixels, ..set };
+                let set = ImageSet {
+                    pixels: pixels.into(),
+                    ..set
+                };
                 std::fs::write(dir.join(name), cifar_binary(&set)).unwrap();
                 set
             }

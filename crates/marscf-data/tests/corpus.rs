@@ -15,6 +15,7 @@ use common::{
     cifar_binary, fixtures, gzip, idx_images, idx_labels, imagenet_npz, jpeg, npy, png, test_images,
 };
 use marscf_data::DataError;
+use marscf_data::cache::Manifest;
 use marscf_data::cifar::{CIFAR_SHAPE, parse_binary_batch};
 use marscf_data::cifar_pickle::parse_python_batch;
 use marscf_data::idx::{parse_images, parse_labels};
@@ -84,11 +85,31 @@ fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
             Box::new(|b| parse_npz_batch(Cursor::new(b), "f", ImagenetSize::S32).map(drop)),
         ),
         (
+            "cache manifest",
+            vec![manifest()],
+            Box::new(|b| Manifest::parse(b, "f").map(drop)),
+        ),
+        (
             "image",
             vec![png(6, 5, &rgb), jpeg(6, 5, &rgb)],
             Box::new(|b| decode_rgb(b, Path::new("f")).map(drop)),
         ),
     ]
+}
+
+/// A decode cache's manifest.
+fn manifest() -> Vec<u8> {
+    Manifest {
+        dataset: "imagenet64".into(),
+        split: "train".into(),
+        shape: [3, 64, 64],
+        count: 1_281_167,
+        sources: 0x0123_4567_89ab_cdef,
+        pixels_crc32: 0xdead_beef,
+        labels_crc32: 7,
+    }
+    .to_text()
+    .into_bytes()
 }
 
 /// A variant of `seed`: truncated, bytes overwritten, bytes inserted, or random bytes.

@@ -117,7 +117,7 @@ fn downloads_verifies_and_caches_mnist_files() {
     );
     let (train, test) = marscf_data::mnist::load(&dir).unwrap();
     assert_eq!((train.len(), test.len()), (3, 3));
-    assert_eq!(train.pixels, set.pixels);
+    assert_eq!(train.pixels, *set.pixels);
     // Cached: a second call needs no server.
     download_files(&dead_url(), &files, &dir).unwrap();
 }

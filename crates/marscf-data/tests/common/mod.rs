@@ -56,7 +56,7 @@ pub fn test_images(shape: [usize; 3], n: usize, classes: usize) -> ImageSet {
         .collect();
     ImageSet {
         shape,
-        pixels,
+        pixels: pixels.into(),
         labels,
     }
 }
@@ -65,7 +65,11 @@ pub fn test_images(shape: [usize; 3], n: usize, classes: usize) -> ImageSet {
 pub fn concat(parts: &[ImageSet]) -> ImageSet {
     ImageSet {
         shape: parts[0].shape,
-        pixels: parts.iter().flat_map(|p| p.pixels.to_vec()).collect(),
+        pixels: parts
+            .iter()
+            .flat_map(|p| p.pixels.to_vec())
+            .collect::<Vec<u8>>()
+            .into(),
         labels: parts.iter().flat_map(|p| p.labels.clone()).collect(),
     }
 }
