@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let set = ImageSet {
         shape: [3, 32, 32],
-        pixels,
+        pixels: pixels.into(),
         labels: vec![0; n],
     };
     let order = EpochOrder { seed: 1, len: n }.permutation(0);

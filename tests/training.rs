@@ -291,7 +291,7 @@ fn evaluating_a_reference_checkpoint_gives_its_recorded_bits_per_dim() {
             .collect();
         let set = ImageSet {
             shape: [dims[1], dims[2], dims[3]],
-            pixels,
+            pixels: pixels.into(),
             labels: vec![0; dims[0]],
         };
         let ours = evaluate(&model, &set, 8, 0, &device).unwrap();

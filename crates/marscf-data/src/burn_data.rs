@@ -1,7 +1,7 @@
 //! Burn's data API over an [`ImageSet`]: a [`Dataset`] of images and a [`Batcher`] that makes
 //! the model's input tensors, for code that drives training with Burn's `DataLoaderBuilder`.
 //!
-//! marscf's own trainer batches with [`make_batch`](crate::make_batch) over an
+//! marscf's own trainer batches with [`make_batch`] over an
 //! [`EpochOrder`](crate::EpochOrder) instead: Burn's multi-worker loader does not reproduce its
 //! batch order and cannot restart in the middle of an epoch, which exact resume needs, and
 //! making a batch on the host is not the bottleneck (tens of thousands of images per second
@@ -86,7 +86,8 @@ impl Batcher<ImageItem, Tensor<4>> for ImageBatcher {
             pixels: items
                 .iter()
                 .flat_map(|item| item.pixels.iter().copied())
-                .collect(),
+                .collect::<Vec<u8>>()
+                .into(),
             labels: items.iter().map(|item| item.label).collect(),
         };
         let index = self.batches.fetch_add(1, Ordering::Relaxed);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::DataError;
 use crate::cifar_pickle::parse_python_batch;
 use crate::error::read_file;
-use crate::images::ImageSet;
+use crate::images::{Collect, ImageSet, ImageSink};
 
 /// Side length of a CIFAR-10 image.
 pub const CIFAR_SIDE: usize = 32;
@@ -92,13 +92,13 @@ impl CifarLayout {
 /// channel-major pixel bytes, as `len` images `[3, 32, 32]`.
 pub fn parse_binary_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataError> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD_BYTES) {
-        return Err(DataError::Mismatch {
-            file: file.to_string(),
-            message: format!(
+        return Err(DataError::mismatch(
+            file,
+            format!(
                 "{} bytes is not a positive multiple of the {RECORD_BYTES}-byte CIFAR-10 record",
                 bytes.len()
             ),
-        });
+        ));
     }
     let n = bytes.len() / RECORD_BYTES;
     let mut pixels = Vec::with_capacity(n * IMAGE_BYTES);
@@ -118,7 +118,7 @@ pub fn parse_binary_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataErro
     }
     Ok(ImageSet {
         shape: CIFAR_SHAPE,
-        pixels,
+        pixels: pixels.into(),
         labels,
     })
 }
@@ -175,139 +175,38 @@ pub fn placement(root: &Path) -> String {
 /// Reads the training (50,000 images in the full dataset) and test (10,000) splits from a
 /// folder holding the files of `layout`.
 pub fn load_dir(dir: &Path, layout: CifarLayout) -> Result<(ImageSet, ImageSet), DataError> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        layout.parse(&read_file(&path)?, &path.display().to_string())
+    let (train_files, test_file) = split_files(dir, layout);
+    let read = |files: &[PathBuf]| {
+        let mut images = Collect::default();
+        decode_files(files, layout, &mut images).map(|()| images.into_set(CIFAR_SHAPE))
     };
-    let (train_files, test_file) = layout.files();
-    let train = ImageSet::concat(CIFAR_SHAPE, train_files.iter().map(|name| read(name)))?;
-    Ok((train, read(test_file)?))
+    Ok((read(&train_files)?, read(&[test_file])?))
+}
+
+/// The `(training, test)` batch files of `layout` in `dir`.
+pub fn split_files(dir: &Path, layout: CifarLayout) -> (Vec<PathBuf>, PathBuf) {
+    let (train, test) = layout.files();
+    (
+        train.iter().map(|name| dir.join(name)).collect(),
+        dir.join(test),
+    )
+}
+
+/// Decodes the batch `files` of `layout` in order into `sink`, one batch (30 MB) at a time.
+pub(crate) fn decode_files(
+    files: &[PathBuf],
+    layout: CifarLayout,
+    sink: &mut dyn ImageSink,
+) -> Result<(), DataError> {
+    for path in files {
+        let batch = layout.parse(&read_file(path)?, &path.display().to_string())?;
+        sink.push(&batch.pixels, &batch.labels)?;
+    }
+    Ok(())
 }
 
 /// Reads CIFAR-10's `(train, test)` splits from wherever [`locate`] finds them under `root`.
 pub fn load(root: &Path) -> Result<(ImageSet, ImageSet), DataError> {
     let (dir, layout) = locate(root)?;
     load_dir(&dir, layout)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{cifar_binary, cifar_pickle, temp_dir, test_images};
-
-    #[test]
-    fn reads_binary_records() {
-        let set = test_images(CIFAR_SHAPE, 3, 10);
-        let parsed = parse_binary_batch(&cifar_binary(&set), "b.bin").unwrap();
-        assert_eq!(parsed, set);
-        assert_eq!(
-            parsed.image(1)[IMAGE_BYTES - 1],
-            set.image(1)[IMAGE_BYTES - 1]
-        );
-    }
-
-    #[test]
-    fn rejects_bad_binary_files() {
-        let set = test_images(CIFAR_SHAPE, 2, 10);
-        let mut bytes = cifar_binary(&set);
-        let err = parse_binary_batch(&bytes[..bytes.len() - 1], "b.bin").unwrap_err();
-        assert!(
-            matches!(&err, DataError::Mismatch { file, .. } if file == "b.bin"),
-            "{err}"
-        );
-        assert!(matches!(
-            parse_binary_batch(&[], "b.bin"),
-            Err(DataError::Mismatch { .. })
-        ));
-        bytes[RECORD_BYTES] = 10;
-        let err = parse_binary_batch(&bytes, "b.bin").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 1,
-                    label: 10,
-                    classes: 10,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
-
-    fn write_layout(dir: &Path, layout: CifarLayout, per_file: usize) -> (ImageSet, ImageSet) {
-        std::fs::create_dir_all(dir).unwrap();
-        let (train_files, test_file) = layout.files();
-        let encode = |set: &ImageSet| match layout {
-            CifarLayout::Binary => cifar_binary(set),
-            CifarLayout::Python => cifar_pickle(set),
-        };
-        let mut parts = Vec::new();
-        for (i, name) in train_files.iter().enumerate() {
-            let mut set = test_images(CIFAR_SHAPE, per_file, 10);
-            set.pixels
-                .iter_mut()
-                .for_each(|p| *p = p.wrapping_add(i as u8));
-            std::fs::write(dir.join(name), encode(&set)).unwrap();
-            parts.push(set);
-        }
-        let test = test_images(CIFAR_SHAPE, 2, 10);
-        std::fs::write(dir.join(test_file), encode(&test)).unwrap();
-        (
-            ImageSet::concat(CIFAR_SHAPE, parts.into_iter().map(Ok::<_, ()>)).unwrap(),
-            test,
-        )
-    }
-
-    #[test]
-    fn loads_both_layouts_from_their_folders() {
-        for layout in [CifarLayout::Binary, CifarLayout::Python] {
-            let root = temp_dir();
-            let folder = match layout {
-                CifarLayout::Binary => BINARY_FOLDER,
-                CifarLayout::Python => PYTHON_FOLDER,
-            };
-            let (train, test) = write_layout(&root.path().join(folder), layout, 3);
-            assert_eq!(locate(root.path()).unwrap().1, layout);
-            let (got_train, got_test) = load(root.path()).unwrap();
-            assert_eq!(got_train.len(), 15);
-            assert_eq!(got_train.shape, [3, 32, 32]);
-            assert!(got_train.labels.iter().all(|&l| l < 10));
-            assert_eq!((got_train, got_test), (train, test));
-        }
-        // The binary files directly in the root folder.
-        let root = temp_dir();
-        let (train, _) = write_layout(root.path(), CifarLayout::Binary, 1);
-        assert_eq!(load(root.path()).unwrap().0, train);
-    }
-
-    #[test]
-    fn missing_files_are_named() {
-        let root = temp_dir();
-        let err = load(root.path()).unwrap_err();
-        let text = err.to_string();
-        assert!(matches!(err, DataError::MissingData { .. }));
-        assert!(
-            text.contains("cifar-10-batches-bin") && text.contains("test_batch.bin"),
-            "{text}"
-        );
-        let dir = root.path().join(BINARY_FOLDER);
-        write_layout(&dir, CifarLayout::Binary, 1);
-        std::fs::remove_file(dir.join("data_batch_3.bin")).unwrap();
-        let text = load(root.path()).unwrap_err().to_string();
-        assert!(text.contains("lacks data_batch_3.bin"), "{text}");
-    }
-
-    #[test]
-    fn a_corrupt_batch_names_its_file() {
-        let root = temp_dir();
-        let dir = root.path().join(PYTHON_FOLDER);
-        write_layout(&dir, CifarLayout::Python, 1);
-        std::fs::write(dir.join("data_batch_4"), b"\x80\x02}q\x01(U\x04data").unwrap();
-        let err = load(root.path()).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Pickle { file, .. } if file.ends_with("data_batch_4")),
-            "{err}"
-        );
-    }
 }

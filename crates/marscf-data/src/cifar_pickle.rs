@@ -24,13 +24,10 @@ use crate::images::ImageSet;
 
 /// One batch of CIFAR-10's Python distribution as `len` images `[3, 32, 32]` with labels.
 pub fn parse_python_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataError> {
-    let err = |message: String| DataError::Pickle {
-        file: file.to_string(),
-        message,
-    };
+    let err = |message: String| DataError::pickle_content(file, message);
     let value =
         serde_pickle::value_from_slice(bytes, DeOptions::new().replace_unresolved_globals())
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(DataError::pickle(file))?;
     let Value::Dict(dict) = value else {
         return Err(err(format!(
             "top-level object is {}, expected a dict",
@@ -48,10 +45,10 @@ pub fn parse_python_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataErro
         other => return Err(err(format!("'labels' is {}, expected a list", kind(other)))),
     };
     if labels.len() != n {
-        return Err(DataError::Mismatch {
-            file: file.to_string(),
-            message: format!("{} labels for {n} images", labels.len()),
-        });
+        return Err(DataError::mismatch(
+            file,
+            format!("{} labels for {n} images", labels.len()),
+        ));
     }
     let labels = labels
         .iter()
@@ -72,7 +69,7 @@ pub fn parse_python_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataErro
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ImageSet {
         shape: CIFAR_SHAPE,
-        pixels,
+        pixels: pixels.into(),
         labels,
     })
 }
@@ -137,77 +134,5 @@ fn kind(value: &Value) -> &'static str {
         Value::Tuple(_) => "a tuple",
         Value::Set(_) | Value::FrozenSet(_) => "a set",
         Value::Dict(_) => "a dict",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{cifar_pickle, cifar_pickle_with, test_images};
-
-    /// Pickles written by Python 3's own pickler (protocols 2 and 4) from stand-in classes
-    /// that reduce exactly as NumPy's `ndarray` and `dtype` do; see
-    /// `tests/fixtures/make_cifar_pickles.py`.
-    const PY3_PROTOCOL2: &[u8] = include_bytes!("../tests/fixtures/cifar_py3_protocol2.pickle");
-    const PY3_PROTOCOL4: &[u8] = include_bytes!("../tests/fixtures/cifar_py3_protocol4.pickle");
-
-    #[test]
-    fn reads_a_cpickle_protocol2_batch() {
-        let set = test_images(CIFAR_SHAPE, 4, 10);
-        let parsed = parse_python_batch(&cifar_pickle(&set), "data_batch_1").unwrap();
-        assert_eq!(parsed, set);
-    }
-
-    #[test]
-    fn reads_batches_pickled_by_python3() {
-        // The generator's images: pixel (i, c, y, x) = (i * 7 + c * 50 + y * 3 + x) % 256,
-        // labels 3, 1.
-        let expected = test_images(CIFAR_SHAPE, 2, 10);
-        for bytes in [PY3_PROTOCOL2, PY3_PROTOCOL4] {
-            let parsed = parse_python_batch(bytes, "fixture").unwrap();
-            assert_eq!(parsed.labels, vec![3, 1]);
-            assert_eq!(parsed.pixels, expected.pixels);
-        }
-    }
-
-    #[test]
-    fn rejects_bad_batches() {
-        let set = test_images(CIFAR_SHAPE, 2, 10);
-        let good = cifar_pickle(&set);
-        let is_pickle = |r: Result<ImageSet, DataError>| match r {
-            Err(DataError::Pickle { file, .. }) => file == "f",
-            _ => false,
-        };
-        assert!(is_pickle(parse_python_batch(&good[..good.len() / 2], "f")));
-        assert!(is_pickle(parse_python_batch(b"not a pickle", "f")));
-        assert!(
-            is_pickle(parse_python_batch(b"\x80\x02K\x01.", "f")),
-            "an int, not a dict"
-        );
-        // Labels out of range, or as many as the images.
-        let bad = cifar_pickle_with(&set.pixels, 2, &[3, 10]);
-        let err = parse_python_batch(&bad, "f").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 1,
-                    label: 10,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let bad = cifar_pickle_with(&set.pixels, 2, &[3]);
-        assert!(matches!(
-            parse_python_batch(&bad, "f"),
-            Err(DataError::Mismatch { .. })
-        ));
-        // Data bytes that do not fill the shape (or fill it twice, as uint16 would).
-        let bad = cifar_pickle_with(&set.pixels[..IMAGE_BYTES], 2, &[1, 2]);
-        assert!(is_pickle(parse_python_batch(&bad, "f")));
-        let doubled = [set.pixels.clone(), set.pixels.clone()].concat();
-        let bad = cifar_pickle_with(&doubled, 2, &[1, 2]);
-        assert!(is_pickle(parse_python_batch(&bad, "f")));
     }
 }

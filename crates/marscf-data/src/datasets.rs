@@ -2,13 +2,15 @@
 //! test splits of any of them.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::DataError;
-use crate::imagenet::ImagenetSize;
-use crate::images::ImageSet;
-use crate::mnist::{self, embedded};
+use crate::cache::{self, CacheKey, Fingerprint};
+use crate::cifar::CifarLayout;
+use crate::imagenet::{ImagenetSize, ImagenetSplit};
+use crate::images::{Collect, ImageSet, ImageSink};
+use crate::mnist::{self, MnistSplit, embedded};
 use crate::transform::MnistLayout;
 use crate::{cifar, imagenet};
 
@@ -89,7 +91,8 @@ impl FromStr for DatasetName {
     }
 }
 
-/// The `(train, test)` splits of `name` as 8-bit images (shapes: [`DatasetName::shape`]).
+/// The `(train, test)` splits of `name` as 8-bit images (shapes: [`DatasetName::shape`]),
+/// decoded into memory.
 ///
 /// - `MnistSample`: the embedded sample; `root` is ignored.
 /// - `Mnist`: the four IDX files in `root` (or `root/mnist`, `root/MNIST/raw`).
@@ -99,36 +102,203 @@ impl FromStr for DatasetName {
 ///   the npz batches in `root` or its sub-folders; the test split is the validation set.
 ///
 /// MNIST digits take `layout`. A missing `root`, or missing files, is a
-/// [`DataError::MissingData`] that says which files to place where.
+/// [`DataError::MissingData`] that says which files to place where. [`load_with`] loads
+/// through the decode cache instead.
 pub fn load(
     name: DatasetName,
     root: Option<&Path>,
     layout: MnistLayout,
 ) -> Result<(ImageSet, ImageSet), DataError> {
-    let root = || {
-        root.ok_or_else(|| DataError::MissingData {
-            dataset: name.to_string(),
-            message: format!(
-                "no data folder was given. {}",
-                placement(name, Path::new("<data folder>"))
-            ),
-        })
-    };
-    match name {
-        DatasetName::MnistSample => Ok((
+    load_with(
+        name,
+        root,
+        &LoadOptions {
+            layout,
+            ..LoadOptions::default()
+        },
+    )
+}
+
+/// Where [`load_with`] keeps the decode cache ([`crate::cache`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheDir {
+    /// `<data folder>/.marscf-cache` (a hidden folder, which no reader lists). A data folder
+    /// that cannot be written is a [`DataError::CacheUnwritable`]: give a folder with
+    /// [`CacheDir::At`], or load into memory.
+    InDataRoot,
+    /// This folder (created if needed), e.g. on a faster or writable disk. One folder can
+    /// hold the caches of several datasets.
+    At(PathBuf),
+}
+
+/// How [`load_with`] loads a dataset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The layout of MNIST digits.
+    pub layout: MnistLayout,
+    /// `None` (the default): decode into memory at every load, as [`load`] does. `Some`:
+    /// decode each split once into raw files in this cache, then memory-map them, so that
+    /// later loads skip decoding and the pixels are paged in from disk as batches touch them
+    /// (memory does not grow with the dataset; labels, 2 bytes per image, stay in memory).
+    /// The embedded MNIST sample is always in memory.
+    pub cache: Option<CacheDir>,
+    /// With a cache, also check the CRC-32 of a cache's pixels before using it (reads the
+    /// whole file once per load). Without, a cache is checked by its manifest, the
+    /// fingerprint of the sources, the files' sizes and the labels' CRC-32.
+    pub verify_cache: bool,
+}
+
+impl LoadOptions {
+    /// Loading through the cache `dir`, MNIST in `layout`.
+    pub fn cached(layout: MnistLayout, dir: CacheDir) -> Self {
+        Self {
+            layout,
+            cache: Some(dir),
+            verify_cache: false,
+        }
+    }
+}
+
+/// The `(train, test)` splits of `name` as [`load`] reads them, in memory or through the
+/// decode cache as `options` say. A split read from the cache has the same bytes, labels and
+/// order as one decoded into memory; only where [`ImageSet::pixels`] live differs.
+pub fn load_with(
+    name: DatasetName,
+    root: Option<&Path>,
+    options: &LoadOptions,
+) -> Result<(ImageSet, ImageSet), DataError> {
+    let layout = options.layout;
+    if name == DatasetName::MnistSample {
+        return Ok((
             ImageSet::from_mnist(&embedded::train(), layout),
             ImageSet::from_mnist(&embedded::test(), layout),
-        )),
-        DatasetName::Mnist => {
-            let (train, test) = mnist::load(root()?)?;
-            Ok((
-                ImageSet::from_mnist(&train, layout),
-                ImageSet::from_mnist(&test, layout),
-            ))
+        ));
+    }
+    let root = root.ok_or_else(|| DataError::MissingData {
+        dataset: name.to_string(),
+        message: format!(
+            "no data folder was given. {}",
+            placement(name, Path::new("<data folder>"))
+        ),
+    })?;
+    let (train, test) = Source::locate(name, root)?;
+    let shape = name.shape(layout);
+    let Some(cache) = &options.cache else {
+        return Ok((
+            train.in_memory(shape, layout)?,
+            test.in_memory(shape, layout)?,
+        ));
+    };
+    let dir = match cache {
+        CacheDir::InDataRoot => root.join(cache::DEFAULT_FOLDER),
+        CacheDir::At(dir) => dir.clone(),
+    };
+    let cached = |split: &str, source: Source| {
+        let key = CacheKey {
+            dataset: name.as_str(),
+            split,
+            shape,
+        };
+        let reader = format!("{} {:?}", source.reader(), layout);
+        let sources = Fingerprint::of_files(&reader, root, source.files())?;
+        cache::load_or_build(&dir, &key, sources, options.verify_cache, |sink| {
+            source.decode(layout, sink)
+        })
+    };
+    Ok((cached("train", train)?, cached("test", test)?))
+}
+
+/// The files of one split and the reader that decodes them.
+enum Source {
+    /// MNIST's `(images, labels)` IDX files.
+    Mnist(PathBuf, PathBuf),
+    /// CIFAR-10 batch files.
+    Cifar(Vec<PathBuf>, CifarLayout),
+    /// Downsampled ImageNet.
+    Imagenet(ImagenetSplit, ImagenetSize),
+}
+
+impl Source {
+    /// The `(train, test)` sources of `name` under `root`.
+    fn locate(name: DatasetName, root: &Path) -> Result<(Self, Self), DataError> {
+        Ok(match name {
+            DatasetName::MnistSample => unreachable!("the embedded sample has no files"),
+            DatasetName::Mnist => {
+                let dir = mnist::locate(root)?;
+                let (train, test) = (
+                    mnist::split_files(&dir, mnist::TRAIN_FILES),
+                    mnist::split_files(&dir, mnist::TEST_FILES),
+                );
+                (Self::Mnist(train.0, train.1), Self::Mnist(test.0, test.1))
+            }
+            DatasetName::Cifar10 => {
+                let (dir, layout) = cifar::locate(root)?;
+                let (train, test) = cifar::split_files(&dir, layout);
+                (Self::Cifar(train, layout), Self::Cifar(vec![test], layout))
+            }
+            DatasetName::Imagenet32 | DatasetName::Imagenet64 => {
+                let size = if name == DatasetName::Imagenet32 {
+                    ImagenetSize::S32
+                } else {
+                    ImagenetSize::S64
+                };
+                let (train, valid) = imagenet::splits(imagenet::locate(root, size)?)?;
+                (Self::Imagenet(train, size), Self::Imagenet(valid, size))
+            }
+        })
+    }
+
+    /// The reader, for the fingerprint of a cache.
+    fn reader(&self) -> String {
+        match self {
+            Self::Mnist(..) => "mnist idx".into(),
+            Self::Cifar(_, layout) => format!("cifar10 {layout:?}"),
+            Self::Imagenet(ImagenetSplit::Folder(_), size) => format!("imagenet folder {size:?}"),
+            Self::Imagenet(ImagenetSplit::Npz(_), size) => format!("imagenet npz {size:?}"),
         }
-        DatasetName::Cifar10 => cifar::load(root()?),
-        DatasetName::Imagenet32 => imagenet::load(root()?, ImagenetSize::S32),
-        DatasetName::Imagenet64 => imagenet::load(root()?, ImagenetSize::S64),
+    }
+
+    /// The files the split is decoded from, in order.
+    fn files(&self) -> Vec<&Path> {
+        match self {
+            Self::Mnist(images, labels) => vec![images, labels],
+            Self::Cifar(files, _) => files.iter().map(PathBuf::as_path).collect(),
+            Self::Imagenet(split, _) => split.files(),
+        }
+    }
+
+    fn read_mnist(images: &Path, labels: &Path) -> Result<MnistSplit, DataError> {
+        let names = (images.display().to_string(), labels.display().to_string());
+        MnistSplit::from_idx(
+            &crate::error::read_file(images)?,
+            &crate::error::read_file(labels)?,
+            (&names.0, &names.1),
+        )
+    }
+
+    /// Decodes the split in order into `sink`.
+    fn decode(&self, layout: MnistLayout, sink: &mut dyn ImageSink) -> Result<(), DataError> {
+        match self {
+            Self::Mnist(images, labels) => {
+                let set = ImageSet::from_mnist(&Self::read_mnist(images, labels)?, layout);
+                sink.push(&set.pixels, &set.labels)
+            }
+            Self::Cifar(files, layout) => cifar::decode_files(files, *layout, sink),
+            Self::Imagenet(split, size) => split.decode(*size, sink),
+        }
+    }
+
+    /// The split decoded into memory.
+    fn in_memory(&self, shape: [usize; 3], layout: MnistLayout) -> Result<ImageSet, DataError> {
+        if let Self::Mnist(images, labels) = self {
+            return Ok(ImageSet::from_mnist(
+                &Self::read_mnist(images, labels)?,
+                layout,
+            ));
+        }
+        let mut images = Collect::default();
+        self.decode(layout, &mut images)?;
+        Ok(images.into_set(shape))
     }
 }
 
@@ -148,10 +318,7 @@ pub fn placement(name: DatasetName, root: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::testutil::{cifar_binary, temp_dir, test_images};
 
     #[test]
     fn parses_names() {
@@ -188,88 +355,5 @@ mod tests {
             assert_eq!(train.shape, DatasetName::MnistSample.shape(layout));
             assert!(train.labels.iter().all(|&l| l < 10));
         }
-    }
-
-    #[test]
-    fn a_missing_root_says_what_to_place_where() {
-        for name in DatasetName::ALL.into_iter().filter(|n| n.needs_root()) {
-            let err = load(name, None, MnistLayout::Reference).unwrap_err();
-            assert!(
-                matches!(err, DataError::MissingData { .. }),
-                "{name}: {err}"
-            );
-        }
-        let empty = temp_dir();
-        let text = load(
-            DatasetName::Mnist,
-            Some(empty.path()),
-            MnistLayout::Reference,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            text.contains("train-images-idx3-ubyte.gz")
-                && text.contains("t10k-labels-idx1-ubyte.gz"),
-            "{text}"
-        );
-        assert!(text.contains(&empty.path().display().to_string()), "{text}");
-    }
-
-    #[test]
-    fn loads_cifar10_by_name() {
-        let root = temp_dir();
-        let dir = root.path().join(cifar::BINARY_FOLDER);
-        std::fs::create_dir(&dir).unwrap();
-        let set = test_images(cifar::CIFAR_SHAPE, 2, 10);
-        for name in cifar::BINARY_TRAIN_FILES
-            .iter()
-            .chain([&cifar::BINARY_TEST_FILE])
-        {
-            std::fs::write(dir.join(name), cifar_binary(&set)).unwrap();
-        }
-        let (train, test) = load(
-            DatasetName::Cifar10,
-            Some(root.path()),
-            MnistLayout::Reference,
-        )
-        .unwrap();
-        assert_eq!((train.len(), test.len(), train.shape), (10, 2, [3, 32, 32]));
-        assert_eq!(test, set);
-    }
-
-    /// The shared folder of real MNIST digits, from `MARSCF_SHARED_DIR` or `../shared`
-    /// beside the workspace.
-    fn shared_mnist() -> Option<PathBuf> {
-        let shared = std::env::var_os("MARSCF_SHARED_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-        let dir = shared.join("data").join("mnist-sample");
-        dir.is_dir().then_some(dir)
-    }
-
-    #[test]
-    fn reads_the_shared_mnist_sample() {
-        let Some(dir) = shared_mnist() else {
-            eprintln!("skipped: no shared/data/mnist-sample (set MARSCF_SHARED_DIR)");
-            return;
-        };
-        let (train, test) = load(DatasetName::Mnist, Some(&dir), MnistLayout::Grey28).unwrap();
-        assert_eq!((train.len(), test.len()), (8000, 1000));
-        assert_eq!(train.shape, [1, 28, 28]);
-        for split in [&train, &test] {
-            for class in 0..10 {
-                assert!(split.labels.contains(&class));
-            }
-            assert!(split.labels.iter().all(|&l| l < 10));
-            let mean =
-                split.pixels.iter().map(|&p| f64::from(p)).sum::<f64>() / split.pixels.len() as f64;
-            assert!((20.0..60.0).contains(&mean), "mean pixel {mean}");
-        }
-        let (reference, _) = load(DatasetName::Mnist, Some(&dir), MnistLayout::Reference).unwrap();
-        assert_eq!(reference.shape, [3, 32, 32]);
-        // Padding: the first two rows are background; the channels are copies.
-        assert!(reference.image(0)[..64].iter().all(|&v| v == 0));
-        let image = reference.image(0);
-        assert_eq!(image[..1024], image[1024..2048]);
     }
 }

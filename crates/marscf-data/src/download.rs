@@ -119,7 +119,7 @@ pub fn download_cifar10_archive(
     let archive_path = cache.join(archive.name);
     fetch_verified(base_url, archive, &archive_path, &hint)?;
     extract_cifar10(&archive_path, cache)?;
-    std::fs::remove_file(&archive_path).map_err(|e| DataError::io(&archive_path, e))?;
+    std::fs::remove_file(&archive_path).map_err(DataError::io(&archive_path))?;
     Ok(out)
 }
 
@@ -150,13 +150,8 @@ pub fn fetch_verified(
         return Ok(());
     }
     let dir = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(DataError::io(dir))?;
     let url = join_url(base_url, file.name);
-    let net_err = |message: String| DataError::Download {
-        url: url.clone(),
-        message,
-        hint: hint.to_string(),
-    };
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -165,30 +160,32 @@ pub fn fetch_verified(
     let response = agent
         .get(url.as_str())
         .call()
-        .map_err(|e| net_err(e.to_string()))?;
+        .map_err(DataError::download(&url, hint))?;
     let mut body = response
         .into_body()
         .into_reader()
         .take(file.size.saturating_add(1));
 
     let temp = TempPath::new(dir.join(format!(".{}.part{}", file.name, std::process::id())));
-    let out = File::create(&temp.path).map_err(|e| DataError::io(&temp.path, e))?;
+    let out = File::create(&temp.path).map_err(DataError::io(&temp.path))?;
     let mut out = BufWriter::new(out);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = body.read(&mut buf).map_err(|e| net_err(e.to_string()))?;
+        let n = body
+            .read(&mut buf)
+            .map_err(DataError::download(&url, hint))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
-            .map_err(|e| DataError::io(&temp.path, e))?;
+            .map_err(DataError::io(&temp.path))?;
     }
     let out = out
         .into_inner()
-        .map_err(|e| DataError::io(&temp.path, e.into_error()))?;
-    out.sync_all().map_err(|e| DataError::io(&temp.path, e))?;
+        .map_err(|e| DataError::io(&temp.path)(e.into_error()))?;
+    out.sync_all().map_err(DataError::io(&temp.path))?;
     drop(out);
     let got = hex(&hasher.finalize());
     if got != file.sha256 {
@@ -207,10 +204,6 @@ pub fn fetch_verified(
 /// written outside that folder.
 pub fn extract_cifar10(archive: &Path, cache: &Path) -> Result<PathBuf, DataError> {
     let name = archive.display().to_string();
-    let err = |message: String| DataError::Archive {
-        file: name.clone(),
-        message,
-    };
     let wanted: Vec<&str> = BINARY_TRAIN_FILES
         .iter()
         .copied()
@@ -218,17 +211,20 @@ pub fn extract_cifar10(archive: &Path, cache: &Path) -> Result<PathBuf, DataErro
         .collect();
     let temp = TempPath::new(cache.join(format!(".{BINARY_FOLDER}.part{}", std::process::id())));
     if temp.path.exists() {
-        std::fs::remove_dir_all(&temp.path).map_err(|e| DataError::io(&temp.path, e))?;
+        std::fs::remove_dir_all(&temp.path).map_err(DataError::io(&temp.path))?;
     }
-    std::fs::create_dir_all(&temp.path).map_err(|e| DataError::io(&temp.path, e))?;
-    let reader = File::open(archive).map_err(|e| DataError::io(archive, e))?;
+    std::fs::create_dir_all(&temp.path).map_err(DataError::io(&temp.path))?;
+    let reader = File::open(archive).map_err(DataError::io(archive))?;
     let mut tar = tar::Archive::new(GzDecoder::new(BufReader::new(reader)));
-    for entry in tar.entries().map_err(|e| err(e.to_string()))? {
-        let mut entry = entry.map_err(|e| err(e.to_string()))?;
+    for entry in tar.entries().map_err(DataError::archive(&name))? {
+        let mut entry = entry.map_err(DataError::archive(&name))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let path = entry.path().map_err(|e| err(e.to_string()))?.into_owned();
+        let path = entry
+            .path()
+            .map_err(DataError::archive(&name))?
+            .into_owned();
         let mut parts = path.components().map(|c| c.as_os_str().to_str());
         let file = match (parts.next(), parts.next(), parts.next()) {
             (Some(Some(BINARY_FOLDER)), Some(Some(file)), None) if wanted.contains(&file) => {
@@ -237,24 +233,25 @@ pub fn extract_cifar10(archive: &Path, cache: &Path) -> Result<PathBuf, DataErro
             _ => continue,
         };
         let dest = temp.path.join(&file);
-        let mut out = File::create(&dest).map_err(|e| DataError::io(&dest, e))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let mut out = File::create(&dest).map_err(DataError::io(&dest))?;
+        std::io::copy(&mut entry, &mut out)
+            .map_err(DataError::archive(&format!("{name}:{}", path.display())))?;
     }
-    let missing: Vec<&str> = wanted[..6]
+    let missing: Vec<String> = wanted[..6]
         .iter()
-        .copied()
         .filter(|f| !temp.path.join(f).is_file())
+        .map(|f| format!("{BINARY_FOLDER}/{f}"))
         .collect();
     if !missing.is_empty() {
-        return Err(err(format!(
-            "the archive lacks {BINARY_FOLDER}/{}",
-            missing.join(", ")
-        )));
+        return Err(DataError::ArchiveIncomplete {
+            file: name,
+            missing,
+        });
     }
     let out = cache.join(BINARY_FOLDER);
     if out.exists() {
         // An incomplete earlier folder (a complete one is never unpacked again).
-        std::fs::remove_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
+        std::fs::remove_dir_all(&out).map_err(DataError::io(&out))?;
     }
     temp.persist(&out)?;
     Ok(out)
@@ -262,9 +259,9 @@ pub fn extract_cifar10(archive: &Path, cache: &Path) -> Result<PathBuf, DataErro
 
 /// SHA-256 of a file's bytes, lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String, DataError> {
-    let mut file = BufReader::new(File::open(path).map_err(|e| DataError::io(path, e))?);
+    let mut file = BufReader::new(File::open(path).map_err(DataError::io(path))?);
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| DataError::io(path, e))?;
+    std::io::copy(&mut file, &mut hasher).map_err(DataError::io(path))?;
     Ok(hex(&hasher.finalize()))
 }
 
@@ -289,7 +286,7 @@ impl TempPath {
 
     /// Renames it to `dest`.
     fn persist(mut self, dest: &Path) -> Result<(), DataError> {
-        std::fs::rename(&self.path, dest).map_err(|e| DataError::io(dest, e))?;
+        std::fs::rename(&self.path, dest).map_err(DataError::io(dest))?;
         self.keep = true;
         Ok(())
     }
@@ -305,253 +302,5 @@ impl Drop for TempPath {
                 std::fs::remove_file(&self.path)
             };
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-    use std::net::TcpListener;
-
-    use super::*;
-    use crate::testutil::{cifar_binary, idx_images, idx_labels, temp_dir, test_images};
-
-    /// Serves `routes` (path, body) over HTTP/1.1 on 127.0.0.1 for at most `requests`
-    /// connections; unknown paths get 404. Returns the base URL.
-    fn serve(routes: Vec<(String, Vec<u8>)>, requests: usize) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}/", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().take(requests) {
-                let Ok(mut stream) = stream else { continue };
-                stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let request = String::from_utf8_lossy(&request);
-                let path = request.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) = match routes.iter().find(|(p, _)| p == path) {
-                    Some((_, body)) => ("200 OK", body.as_slice()),
-                    None => ("404 Not Found", &b"not found"[..]),
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream
-                    .write_all(head.as_bytes())
-                    .and_then(|()| stream.write_all(body));
-            }
-        });
-        base
-    }
-
-    /// A base URL where nothing listens.
-    fn dead_url() -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}/", listener.local_addr().unwrap());
-        drop(listener);
-        base
-    }
-
-    fn sha256(bytes: &[u8]) -> String {
-        hex(&Sha256::digest(bytes))
-    }
-
-    fn files_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    }
-
-    #[test]
-    fn downloads_verifies_and_caches_mnist_files() {
-        let set = test_images([1, 28, 28], 3, 10);
-        let labels: Vec<u8> = set.labels.iter().map(|&l| l as u8).collect();
-        let bodies = [
-            idx_images(&set.pixels, 3, 28, 28),
-            idx_labels(&labels),
-            idx_images(&set.pixels, 3, 28, 28),
-            idx_labels(&labels),
-        ];
-        let digests: Vec<String> = bodies.iter().map(|b| sha256(b)).collect();
-        let files: Vec<RemoteFile> = MNIST_FILES
-            .iter()
-            .zip(&bodies)
-            .zip(&digests)
-            .map(|((f, body), digest)| RemoteFile {
-                name: f.name,
-                size: body.len() as u64,
-                sha256: digest,
-            })
-            .collect();
-        let routes = files
-            .iter()
-            .zip(&bodies)
-            .map(|(f, b)| (format!("/mnist/{}", f.name), b.clone()))
-            .collect();
-        let base = serve(routes, 4);
-        let cache = temp_dir();
-        let dir = cache.path().join("mnist");
-        download_files(&format!("{base}mnist"), &files, &dir).unwrap();
-        let mut names: Vec<String> = MNIST_FILES.iter().map(|f| f.name.to_string()).collect();
-        names.sort();
-        assert_eq!(
-            files_in(&dir),
-            names,
-            "exactly the four files, no temporary ones"
-        );
-        let (train, test) = crate::mnist::load(&dir).unwrap();
-        assert_eq!((train.len(), test.len()), (3, 3));
-        assert_eq!(train.pixels, set.pixels);
-        // Cached: a second call needs no server.
-        download_files(&dead_url(), &files, &dir).unwrap();
-    }
-
-    #[test]
-    fn a_wrong_digest_is_rejected_and_nothing_is_left() {
-        let base = serve(vec![("/f.gz".into(), b"tampered bytes".to_vec())], 3);
-        let cache = temp_dir();
-        let file = RemoteFile {
-            name: "f.gz",
-            size: 100,
-            sha256: &sha256(b"the real bytes"),
-        };
-        let err = download_files(&base, &[file], cache.path()).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Digest { got, .. } if *got == sha256(b"tampered bytes")),
-            "{err}"
-        );
-        assert!(
-            files_in(cache.path()).is_empty(),
-            "{:?}",
-            files_in(cache.path())
-        );
-        // The published MNIST table rejects these bytes too.
-        let base = serve(
-            vec![(format!("/{}", TRAIN_FILES.0), b"not mnist".to_vec())],
-            1,
-        );
-        let err = download_mnist(&base, cache.path()).unwrap_err();
-        assert!(matches!(err, DataError::Digest { .. }), "{err}");
-        assert!(files_in(&cache.path().join("mnist")).is_empty());
-        // A server that sends more than the size is cut off, then fails the digest.
-        let base = serve(vec![("/f.gz".into(), vec![7; 1000])], 1);
-        let file = RemoteFile {
-            name: "f.gz",
-            size: 10,
-            sha256: &sha256(&[7; 1000]),
-        };
-        assert!(matches!(
-            download_files(&base, &[file], cache.path()),
-            Err(DataError::Digest { .. })
-        ));
-    }
-
-    #[test]
-    fn an_unreachable_server_says_what_to_place_where() {
-        let cache = temp_dir();
-        let start = std::time::Instant::now();
-        let err = download_mnist(&dead_url(), cache.path()).unwrap_err();
-        assert!(start.elapsed() < Duration::from_secs(10), "fails fast");
-        let text = err.to_string();
-        assert!(matches!(err, DataError::Download { .. }), "{text}");
-        assert!(
-            text.contains("train-images-idx3-ubyte.gz")
-                && text.contains("t10k-labels-idx1-ubyte.gz"),
-            "{text}"
-        );
-        assert!(
-            text.contains(&cache.path().join("mnist").display().to_string()),
-            "{text}"
-        );
-        let err = download_cifar10(&dead_url(), cache.path()).unwrap_err();
-        assert!(err.to_string().contains("cifar-10-binary.tar.gz"), "{err}");
-        // A missing file on a live server: the status is reported.
-        let err = download_mnist(&serve(vec![], 1), cache.path()).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Download { message, .. } if message.contains("404")),
-            "{err}"
-        );
-    }
-
-    fn cifar_archive(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
-        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
-        for (path, data) in entries {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            tar.append_data(&mut header, path, data.as_slice()).unwrap();
-        }
-        tar.into_inner().unwrap().finish().unwrap()
-    }
-
-    #[test]
-    fn downloads_and_unpacks_cifar10() {
-        let set = test_images(crate::cifar::CIFAR_SHAPE, 2, 10);
-        let mut entries: Vec<(String, Vec<u8>)> = BINARY_TRAIN_FILES
-            .iter()
-            .chain([&BINARY_TEST_FILE])
-            .map(|name| (format!("{BINARY_FOLDER}/{name}"), cifar_binary(&set)))
-            .collect();
-        entries.push((format!("{BINARY_FOLDER}/readme.html"), b"<html>".to_vec()));
-        entries.push(("elsewhere/data_batch_1.bin".into(), b"ignored".to_vec()));
-        let refs: Vec<(&str, Vec<u8>)> = entries
-            .iter()
-            .map(|(p, d)| (p.as_str(), d.clone()))
-            .collect();
-        let archive = cifar_archive(&refs);
-        let entry = RemoteFile {
-            name: CIFAR10_ARCHIVE.name,
-            size: archive.len() as u64,
-            sha256: &sha256(&archive),
-        };
-        let base = serve(vec![(format!("/{}", CIFAR10_ARCHIVE.name), archive)], 2);
-        let cache = temp_dir();
-        let dir = download_cifar10_archive(&base, &entry, cache.path()).unwrap();
-        assert_eq!(dir, cache.path().join(BINARY_FOLDER));
-        assert_eq!(
-            files_in(cache.path()),
-            vec![BINARY_FOLDER.to_string()],
-            "archive removed, no temporaries"
-        );
-        let (train, test) = crate::cifar::load(cache.path()).unwrap();
-        assert_eq!((train.len(), test), (10, set));
-        // Already unpacked: no network needed.
-        download_cifar10_archive(&dead_url(), &entry, cache.path()).unwrap();
-
-        // An archive without the batches is an error and leaves no folder.
-        let bad = cifar_archive(&[("cifar-10-batches-bin/readme.html", b"x".to_vec())]);
-        let entry = RemoteFile {
-            name: CIFAR10_ARCHIVE.name,
-            size: bad.len() as u64,
-            sha256: &sha256(&bad),
-        };
-        let base = serve(vec![(format!("/{}", CIFAR10_ARCHIVE.name), bad)], 1);
-        let other = temp_dir();
-        let err = download_cifar10_archive(&base, &entry, other.path()).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Archive { message, .. } if message.contains("data_batch_1.bin")),
-            "{err}"
-        );
-        assert_eq!(
-            files_in(other.path()),
-            vec![CIFAR10_ARCHIVE.name.to_string()],
-            "only the verified archive"
-        );
     }
 }

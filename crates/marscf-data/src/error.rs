@@ -1,12 +1,19 @@
 //! Errors of the dataset readers.
+//!
+//! Every error names the file (or folder, or address) it is about. An error that comes from
+//! another library (I/O, gzip, zip, pickle, image decoding, HTTP) keeps that error as its
+//! [`source`](std::error::Error::source), and its own message does not repeat it: print the
+//! chain (the CLI prints each cause on a `caused by:` line) to see both. Errors are built with
+//! one constructor per kind, `DataError::io(path)` and the like, which return the closure
+//! that `map_err` takes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A dataset file that cannot be read, with the file and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// The file cannot be opened or read.
-    #[error("{path}: {source}")]
+    /// A file or folder cannot be opened, read, written or renamed.
+    #[error("{path}: input/output error")]
     Io {
         /// The file.
         path: PathBuf,
@@ -15,12 +22,13 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// The gzip stream is corrupt.
-    #[error("{file}: corrupt gzip data: {message}")]
+    #[error("{file}: corrupt gzip data")]
     Gzip {
         /// The file.
         file: String,
         /// What the decoder said.
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
     /// The file does not start with the expected magic number.
     #[error("{file}: wrong magic number {got:#010x}, expected {expected:#010x}")]
@@ -62,16 +70,24 @@ pub enum DataError {
         /// Number of classes.
         classes: usize,
     },
-    /// A Python pickle (CIFAR-10's Python distribution) that cannot be decoded, or that does not
-    /// hold what a CIFAR-10 batch holds.
-    #[error("{file}: corrupt or unexpected pickle: {message}")]
+    /// A Python pickle (CIFAR-10's Python distribution) that cannot be decoded.
+    #[error("{file}: not a readable pickle")]
     Pickle {
+        /// The file.
+        file: String,
+        /// What the decoder said.
+        #[source]
+        source: serde_pickle::Error,
+    },
+    /// A pickle that decodes but does not hold what a CIFAR-10 batch holds.
+    #[error("{file}: the pickle is not a CIFAR-10 batch: {message}")]
+    PickleContent {
         /// The file.
         file: String,
         /// What is wrong.
         message: String,
     },
-    /// A NumPy `.npy` array or `.npz` archive that cannot be decoded, or that does not hold
+    /// A NumPy `.npy` array that cannot be decoded, or an `.npy`/`.npz` that does not hold
     /// what the reader expects.
     #[error("{file}: corrupt or unexpected npy/npz data: {message}")]
     Npz {
@@ -80,13 +96,23 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
+    /// A zip archive (an `.npz`), or a member of one, that cannot be read.
+    #[error("{file}: not a readable zip archive")]
+    Zip {
+        /// The archive (for a member, `archive.npz:member.npy`).
+        file: String,
+        /// What the zip reader said.
+        #[source]
+        source: zip::result::ZipError,
+    },
     /// A file in an image folder that is not a PNG or JPEG image, or does not decode.
-    #[error("{path}: not a readable PNG/JPEG image: {message}")]
+    #[error("{path}: not a readable PNG/JPEG image")]
     Image {
         /// The file.
         path: PathBuf,
         /// What the decoder said.
-        message: String,
+        #[source]
+        source: image::ImageError,
     },
     /// An image whose size differs from the others in its folder (or from the size expected).
     #[error("{path}: image is {got:?} (width, height), expected {expected:?} like the others")]
@@ -125,12 +151,13 @@ pub enum DataError {
     },
     /// A download that failed (network, HTTP status); the message says which files to place
     /// where to work offline.
-    #[error("{url}: download failed: {message}. {hint}")]
+    #[error("{url}: download failed. {hint}")]
     Download {
         /// The address.
         url: String,
-        /// What went wrong.
-        message: String,
+        /// What went wrong (the HTTP client's error, or the error reading the body).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
         /// Which files to place where instead.
         hint: String,
     },
@@ -145,27 +172,138 @@ pub enum DataError {
         /// The digest of the bytes received (lower-case hex).
         got: String,
     },
-    /// An archive entry that cannot be extracted.
-    #[error("{file}: cannot extract: {message}")]
+    /// A tar archive, or an entry of one, that cannot be read.
+    #[error("{file}: cannot extract")]
     Archive {
+        /// The archive (for an entry, `archive.tar.gz:entry`).
+        file: String,
+        /// What the reader said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An archive that lacks files it must hold.
+    #[error("{file}: the archive lacks {}", missing.join(", "))]
+    ArchiveIncomplete {
         /// The archive.
         file: String,
+        /// The entries not found.
+        missing: Vec<String>,
+    },
+    /// A decode cache whose manifest does not parse, or that cannot be read back after it
+    /// was written (a stale or damaged cache is rebuilt instead, see [`crate::cache`]).
+    #[error("{path}: decode cache: {message}")]
+    Cache {
+        /// The cache's manifest.
+        path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// The decode cache cannot be written in `dir` (a read-only data folder, say).
+    #[error(
+        "{dir}: cannot write the decode cache here; give a writable cache folder \
+         (CacheDir::At) or load into memory"
+    )]
+    CacheUnwritable {
+        /// The cache folder.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
 }
 
 impl DataError {
-    /// An [`DataError::Io`] for `path`.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
+    /// A [`DataError::Io`] about `path`, for `map_err`.
+    pub(crate) fn io<P: AsRef<Path> + ?Sized>(path: &P) -> impl Fn(std::io::Error) -> Self {
+        move |source| Self::Io {
+            path: path.as_ref().to_path_buf(),
             source,
+        }
+    }
+
+    /// A [`DataError::Gzip`] about `file`, for `map_err`.
+    pub(crate) fn gzip(file: &str) -> impl Fn(std::io::Error) -> Self {
+        move |source| Self::Gzip {
+            file: file.to_string(),
+            source,
+        }
+    }
+
+    /// A [`DataError::Pickle`] about `file`, for `map_err`.
+    pub(crate) fn pickle(file: &str) -> impl Fn(serde_pickle::Error) -> Self {
+        move |source| Self::Pickle {
+            file: file.to_string(),
+            source,
+        }
+    }
+
+    /// A [`DataError::Zip`] about `file` (an archive, or `archive:member`), for `map_err`; an
+    /// I/O error while inflating a member becomes the zip reader's [`ZipError::Io`].
+    ///
+    /// [`ZipError::Io`]: zip::result::ZipError::Io
+    pub(crate) fn zip<E: Into<zip::result::ZipError>>(file: &str) -> impl Fn(E) -> Self {
+        move |source| Self::Zip {
+            file: file.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// A [`DataError::Image`] about `path`, for `map_err`.
+    pub(crate) fn image(path: &Path) -> impl Fn(image::ImageError) -> Self {
+        move |source| Self::Image {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A [`DataError::Archive`] about `file` (an archive, or `archive:entry`), for `map_err`.
+    #[cfg(feature = "download")]
+    pub(crate) fn archive(file: &str) -> impl Fn(std::io::Error) -> Self {
+        move |source| Self::Archive {
+            file: file.to_string(),
+            source,
+        }
+    }
+
+    /// A [`DataError::Download`] of `url`, ending in `hint`, for `map_err`.
+    #[cfg(feature = "download")]
+    pub(crate) fn download<E>(url: &str, hint: &str) -> impl Fn(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |source| Self::Download {
+            url: url.to_string(),
+            source: Box::new(source),
+            hint: hint.to_string(),
+        }
+    }
+
+    /// A [`DataError::Mismatch`] about `file`.
+    pub(crate) fn mismatch(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Mismatch {
+            file: file.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`DataError::Npz`] about `file`.
+    pub(crate) fn npz(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Npz {
+            file: file.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`DataError::PickleContent`] about `file`.
+    pub(crate) fn pickle_content(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::PickleContent {
+            file: file.into(),
+            message: message.into(),
         }
     }
 }
 
 /// The bytes of `path`, or a [`DataError::Io`] naming it.
-pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::io(path, source))
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(DataError::io(path))
 }

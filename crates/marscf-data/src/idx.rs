@@ -18,10 +18,7 @@ pub fn maybe_gunzip(bytes: &[u8], file: &str) -> Result<Vec<u8>, DataError> {
         let mut out = Vec::new();
         GzDecoder::new(bytes)
             .read_to_end(&mut out)
-            .map_err(|e| DataError::Gzip {
-                file: file.to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(DataError::gzip(file))?;
         Ok(out)
     } else {
         Ok(bytes.to_vec())
@@ -58,10 +55,7 @@ fn body(bytes: &[u8], offset: usize, dims: &[u32], file: &str) -> Result<Vec<u8>
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
         .and_then(|n| n.checked_add(offset))
-        .ok_or_else(|| DataError::Mismatch {
-            file: file.to_string(),
-            message: format!("header sizes {dims:?} overflow"),
-        })?;
+        .ok_or_else(|| DataError::mismatch(file, format!("header sizes {dims:?} overflow")))?;
     if bytes.len() != expected {
         return Err(DataError::Truncated {
             file: file.to_string(),
@@ -88,60 +82,4 @@ pub fn parse_labels(bytes: &[u8], file: &str) -> Result<Vec<u8>, DataError> {
     let h = header(&bytes, 2, file)?;
     check_magic(h[0], LABELS_MAGIC, file)?;
     body(&bytes, 8, &h[1..], file)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn images_file(n: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for w in [IMAGES_MAGIC, n, rows, cols] {
-            out.extend_from_slice(&w.to_be_bytes());
-        }
-        out.extend_from_slice(pixels);
-        out
-    }
-
-    #[test]
-    fn reads_a_small_image_file() {
-        let pixels: Vec<u8> = (0..2 * 2 * 3).collect();
-        let (n, r, c, p) = parse_images(&images_file(2, 2, 3, &pixels), "x").unwrap();
-        assert_eq!((n, r, c), (2, 2, 3));
-        assert_eq!(p, pixels);
-    }
-
-    #[test]
-    fn rejects_wrong_magic_and_truncation() {
-        let mut file = images_file(2, 2, 2, &[0; 8]);
-        assert!(matches!(
-            parse_labels(&file, "x"),
-            Err(DataError::BadMagic {
-                got: IMAGES_MAGIC,
-                ..
-            })
-        ));
-        file.pop();
-        assert!(matches!(
-            parse_images(&file, "x"),
-            Err(DataError::Truncated {
-                expected: 24,
-                got: 23,
-                ..
-            })
-        ));
-        assert!(matches!(
-            parse_images(&file[..7], "x"),
-            Err(DataError::Truncated { expected: 16, .. })
-        ));
-    }
-
-    #[test]
-    fn rejects_corrupt_gzip() {
-        let bad = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3];
-        assert!(matches!(
-            parse_images(&bad, "x"),
-            Err(DataError::Gzip { .. })
-        ));
-    }
 }

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::DataError;
-use crate::images::ImageSet;
+use crate::images::{Collect, ImageSet, ImageSink};
 
 /// Images of a folder with their class names.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,22 +26,19 @@ pub struct ImageFolder {
 /// Decodes a PNG or JPEG image to RGB: `(width, height, 3 * height * width bytes)` in the
 /// channel-major `[3, H, W]` layout. `path` names the file in errors.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<(u32, u32, Vec<u8>), DataError> {
-    let err = |e: image::ImageError| DataError::Image {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
     let image = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
+        .map_err(DataError::io(path))?
         .decode()
-        .map_err(err)?
+        .map_err(DataError::image(path))?
         .into_rgb8();
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
-        return Err(DataError::Image {
-            path: path.to_path_buf(),
-            message: format!("the image is {w}x{h} pixels"),
-        });
+        let empty = image::error::DecodingError::new(
+            image::error::ImageFormatHint::Unknown,
+            format!("the image is {w}x{h} pixels"),
+        );
+        return Err(DataError::image(path)(image::ImageError::Decoding(empty)));
     }
     let plane = w as usize * h as usize;
     let mut out = vec![0u8; 3 * plane];
@@ -53,6 +50,15 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<(u32, u32, Vec<u8>), Data
     Ok((w, h, out))
 }
 
+/// The files of an image folder with their labels, listed but not decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FolderListing {
+    /// Every image file in reading order (class by class, by name), with its label.
+    pub files: Vec<(PathBuf, u16)>,
+    /// Class folder names in label order (the folder's own name when it has no sub-folders).
+    pub classes: Vec<String>,
+}
+
 /// Reads every image under `dir` (see the module doc for the layout). With
 /// `expected = Some((width, height))` every image must have that size; otherwise all must
 /// have the size of the first.
@@ -60,6 +66,18 @@ pub fn read_image_folder(
     dir: &Path,
     expected: Option<(u32, u32)>,
 ) -> Result<ImageFolder, DataError> {
+    let listing = list_image_folder(dir)?;
+    let mut images = Collect::default();
+    let shape = decode_listing(&listing.files, expected, &mut images)?;
+    Ok(ImageFolder {
+        images: images.into_set(shape),
+        classes: listing.classes,
+    })
+}
+
+/// Lists the images under `dir` (see the module doc for the layout) without decoding them;
+/// a layout error names the file or folder.
+pub fn list_image_folder(dir: &Path) -> Result<FolderListing, DataError> {
     let (dirs, files) = entries(dir)?;
     let (classes, items): (Vec<String>, Vec<(PathBuf, u16)>) = if dirs.is_empty() {
         let name = dir
@@ -68,28 +86,28 @@ pub fn read_image_folder(
         (vec![name], files.into_iter().map(|f| (f, 0)).collect())
     } else {
         if let Some(file) = files.first() {
-            return Err(DataError::Mismatch {
-                file: file.display().to_string(),
-                message: format!(
+            return Err(DataError::mismatch(
+                file.display().to_string(),
+                format!(
                     "a file beside the class folders of {}; expected only one sub-folder per class",
                     dir.display()
                 ),
-            });
+            ));
         }
         if dirs.len() > usize::from(u16::MAX) + 1 {
-            return Err(DataError::Mismatch {
-                file: dir.display().to_string(),
-                message: format!("{} class folders, at most 65,536 are supported", dirs.len()),
-            });
+            return Err(DataError::mismatch(
+                dir.display().to_string(),
+                format!("{} class folders, at most 65,536 are supported", dirs.len()),
+            ));
         }
         let mut items = Vec::new();
         for (label, class_dir) in dirs.iter().enumerate() {
             let (nested, files) = entries(class_dir)?;
             if let Some(nested) = nested.first() {
-                return Err(DataError::Mismatch {
-                    file: nested.display().to_string(),
-                    message: "a folder inside a class folder; expected only image files".into(),
-                });
+                return Err(DataError::mismatch(
+                    nested.display().to_string(),
+                    "a folder inside a class folder; expected only image files",
+                ));
             }
             if files.is_empty() {
                 return Err(DataError::EmptyFolder {
@@ -105,10 +123,33 @@ pub fn read_image_folder(
         });
         (names.collect(), items)
     };
-    let Some((first, _)) = items.first() else {
+    if items.is_empty() {
         return Err(DataError::EmptyFolder {
             path: dir.to_path_buf(),
             message: "folder holds no images".into(),
+        });
+    }
+    Ok(FolderListing {
+        files: items,
+        classes,
+    })
+}
+
+/// Images decoded per thread before a chunk goes to the sink.
+const CHUNK_PER_THREAD: usize = 64;
+
+/// Decodes `files` in order into `sink`, a chunk at a time on all cores, so that memory holds
+/// one chunk, not the folder. The first file fixes the size (or must have `expected`); the
+/// `[3, H, W]` of the images.
+pub(crate) fn decode_listing(
+    files: &[(PathBuf, u16)],
+    expected: Option<(u32, u32)>,
+    sink: &mut dyn ImageSink,
+) -> Result<[usize; 3], DataError> {
+    let Some((first, first_label)) = files.first() else {
+        return Err(DataError::EmptyFolder {
+            path: PathBuf::new(),
+            message: "no images to decode".into(),
         });
     };
     let (w, h, first_pixels) = decode_rgb(&crate::error::read_file(first)?, first)?;
@@ -120,15 +161,20 @@ pub fn read_image_folder(
         });
     }
     let image_bytes = first_pixels.len();
-    let mut pixels = vec![0u8; items.len() * image_bytes];
-    pixels[..image_bytes].copy_from_slice(&first_pixels);
-    decode_all(&items[1..], (w, h), &mut pixels[image_bytes..])?;
-    let images = ImageSet {
-        shape: [3, h as usize, w as usize],
-        pixels,
-        labels: items.iter().map(|&(_, label)| label).collect(),
-    };
-    Ok(ImageFolder { images, classes })
+    sink.reserve(files.len(), image_bytes);
+    sink.push(&first_pixels, &[*first_label])?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_chunk = threads * CHUNK_PER_THREAD;
+    let mut buf = vec![0u8; per_chunk.min(files.len() - 1) * image_bytes];
+    let mut labels = Vec::with_capacity(per_chunk);
+    for chunk in files[1..].chunks(per_chunk) {
+        let out = &mut buf[..chunk.len() * image_bytes];
+        decode_all(chunk, (w, h), out)?;
+        labels.clear();
+        labels.extend(chunk.iter().map(|&(_, label)| label));
+        sink.push(out, &labels)?;
+    }
+    Ok([3, h as usize, w as usize])
 }
 
 /// Decodes `items` into `out` (one `3 H W` slot each) on all cores; the error reported is
@@ -175,8 +221,8 @@ fn decode_all(items: &[(PathBuf, u16)], size: (u32, u32), out: &mut [u8]) -> Res
 fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
     let mut dirs = Vec::new();
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+    for entry in std::fs::read_dir(dir).map_err(DataError::io(dir))? {
+        let entry = entry.map_err(DataError::io(dir))?;
         if entry.file_name().as_encoded_bytes().starts_with(b".") {
             continue;
         }
@@ -191,114 +237,4 @@ fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
     dirs.sort();
     files.sort();
     Ok((dirs, files))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{jpeg, png, temp_dir};
-
-    fn rgb(w: u32, h: u32, seed: u8) -> Vec<u8> {
-        (0..w * h * 3)
-            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
-            .collect()
-    }
-
-    #[test]
-    fn reads_class_folders_in_sorted_order() {
-        let root = temp_dir();
-        for (class, seeds) in [("n02", &[5u8][..]), ("n01", &[1, 2][..])] {
-            std::fs::create_dir(root.path().join(class)).unwrap();
-            for (i, &seed) in seeds.iter().enumerate() {
-                std::fs::write(
-                    root.path().join(class).join(format!("{i}.png")),
-                    png(4, 2, &rgb(4, 2, seed)),
-                )
-                .unwrap();
-            }
-        }
-        std::fs::write(root.path().join(".DS_Store"), b"junk").unwrap();
-        let folder = read_image_folder(root.path(), Some((4, 2))).unwrap();
-        assert_eq!(folder.classes, vec!["n01", "n02"]);
-        assert_eq!(folder.images.labels, vec![0, 0, 1]);
-        assert_eq!(folder.images.shape, [3, 2, 4]);
-        // Channel-major: the red plane first. Pixel (y=1, x=2) of image 1 (seed 2).
-        let source = rgb(4, 2, 2);
-        let image = folder.images.image(1);
-        for c in 0..3 {
-            assert_eq!(image[c * 8 + 6], source[6 * 3 + c]);
-        }
-    }
-
-    #[test]
-    fn reads_a_flat_folder_and_jpeg() {
-        let root = temp_dir();
-        std::fs::write(root.path().join("a.png"), png(8, 8, &[200; 192])).unwrap();
-        std::fs::write(root.path().join("b.jpg"), jpeg(8, 8, &[100; 192])).unwrap();
-        let folder = read_image_folder(root.path(), None).unwrap();
-        assert_eq!(folder.images.len(), 2);
-        assert_eq!(folder.images.labels, vec![0, 0]);
-        assert!(
-            folder.images.image(1).iter().all(|&v| v.abs_diff(100) <= 2),
-            "JPEG is lossy"
-        );
-    }
-
-    #[test]
-    fn rejects_bad_folders_naming_the_file() {
-        let root = temp_dir();
-        let class = root.path().join("c0");
-        std::fs::create_dir(&class).unwrap();
-        std::fs::write(class.join("a.png"), png(4, 4, &[0; 48])).unwrap();
-        std::fs::write(class.join("b.png"), png(4, 2, &[0; 24])).unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::ImageSize { path, expected: (4, 4), got: (4, 2) } if path.ends_with("b.png")),
-            "{err}"
-        );
-        let err = read_image_folder(root.path(), Some((8, 8))).unwrap_err();
-        assert!(
-            matches!(&err, DataError::ImageSize { path, .. } if path.ends_with("a.png")),
-            "{err}"
-        );
-
-        std::fs::write(class.join("b.png"), b"this is a text file").unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Image { path, .. } if path.ends_with("b.png")),
-            "{err}"
-        );
-        let mut truncated = png(4, 4, &[0; 48]);
-        truncated.truncate(40);
-        std::fs::write(class.join("b.png"), truncated).unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Image { path, .. } if path.ends_with("b.png")),
-            "{err}"
-        );
-        std::fs::remove_file(class.join("b.png")).unwrap();
-
-        std::fs::create_dir(root.path().join("c1")).unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::EmptyFolder { path, .. } if path.ends_with("c1")),
-            "{err}"
-        );
-        std::fs::write(root.path().join("README"), b"x").unwrap();
-        let err = read_image_folder(root.path(), None).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Mismatch { file, .. } if file.ends_with("README")),
-            "{err}"
-        );
-
-        let empty = temp_dir();
-        assert!(matches!(
-            read_image_folder(empty.path(), None),
-            Err(DataError::EmptyFolder { .. })
-        ));
-        let missing = empty.path().join("nope");
-        assert!(
-            matches!(read_image_folder(&missing, None), Err(DataError::Io { path, .. }) if path == missing)
-        );
-    }
 }

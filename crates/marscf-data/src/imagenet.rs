@@ -1,7 +1,7 @@
 //! Downsampled ImageNet (32x32 or 64x64 RGB, 1000 classes), in either form it is published:
 //!
 //! - Image folders as the reference reads them: `ROOT/train_32x32/` and `ROOT/valid_32x32/`
-//!   (or `_64x64`), each read by [`read_image_folder`] (class sub-folders, or a flat folder
+//!   (or `_64x64`), each read by [`read_image_folder`](crate::image_folder::read_image_folder) (class sub-folders, or a flat folder
 //!   of PNGs read as one class).
 //! - The official npz batches: training files `train_data_batch_<k>.npz` and a validation
 //!   file `val_data.npz`, each with a `data` array `(N, 3*S*S)` of `uint8`, channel-major
@@ -15,9 +15,9 @@ use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::DataError;
-use crate::image_folder::read_image_folder;
-use crate::images::ImageSet;
-use crate::npy::Npz;
+use crate::image_folder::{FolderListing, decode_listing, list_image_folder};
+use crate::images::{Collect, ImageSet, ImageSink};
+use crate::npy::{NpyHeader, Npz, read_full};
 
 /// Number of ImageNet classes; stored labels are `0..IMAGENET_CLASSES`.
 pub const IMAGENET_CLASSES: usize = 1000;
@@ -66,32 +66,29 @@ pub fn parse_npz_batch<R: Read + Seek>(
     file: &str,
     size: ImagenetSize,
 ) -> Result<ImageSet, DataError> {
+    let mut images = Collect::default();
+    read_npz_batch(reader, file, size, &mut images)?;
+    Ok(images.into_set(size.shape()))
+}
+
+/// Images per chunk that [`read_npz_batch`] hands to its sink: about 4 MiB.
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Streams one npz batch into `sink`, [`CHUNK_BYTES`] at a time: the `data` member is
+/// inflated as it is copied, never held whole (a 64x64 training batch is 1.5 GB).
+pub(crate) fn read_npz_batch<R: Read + Seek>(
+    reader: R,
+    file: &str,
+    size: ImagenetSize,
+    sink: &mut dyn ImageSink,
+) -> Result<(), DataError> {
     let mut npz = Npz::new(reader, file)?;
-    let data = npz.array("data")?.ok_or_else(|| DataError::Npz {
-        file: file.to_string(),
-        message: "no 'data' array".into(),
-    })?;
-    let data_name = format!("{file}:data.npy");
-    let side = size.side();
-    let image_bytes = 3 * side * side;
-    if data.dtype.size != 1 || data.dtype.signed {
-        return Err(DataError::Npz {
-            file: data_name,
-            message: format!("dtype {:?}, expected uint8", data.dtype),
-        });
-    }
-    let n = match data.shape.as_slice() {
-        [n, row] if *row == image_bytes => *n,
-        [n, 3, h, w] if *h == side && *w == side => *n,
-        shape => {
-            return Err(DataError::Mismatch {
-                file: data_name,
-                message: format!(
-                    "shape {shape:?}, expected (N, {image_bytes}) for {} images",
-                    size.name()
-                ),
-            });
-        }
+    let no_data = || DataError::npz(file, "no 'data' array");
+    let image_bytes = 3 * size.side() * size.side();
+    // The data's header first, so that its shape is checked before the labels are read.
+    let n = {
+        let (header, _, data_name) = npz.stream("data")?.ok_or_else(no_data)?;
+        images_in(&header, &data_name, size)?
     };
     let labels = match npz.array("labels")? {
         None => vec![0; n],
@@ -99,10 +96,10 @@ pub fn parse_npz_batch<R: Read + Seek>(
             let name = format!("{file}:labels.npy");
             let values = labels.to_i64(&name)?;
             if values.len() != n {
-                return Err(DataError::Mismatch {
-                    file: name,
-                    message: format!("{} labels for {n} images", values.len()),
-                });
+                return Err(DataError::mismatch(
+                    name,
+                    format!("{} labels for {n} images", values.len()),
+                ));
             }
             values
                 .iter()
@@ -122,16 +119,61 @@ pub fn parse_npz_batch<R: Read + Seek>(
                 .collect::<Result<Vec<_>, _>>()?
         }
     };
-    Ok(ImageSet {
-        shape: size.shape(),
-        pixels: data.data,
-        labels,
-    })
+    let (header, mut data, data_name) = npz.stream("data")?.ok_or_else(no_data)?;
+    let truncated = |got: usize| DataError::Truncated {
+        file: data_name.clone(),
+        expected: header.data_len,
+        got,
+    };
+    sink.reserve(n, image_bytes);
+    let per_chunk = (CHUNK_BYTES / image_bytes).max(1);
+    let mut buf = vec![0u8; per_chunk.min(n) * image_bytes];
+    let mut done = 0;
+    while done < n {
+        let k = per_chunk.min(n - done);
+        let chunk = &mut buf[..k * image_bytes];
+        let got = read_full(&mut data, chunk).map_err(DataError::zip(&data_name))?;
+        if got < chunk.len() {
+            return Err(truncated(done * image_bytes + got));
+        }
+        sink.push(chunk, &labels[done..done + k])?;
+        done += k;
+    }
+    // Nothing may follow; reading to the end also checks the member's CRC-32.
+    let extra =
+        std::io::copy(&mut data, &mut std::io::sink()).map_err(DataError::zip(&data_name))?;
+    if extra > 0 {
+        return Err(truncated(header.data_len.saturating_add(extra as usize)));
+    }
+    Ok(())
+}
+
+/// The number of images `N` of a `data` array of shape `(N, 3*S*S)` or `(N, 3, S, S)`, uint8.
+fn images_in(header: &NpyHeader, data_name: &str, size: ImagenetSize) -> Result<usize, DataError> {
+    let side = size.side();
+    let image_bytes = 3 * side * side;
+    if header.dtype.size != 1 || header.dtype.signed {
+        return Err(DataError::npz(
+            data_name,
+            format!("dtype {:?}, expected uint8", header.dtype),
+        ));
+    }
+    match header.shape.as_slice() {
+        [n, row] if *row == image_bytes => Ok(*n),
+        [n, 3, h, w] if *h == side && *w == side => Ok(*n),
+        shape => Err(DataError::mismatch(
+            data_name,
+            format!(
+                "shape {shape:?}, expected (N, {image_bytes}) for {} images",
+                size.name()
+            ),
+        )),
+    }
 }
 
 /// Reads one npz batch file.
 pub fn load_npz_batch(path: &Path, size: ImagenetSize) -> Result<ImageSet, DataError> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = File::open(path).map_err(DataError::io(path))?;
     parse_npz_batch(BufReader::new(file), &path.display().to_string(), size)
 }
 
@@ -178,8 +220,8 @@ pub fn locate(root: &Path, size: ImagenetSize) -> Result<ImagenetFiles, DataErro
     let mut dirs = vec![root.to_path_buf()];
     dirs.extend(subfolders(root)?);
     for dir in dirs {
-        for entry in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
-            let path = entry.map_err(|e| DataError::io(&dir, e))?.path();
+        for entry in std::fs::read_dir(&dir).map_err(DataError::io(&dir))? {
+            let path = entry.map_err(DataError::io(&dir))?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -238,198 +280,80 @@ pub fn placement(root: &Path, size: ImagenetSize) -> String {
 /// Reads the `(train, valid)` splits of downsampled ImageNet of `size` from wherever
 /// [`locate`] finds them under `root`.
 pub fn load(root: &Path, size: ImagenetSize) -> Result<(ImageSet, ImageSet), DataError> {
-    let shape = size.shape();
-    let expected = Some((size.side() as u32, size.side() as u32));
-    match locate(root, size)? {
-        ImagenetFiles::Folders(train, valid) => Ok((
-            read_image_folder(&train, expected)?.images,
-            read_image_folder(&valid, expected)?.images,
-        )),
+    let (train, valid) = splits(locate(root, size)?)?;
+    let read = |split: &ImagenetSplit| {
+        let mut images = Collect::default();
+        split
+            .decode(size, &mut images)
+            .map(|()| images.into_set(size.shape()))
+    };
+    Ok((read(&train)?, read(&valid)?))
+}
+
+/// The source files of one split, listed but not decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImagenetSplit {
+    /// The image files of a folder.
+    Folder(FolderListing),
+    /// npz batch files, in reading order.
+    Npz(Vec<PathBuf>),
+}
+
+/// The `(train, valid)` splits of the files [`locate`] found, image folders listed.
+pub fn splits(files: ImagenetFiles) -> Result<(ImagenetSplit, ImagenetSplit), DataError> {
+    Ok(match files {
+        ImagenetFiles::Folders(train, valid) => (
+            ImagenetSplit::Folder(list_image_folder(&train)?),
+            ImagenetSplit::Folder(list_image_folder(&valid)?),
+        ),
         ImagenetFiles::Npz(batches, val) => {
-            let train = ImageSet::concat(shape, batches.iter().map(|p| load_npz_batch(p, size)))?;
-            Ok((train, load_npz_batch(&val, size)?))
+            (ImagenetSplit::Npz(batches), ImagenetSplit::Npz(vec![val]))
+        }
+    })
+}
+
+impl ImagenetSplit {
+    /// The files the split is decoded from, in order.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            Self::Folder(listing) => listing.files.iter().map(|(p, _)| p.as_path()).collect(),
+            Self::Npz(files) => files.iter().map(PathBuf::as_path).collect(),
+        }
+    }
+
+    /// Decodes the split in order into `sink`, with bounded memory (a chunk of images or of
+    /// an npz member at a time).
+    pub(crate) fn decode(
+        &self,
+        size: ImagenetSize,
+        sink: &mut dyn ImageSink,
+    ) -> Result<(), DataError> {
+        match self {
+            Self::Folder(listing) => {
+                let side = size.side() as u32;
+                decode_listing(&listing.files, Some((side, side)), sink).map(drop)
+            }
+            Self::Npz(files) => files.iter().try_for_each(|path| {
+                let file = File::open(path).map_err(DataError::io(path))?;
+                read_npz_batch(
+                    BufReader::new(file),
+                    &path.display().to_string(),
+                    size,
+                    sink,
+                )
+            }),
         }
     }
 }
 
 fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+    for entry in std::fs::read_dir(dir).map_err(DataError::io(dir))? {
+        let path = entry.map_err(DataError::io(dir))?.path();
         if path.is_dir() {
             dirs.push(path);
         }
     }
     dirs.sort();
     Ok(dirs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{imagenet_npz, npy, npz, png, temp_dir, test_images};
-
-    #[test]
-    fn reads_npz_batches_with_and_without_labels() {
-        let set = test_images([3, 32, 32], 3, IMAGENET_CLASSES);
-        let one_based: Vec<i64> = set.labels.iter().map(|&l| i64::from(l) + 1).collect();
-        for compressed in [false, true] {
-            let bytes = imagenet_npz(&set, Some(&one_based), compressed);
-            let parsed =
-                parse_npz_batch(std::io::Cursor::new(bytes), "b.npz", ImagenetSize::S32).unwrap();
-            assert_eq!(parsed, set);
-        }
-        let bytes = imagenet_npz(&set, None, false);
-        let parsed =
-            parse_npz_batch(std::io::Cursor::new(bytes), "b.npz", ImagenetSize::S32).unwrap();
-        assert_eq!(parsed.labels, vec![0; 3]);
-        assert_eq!(parsed.pixels, set.pixels);
-    }
-
-    #[test]
-    fn rejects_bad_npz_batches() {
-        let set = test_images([3, 32, 32], 2, 10);
-        let parse =
-            |bytes: Vec<u8>, size| parse_npz_batch(std::io::Cursor::new(bytes), "b.npz", size);
-        let err = parse(
-            imagenet_npz(&set, Some(&[1, 1001]), false),
-            ImagenetSize::S32,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 1,
-                    label: 1001,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = parse(imagenet_npz(&set, Some(&[0, 1]), false), ImagenetSize::S32).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 0,
-                    label: 0,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = parse(imagenet_npz(&set, Some(&[1]), false), ImagenetSize::S32).unwrap_err();
-        assert!(matches!(err, DataError::Mismatch { .. }), "{err}");
-        let err = parse(imagenet_npz(&set, None, false), ImagenetSize::S64).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Mismatch { file, .. } if file == "b.npz:data.npy"),
-            "{err}"
-        );
-        let no_data = npz(&[("labels", npy("<i8", &[0], &[]))], false);
-        assert!(matches!(
-            parse(no_data, ImagenetSize::S32),
-            Err(DataError::Npz { .. })
-        ));
-        let mut corrupt = imagenet_npz(&set, None, false);
-        corrupt.truncate(corrupt.len() / 2);
-        let err = parse(corrupt, ImagenetSize::S32).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Npz { file, .. } if file == "b.npz"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn loads_npz_files_from_sub_folders_in_batch_order() {
-        let root = temp_dir();
-        let train_dir = root.path().join("Imagenet32_train_npz");
-        std::fs::create_dir(&train_dir).unwrap();
-        let mut parts = Vec::new();
-        for k in [1, 2, 10] {
-            let mut set = test_images([3, 32, 32], 2, IMAGENET_CLASSES);
-            set.labels.iter_mut().for_each(|l| *l = k);
-            let labels: Vec<i64> = set.labels.iter().map(|&l| i64::from(l) + 1).collect();
-            std::fs::write(
-                train_dir.join(format!("train_data_batch_{k}.npz")),
-                imagenet_npz(&set, Some(&labels), false),
-            )
-            .unwrap();
-            parts.push(set);
-        }
-        let val = test_images([3, 32, 32], 1, 10);
-        std::fs::write(
-            root.path().join("val_data.npz"),
-            imagenet_npz(&val, Some(&[1]), true),
-        )
-        .unwrap();
-        let (train, got_val) = load(root.path(), ImagenetSize::S32).unwrap();
-        assert_eq!(train.len(), 6);
-        assert_eq!(train.labels, vec![1, 1, 2, 2, 10, 10]);
-        assert_eq!(
-            train,
-            ImageSet::concat([3, 32, 32], parts.into_iter().map(Ok::<_, ()>)).unwrap()
-        );
-        assert_eq!(got_val.labels, vec![0]);
-        std::fs::remove_file(root.path().join("val_data.npz")).unwrap();
-        let text = load(root.path(), ImagenetSize::S32)
-            .unwrap_err()
-            .to_string();
-        assert!(text.contains("no val_data.npz"), "{text}");
-    }
-
-    #[test]
-    fn loads_image_folders_and_names_a_missing_split() {
-        let root = temp_dir();
-        for (split, classes) in [("train_64x64", 2), ("valid_64x64", 1)] {
-            for c in 0..classes {
-                let dir = root.path().join(split).join(format!("class{c}"));
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(
-                    dir.join("0.png"),
-                    png(64, 64, &vec![c as u8 * 50; 64 * 64 * 3]),
-                )
-                .unwrap();
-            }
-        }
-        let (train, valid) = load(root.path(), ImagenetSize::S64).unwrap();
-        assert_eq!((train.len(), valid.len(), train.shape), (2, 1, [3, 64, 64]));
-        assert_eq!(train.labels, vec![0, 1]);
-        assert!(train.image(1).iter().all(|&v| v == 50));
-        // 64x64 images are not ImageNet 32x32.
-        std::fs::rename(
-            root.path().join("train_64x64"),
-            root.path().join("train_32x32"),
-        )
-        .unwrap();
-        std::fs::rename(
-            root.path().join("valid_64x64"),
-            root.path().join("valid_32x32"),
-        )
-        .unwrap();
-        let err = load(root.path(), ImagenetSize::S32).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::ImageSize {
-                    expected: (32, 32),
-                    got: (64, 64),
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        std::fs::remove_dir_all(root.path().join("valid_32x32")).unwrap();
-        let err = load(root.path(), ImagenetSize::S32).unwrap_err();
-        assert!(matches!(err, DataError::MissingData { .. }), "{err}");
-        assert!(err.to_string().contains("valid_32x32"), "{err}");
-        let empty = temp_dir();
-        let text = load(empty.path(), ImagenetSize::S32)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            text.contains("train_32x32/") && text.contains("val_data.npz"),
-            "{text}"
-        );
-    }
 }

