@@ -9,6 +9,7 @@ use clap::{ArgMatches, Args, ValueEnum};
 use marscf::PriorKind;
 use marscf::core::{CouplingKind, MixLogCdfConfig};
 use marscf::data::MnistLayout;
+use marscf::data::datasets::{CacheDir, DatasetName};
 
 /// The size of the model `train` builds unless told otherwise: `L = 3, K = 4, C = 64`.
 pub const TRAIN_MODEL: ModelSize = ModelSize {
@@ -124,6 +125,26 @@ pub struct DataArgs {
     /// Use only the first N test images.
     #[arg(long)]
     pub test_images: Option<usize>,
+    /// Decode the dataset once into raw files in this folder and memory-map them (memory
+    /// then does not grow with the dataset) [default: `<data root>/.marscf-cache` for
+    /// imagenet32/64, in memory for the others].
+    #[arg(long, conflicts_with = "in_memory")]
+    pub cache_dir: Option<PathBuf>,
+    /// Decode the whole dataset into memory at every start, even ImageNet.
+    #[arg(long)]
+    pub in_memory: bool,
+}
+
+impl DataArgs {
+    /// Where `name` is cached, if anywhere.
+    pub fn cache(&self, name: DatasetName) -> Option<CacheDir> {
+        match (&self.cache_dir, self.in_memory) {
+            (Some(dir), _) => Some(CacheDir::At(dir.clone())),
+            (None, true) => None,
+            (None, false) => matches!(name, DatasetName::Imagenet32 | DatasetName::Imagenet64)
+                .then_some(CacheDir::InDataRoot),
+        }
+    }
 }
 
 /// The model's shape.

@@ -51,7 +51,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let Loaded { model, origin, .. } = load_model(&source, &device)?;
     let info = data_to_score(&args, origin.data.as_ref())?;
-    let (_, test) = load_data(&info, args.data.download)?;
+    let (_, test) = load_data(&info, &args.data)?;
     if test.shape != model.config.flow.image {
         return Err(format!(
             "{} images are {:?}, the model expects {:?}: pass the --dataset (and --mnist-layout) it was trained on",

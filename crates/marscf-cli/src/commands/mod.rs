@@ -12,23 +12,31 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use marscf::checkpoint::{self, Origin};
-use marscf::data::datasets::{DatasetName, load};
+use marscf::data::datasets::{DatasetName, LoadOptions, load_with};
 use marscf::data::{ImageSet, MnistLayout};
 use marscf::import::{ImportReport, load_reference, reference_image_side};
 use marscf::{DataInfo, MarScf};
+
+use crate::args::DataArgs;
 
 /// What a subcommand returns: any error, printed with its causes by `main`.
 pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// The training and test sets `info` describes (the test set cut to its first
-/// `info.test_images`), downloaded first if asked.
-pub fn load_data(info: &DataInfo, download: bool) -> Result<(ImageSet, ImageSet)> {
+/// `info.test_images`), downloaded first if `args` ask, decoded into memory or through the
+/// cache `args` name.
+pub fn load_data(info: &DataInfo, args: &DataArgs) -> Result<(ImageSet, ImageSet)> {
     let name: DatasetName = info.dataset.parse()?;
     let root = info.root.as_deref();
-    if download {
+    if args.download {
         fetch(name, root)?;
     }
-    let (train, test) = load(name, root, info.layout())?;
+    let options = LoadOptions {
+        layout: info.layout(),
+        cache: args.cache(name),
+        verify_cache: false,
+    };
+    let (train, test) = load_with(name, root, &options)?;
     let test = match info.test_images {
         Some(n) => test.take(n),
         None => test,

@@ -146,7 +146,7 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
     let model = plan.model;
     model.flow.validate()?;
     let device = select_device()?;
-    let (train_set, test_set) = load_data(&info, args.data.download)?;
+    let (train_set, test_set) = load_data(&info, &args.data)?;
     println!(
         "training mAR-SCF on {} ({} train / {} test images {:?}) with {}, out {}",
         info.dataset,
