@@ -21,6 +21,83 @@ pub fn reference_step_index(level: usize, step: usize, steps: usize) -> usize {
     level * (steps + 2) + 1 + step
 }
 
+/// The rewrites of parameter names inside a module (after the module's index is mapped),
+/// applied in order: `(regex, replacement)`.
+const KEY_RULES: [(&str, &str); 22] = [
+    // Flow step: ActNorm, 1x1 convolution.
+    (r"\.actnormlayer\.is_initialized$", ".actnorm.initialized"),
+    (r"\.actnormlayer\.", ".actnorm."),
+    (r"\.invert_1x1_layer\.", ".inv_conv."),
+    // Affine coupling network: conv + ActNorm twice, then the zero convolution.
+    (
+        r"\.coupling\.NN_net\.conv([12])\.weight$",
+        ".coupling.net.conv$1.conv.weight",
+    ),
+    (
+        r"\.coupling\.NN_net\.conv([12])\.actnorm\.is_initialized$",
+        ".coupling.net.conv$1.actnorm.initialized",
+    ),
+    (
+        r"\.coupling\.NN_net\.conv([12])\.actnorm\.",
+        ".coupling.net.conv$1.actnorm.",
+    ),
+    (
+        r"\.coupling\.NN_net\.conv3\.(weight|bias)$",
+        ".coupling.net.conv3.conv.$1",
+    ),
+    (
+        r"\.coupling\.NN_net\.conv3\.logs$",
+        ".coupling.net.conv3.logs",
+    ),
+    // MixLogCDF coupling network (Flow++): WN convolutions wrap an nn.Conv2d as `.conv`.
+    (r"\.coupling\.nn\.in_conv\.conv\.", ".coupling.net.in_conv."),
+    (
+        r"\.coupling\.nn\.mid_convs\.(\d+)\.conv\.conv\.conv\.",
+        ".coupling.net.blocks.$1.gated_conv.conv.",
+    ),
+    (
+        r"\.coupling\.nn\.mid_convs\.(\d+)\.conv\.gate\.conv\.",
+        ".coupling.net.blocks.$1.gated_conv.gate.",
+    ),
+    (
+        r"\.coupling\.nn\.mid_convs\.(\d+)\.norm_([12])\.",
+        ".coupling.net.blocks.$1.norm_$2.",
+    ),
+    // Burn's LayerNorm calls its affine parameters gamma and beta.
+    (r"\.(norm_[12])\.weight$", ".$1.gamma"),
+    (r"\.(norm_[12])\.bias$", ".$1.beta"),
+    (
+        r"\.coupling\.nn\.mid_convs\.(\d+)\.attn\.",
+        ".coupling.net.blocks.$1.attention.",
+    ),
+    (
+        r"\.coupling\.nn\.out_conv\.conv\.",
+        ".coupling.net.out_conv.",
+    ),
+    (r"\.coupling\.nn\.rescale\.", ".coupling.net.rescale."),
+    // mAR prior, one ChannelPrior per level.
+    (
+        r"^flow\.c_prior\.prior_list\.(\d+)\.z1_cond_network\.0\.",
+        "prior.levels.$1.condition.conv1.",
+    ),
+    (
+        r"^flow\.c_prior\.prior_list\.(\d+)\.z1_cond_network\.2\.",
+        "prior.levels.$1.condition.conv2.",
+    ),
+    (
+        r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.conv_embed\.",
+        "prior.levels.$1.embed.",
+    ),
+    (
+        r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.conv_out1\.",
+        "prior.levels.$1.out.",
+    ),
+    (
+        r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.lstm\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$",
+        "prior.levels.$1.lstm.layers.$3.$2",
+    ),
+];
+
 /// Regex rewrites, applied in order, from reference keys (prefix already stripped) to
 /// this crate's parameter paths.
 pub fn reference_key_map(config: &MarScfConfig) -> Vec<(String, String)> {
@@ -35,82 +112,8 @@ pub fn reference_key_map(config: &MarScfConfig) -> Vec<(String, String)> {
             ));
         }
     }
-    let rules: &[(&str, &str)] = &[
-        // Flow step: ActNorm, 1x1 convolution.
-        (r"\.actnormlayer\.is_initialized$", ".actnorm.initialized"),
-        (r"\.actnormlayer\.", ".actnorm."),
-        (r"\.invert_1x1_layer\.", ".inv_conv."),
-        // Affine coupling network: conv + ActNorm twice, then the zero convolution.
-        (
-            r"\.coupling\.NN_net\.conv([12])\.weight$",
-            ".coupling.net.conv$1.conv.weight",
-        ),
-        (
-            r"\.coupling\.NN_net\.conv([12])\.actnorm\.is_initialized$",
-            ".coupling.net.conv$1.actnorm.initialized",
-        ),
-        (
-            r"\.coupling\.NN_net\.conv([12])\.actnorm\.",
-            ".coupling.net.conv$1.actnorm.",
-        ),
-        (
-            r"\.coupling\.NN_net\.conv3\.(weight|bias)$",
-            ".coupling.net.conv3.conv.$1",
-        ),
-        (
-            r"\.coupling\.NN_net\.conv3\.logs$",
-            ".coupling.net.conv3.logs",
-        ),
-        // MixLogCDF coupling network (Flow++): WN convolutions wrap an nn.Conv2d as `.conv`.
-        (r"\.coupling\.nn\.in_conv\.conv\.", ".coupling.net.in_conv."),
-        (
-            r"\.coupling\.nn\.mid_convs\.(\d+)\.conv\.conv\.conv\.",
-            ".coupling.net.blocks.$1.gated_conv.conv.",
-        ),
-        (
-            r"\.coupling\.nn\.mid_convs\.(\d+)\.conv\.gate\.conv\.",
-            ".coupling.net.blocks.$1.gated_conv.gate.",
-        ),
-        (
-            r"\.coupling\.nn\.mid_convs\.(\d+)\.norm_([12])\.",
-            ".coupling.net.blocks.$1.norm_$2.",
-        ),
-        // Burn's LayerNorm calls its affine parameters gamma and beta.
-        (r"\.(norm_[12])\.weight$", ".$1.gamma"),
-        (r"\.(norm_[12])\.bias$", ".$1.beta"),
-        (
-            r"\.coupling\.nn\.mid_convs\.(\d+)\.attn\.",
-            ".coupling.net.blocks.$1.attention.",
-        ),
-        (
-            r"\.coupling\.nn\.out_conv\.conv\.",
-            ".coupling.net.out_conv.",
-        ),
-        (r"\.coupling\.nn\.rescale\.", ".coupling.net.rescale."),
-        // mAR prior, one ChannelPrior per level.
-        (
-            r"^flow\.c_prior\.prior_list\.(\d+)\.z1_cond_network\.0\.",
-            "prior.levels.$1.condition.conv1.",
-        ),
-        (
-            r"^flow\.c_prior\.prior_list\.(\d+)\.z1_cond_network\.2\.",
-            "prior.levels.$1.condition.conv2.",
-        ),
-        (
-            r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.conv_embed\.",
-            "prior.levels.$1.embed.",
-        ),
-        (
-            r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.conv_out1\.",
-            "prior.levels.$1.out.",
-        ),
-        (
-            r"^flow\.c_prior\.prior_list\.(\d+)\.prior_lstm\.lstm\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$",
-            "prior.levels.$1.lstm.layers.$3.$2",
-        ),
-    ];
     map.extend(
-        rules
+        KEY_RULES
             .iter()
             .map(|(from, to)| (from.to_string(), to.to_string())),
     );
@@ -268,9 +271,6 @@ pub fn infer_config(
     tensors: &BTreeMap<String, PackTensor>,
     image_side: Option<usize>,
 ) -> Result<MarScfConfig, String> {
-    let number_after = |key: &str, marker: &str| -> Option<usize> {
-        key.strip_prefix(marker)?.split('.').next()?.parse().ok()
-    };
     let levels = tensors
         .keys()
         .filter_map(|k| number_after(k, "flow.c_prior.prior_list."))
@@ -291,11 +291,37 @@ pub fn infer_config(
     }
     let steps = (last_module + 2) / levels - 2;
     let channels = dims(tensors, "flow.layers.1.actnormlayer.bias")?[1] / 4;
-    let (coupling, hidden) = if tensors.contains_key("flow.layers.1.coupling.NN_net.conv1.weight") {
-        (
+    let (coupling, hidden) = infer_coupling(tensors)?;
+    let lstm_layers = tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix("flow.c_prior.prior_list.0.prior_lstm.lstm.weight_ih_l"))
+        .count();
+    let prior_hidden = dims(
+        tensors,
+        "flow.c_prior.prior_list.0.prior_lstm.conv_embed.weight",
+    )?[0];
+    let side = image_side.unwrap_or_else(|| reference_image_side(levels));
+    let flow = MultiScaleFlowConfig::new([channels, side, side], levels, steps, hidden)
+        .with_coupling(coupling);
+    Ok(MarScfConfig::new(flow).with_prior(PriorKind::Mar {
+        hidden: prior_hidden,
+        lstm_layers,
+    }))
+}
+
+/// The number after `marker` in `key` (`flow.layers.` in `flow.layers.7.x` gives 7).
+fn number_after(key: &str, marker: &str) -> Option<usize> {
+    key.strip_prefix(marker)?.split('.').next()?.parse().ok()
+}
+
+/// The coupling of the first flow step and its hidden width, from its parameter names and
+/// shapes (MixLogCDF: the mixture components from the output channels, `half (3 k + 2)`).
+fn infer_coupling(tensors: &BTreeMap<String, PackTensor>) -> Result<(CouplingKind, usize), String> {
+    if tensors.contains_key("flow.layers.1.coupling.NN_net.conv1.weight") {
+        Ok((
             CouplingKind::Affine,
             dims(tensors, "flow.layers.1.coupling.NN_net.conv1.weight")?[0],
-        )
+        ))
     } else if tensors.contains_key("flow.layers.1.coupling.nn.in_conv.conv.weight_v") {
         let in_conv = dims(tensors, "flow.layers.1.coupling.nn.in_conv.conv.weight_v")?;
         let out_channels = dims(tensors, "flow.layers.1.coupling.nn.out_conv.conv.weight_v")?[0];
@@ -314,26 +340,11 @@ pub fn infer_config(
         let mixlogcdf = MixLogCdfConfig::new()
             .with_components((per_channel - 2) / 3)
             .with_blocks(blocks);
-        (CouplingKind::MixLogCdf(mixlogcdf), hidden)
+        Ok((CouplingKind::MixLogCdf(mixlogcdf), hidden))
     } else {
-        return Err(
+        Err(
             "cannot infer the coupling: neither affine (NN_net) nor MixLogCDF (nn.in_conv) keys"
                 .into(),
-        );
-    };
-    let lstm_layers = tensors
-        .keys()
-        .filter_map(|k| k.strip_prefix("flow.c_prior.prior_list.0.prior_lstm.lstm.weight_ih_l"))
-        .count();
-    let prior_hidden = dims(
-        tensors,
-        "flow.c_prior.prior_list.0.prior_lstm.conv_embed.weight",
-    )?[0];
-    let side = image_side.unwrap_or_else(|| reference_image_side(levels));
-    let flow = MultiScaleFlowConfig::new([channels, side, side], levels, steps, hidden)
-        .with_coupling(coupling);
-    Ok(MarScfConfig::new(flow).with_prior(PriorKind::Mar {
-        hidden: prior_hidden,
-        lstm_layers,
-    }))
+        )
+    }
 }

@@ -186,30 +186,11 @@ impl<'a> Session<'a> {
             data: Some(data.info.clone()),
             run: Some(run.clone()),
         };
-        let state = match start {
-            Start::Resume => {
-                folder.remove_unfinished_writes()?;
-                folder.latest_state()
-            }
-            Start::New => None,
-            Start::Overwrite => {
-                if let Some(moved) = folder.move_aside()? {
-                    observer.on_message(&format!("the old run was moved to {}", moved.display()));
-                }
-                None
-            }
-        };
-        let resumed = match &state {
+        let resumed = match claim_or_find_state(&folder, start, observer)? {
             Some(state) => Some(restore(
-                state, model, &origin, run, &folder, device, observer,
+                &state, model, &origin, run, &folder, device, observer,
             )?),
-            None => {
-                if start == Start::Resume {
-                    observer.on_message("nothing to resume: starting a new run");
-                }
-                folder.claim()?;
-                None
-            }
+            None => None,
         };
         let is_new = resumed.is_none();
         let (training, position) = match resumed {
@@ -315,7 +296,7 @@ impl<'a> Session<'a> {
         let step = self.step();
         let due = match self.run.eval_every {
             0 => epoch_ended,
-            every => step > 0 && step % every == 0,
+            every => step > 0 && step.is_multiple_of(every),
         };
         due && self.evaluated_at != Some(step)
     }
@@ -377,6 +358,32 @@ impl<'a> Session<'a> {
             images_per_second: None,
         }
     }
+}
+
+/// Prepares `folder` as `start` says: the state to resume from, or `None` once the folder
+/// is claimed for a new run (an old run moved aside first for [`Start::Overwrite`]).
+fn claim_or_find_state(
+    folder: &RunFolder,
+    start: Start,
+    observer: &mut dyn Observer,
+) -> Result<Option<PathBuf>, TrainError> {
+    match start {
+        Start::Resume => {
+            folder.remove_unfinished_writes()?;
+            if let Some(state) = folder.latest_state() {
+                return Ok(Some(state));
+            }
+            observer.on_message("nothing to resume: starting a new run");
+        }
+        Start::Overwrite => {
+            if let Some(moved) = folder.move_aside()? {
+                observer.on_message(&format!("the old run was moved to {}", moved.display()));
+            }
+        }
+        Start::New => {}
+    }
+    folder.claim()?;
+    Ok(None)
 }
 
 /// The new run's training state: the model initialised (ActNorm's data-dependent

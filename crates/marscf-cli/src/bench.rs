@@ -165,34 +165,10 @@ pub fn run_case(
                 let _ = model.sample(b, 1.0).into_data();
             })
         }
-        "coupling_fwd_level1" | "coupling_fwd_bwd_level1" => {
-            let backward = case == "coupling_fwd_bwd_level1";
-            let device = if backward {
-                device.clone().autodiff()
-            } else {
-                device.clone()
-            };
-            let coupling = config
-                .coupling
-                .init(12, config.hidden, &device)
-                .map_err(ModelError::from)?;
-            let x = Tensor::<4>::random([b, 12, 16, 16], Distribution::Normal(0.0, 1.0), &device);
-            median_seconds(config.reps, || {
-                let (y, logdet) = coupling.forward(x.clone());
-                let total = y.sum() + logdet.sum();
-                if backward {
-                    let _ = total.backward();
-                    sync(&device);
-                } else {
-                    let _ = total.into_data();
-                }
-            })
-        }
+        "coupling_fwd_level1" => time_coupling(config, device, false)?,
+        "coupling_fwd_bwd_level1" => time_coupling(config, device, true)?,
         GEMM_CASE => {
-            let a = Tensor::<2>::random([2048, 2048], Distribution::Default, device);
-            let seconds = median_seconds(config.reps, || {
-                let _ = a.clone().matmul(a.clone()).slice([0..1, 0..1]).into_data();
-            });
+            let seconds = time_gemm(config.reps, device);
             return Ok(BenchResult {
                 case: GEMM_CASE.into(),
                 coupling: String::new(),
@@ -224,5 +200,39 @@ pub fn run_case(
         median_s,
         items_per_s: b as f64 / median_s,
         backend: backend.to_string(),
+    })
+}
+
+/// Median seconds of one coupling's forward (and backward) at the reference's first-level
+/// size, `(batch, 12, 16, 16)`.
+fn time_coupling(config: &BenchConfig, device: &Device, backward: bool) -> Result<f64, BenchError> {
+    let device = if backward {
+        device.clone().autodiff()
+    } else {
+        device.clone()
+    };
+    let coupling = config
+        .coupling
+        .init(12, config.hidden, &device)
+        .map_err(ModelError::from)?;
+    let shape = [config.batch, 12, 16, 16];
+    let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    Ok(median_seconds(config.reps, || {
+        let (y, logdet) = coupling.forward(x.clone());
+        let total = y.sum() + logdet.sum();
+        if backward {
+            let _ = total.backward();
+            sync(&device);
+        } else {
+            let _ = total.into_data();
+        }
+    }))
+}
+
+/// Median seconds of a 2048 x 2048 x 2048 matrix product.
+fn time_gemm(reps: usize, device: &Device) -> f64 {
+    let a = Tensor::<2>::random([2048, 2048], Distribution::Default, device);
+    median_seconds(reps, || {
+        let _ = a.clone().matmul(a.clone()).slice([0..1, 0..1]).into_data();
     })
 }
