@@ -101,9 +101,10 @@ impl InvertibleLayer for MixLogCdfCoupling {
         let (x_change, x_id) = split(x);
         let params = self.net.forward(x_id.clone());
         let mixture = Self::mixture(&params);
-        let (logit, logit_ldj) = logit_with_log_det(mixture.log_cdf(x_change.clone()));
+        let densities = mixture.log_densities(x_change);
+        let (logit, logit_ldj) = logit_with_log_det(densities.log_cdf);
         let out = (logit + params.b) * params.a.clone().exp();
-        let logdet = sum_per_sample(mixture.log_pdf(x_change) + logit_ldj + params.a);
+        let logdet = sum_per_sample(densities.log_pdf + logit_ldj + params.a);
         (merge(out, x_id), logdet)
     }
 

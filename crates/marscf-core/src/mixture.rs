@@ -3,36 +3,14 @@
 //!
 //! A mixture over `k` components is held as `(B, k, C, H, W)` tensors and evaluated at
 //! `x` of shape `(B, C, H, W)`; the log-pdf and log-cdf reduce over components with a
-//! log-sum-exp, the bisection (which only compares the CDF with a target) with a plain sum.
+//! log-sum-exp (both at once: [`marscf_kernels::mixture_log_densities`]), the bisection
+//! (which only compares the CDF with a target) with a plain sum.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softplus};
-use marscf_kernels::{MixtureCdf, bisect_mixture};
-
-/// `ln Σ exp(x)` along `dim`, keeping it, shifted by the maximum for stability.
-pub fn logsumexp<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
-    let max = x.clone().max_dim(dim).detach();
-    (x - max.clone()).exp().sum_dim(dim).log() + max
-}
-
-/// Logistic log-density: `z - log_s - 2 softplus(z)`, `z = (x - mu) exp(-log_s)`.
-pub fn logistic_log_pdf<const D: usize>(
-    x: Tensor<D>,
-    mu: Tensor<D>,
-    log_s: Tensor<D>,
-) -> Tensor<D> {
-    let z = (x - mu) * log_s.clone().neg().exp();
-    z.clone() - log_s - softplus(z, 1.0).mul_scalar(2.0)
-}
-
-/// Logistic log-CDF: `log_sigmoid(z)`, `z = (x - mu) exp(-log_s)`.
-pub fn logistic_log_cdf<const D: usize>(
-    x: Tensor<D>,
-    mu: Tensor<D>,
-    log_s: Tensor<D>,
-) -> Tensor<D> {
-    log_sigmoid((x - mu) * log_s.neg().exp())
-}
+use burn::tensor::activation::{log_softmax, sigmoid, softplus};
+use marscf_kernels::{
+    LogMixture, MixtureCdf, MixtureLogDensities, bisect_mixture, mixture_log_densities,
+};
 
 /// The smallest value the reference lets into a logarithm (`safe_log`).
 pub const LOG_FLOOR: f64 = 1e-22;
@@ -63,27 +41,26 @@ impl LogisticMixture {
         }
     }
 
-    fn combine(&self, per_component: Tensor<5>) -> Tensor<4> {
-        let [b, _, c, h, w] = per_component.dims();
-        logsumexp(self.log_weights.clone() + per_component, 1).reshape([b, c, h, w])
+    /// The log-density and log-CDF at `x` `(B, C, H, W)`, both from one evaluation of
+    /// the components ([`mixture_log_densities`]).
+    pub fn log_densities(&self, x: Tensor<4>) -> MixtureLogDensities {
+        let mixture = LogMixture {
+            log_weights: self.log_weights.clone(),
+            mu: self.mu.clone(),
+            log_s: self.log_s.clone(),
+        };
+        mixture_log_densities(&mixture, x)
     }
 
-    /// `ln Σ_j π_j logistic_pdf(x; mu_j, s_j)`, `(B, C, H, W)`.
+    /// `ln Σ_j π_j logistic_pdf(x; mu_j, s_j)`, `(B, C, H, W)`, with
+    /// `ln logistic_pdf = z - ln s - 2 softplus(z)`, `z = (x - mu) / s`.
     pub fn log_pdf(&self, x: Tensor<4>) -> Tensor<4> {
-        self.combine(logistic_log_pdf(
-            x.unsqueeze_dim(1),
-            self.mu.clone(),
-            self.log_s.clone(),
-        ))
+        self.log_densities(x).log_pdf
     }
 
-    /// `ln Σ_j π_j logistic_cdf(x; mu_j, s_j)`, `(B, C, H, W)`.
+    /// `ln Σ_j π_j σ((x - mu_j) / s_j)`, `(B, C, H, W)`.
     pub fn log_cdf(&self, x: Tensor<4>) -> Tensor<4> {
-        self.combine(logistic_log_cdf(
-            x.unsqueeze_dim(1),
-            self.mu.clone(),
-            self.log_s.clone(),
-        ))
+        self.log_densities(x).log_cdf
     }
 
     /// `x` with `cdf(x) = y` for `y` in `(0, 1)`, `(B, C, H, W)`, by bisection as the

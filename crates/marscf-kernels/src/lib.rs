@@ -18,6 +18,7 @@ mod dropout;
 mod flex;
 mod gate;
 mod lstm;
+mod mixture;
 mod softmax;
 
 pub use bisect::{MixtureCdf, bisect_mixture, bisect_mixture_portable};
@@ -26,6 +27,9 @@ pub use conv::{ConvSpec, conv2d, conv2d_module, conv2d_portable};
 pub use dropout::{dropout, dropout_portable};
 pub use gate::{gate, gate_portable};
 pub use lstm::{LstmCellState, lstm_cell, lstm_cell_portable};
+pub use mixture::{
+    LogMixture, MixtureLogDensities, mixture_log_densities, mixture_log_densities_portable,
+};
 pub use softmax::{softmax, softmax_portable};
 
 use burn::tensor::{DType, Device};

@@ -4,9 +4,10 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use marscf_kernels::{
-    ConvSpec, MixtureCdf, bisect_mixture, bisect_mixture_portable, concat_elu, concat_elu_portable,
-    conv2d, conv2d_portable, dropout, dropout_portable, gate, gate_portable, lstm_cell,
-    lstm_cell_portable, softmax, softmax_portable,
+    ConvSpec, LogMixture, MixtureCdf, MixtureLogDensities, bisect_mixture, bisect_mixture_portable,
+    concat_elu, concat_elu_portable, conv2d, conv2d_portable, dropout, dropout_portable, gate,
+    gate_portable, lstm_cell, lstm_cell_portable, mixture_log_densities,
+    mixture_log_densities_portable, softmax, softmax_portable,
 };
 
 fn device() -> Device {
@@ -218,6 +219,45 @@ fn mixture_bisection() {
             let diff = (x - x0).abs().max().into_scalar::<f32>();
             let allowed = if tolerance < 1e-6 { 1e-5 } else { 2e-3 };
             assert!(diff <= allowed, "{what}: max |x - x0| = {diff}");
+        }
+    }
+}
+
+#[test]
+fn mixture_log_densities_forward_and_gradients() {
+    // (batch, components, c, h, w): odd sizes, blocks that do not divide the positions.
+    for (b, k, c, h, w) in [(1, 2, 1, 1, 3), (3, 4, 3, 5, 7), (2, 32, 2, 8, 9)] {
+        let what = format!("B{b} k{k} {c}x{h}x{w}");
+        let pi = random([b, k, c, h, w]);
+        // Points and locations spread over several scales, log-scales in [-3, 1].
+        let leaf = |t: Tensor<5>| t.detach().require_grad();
+        let x = random([b, c, h, w]).mul_scalar(4.0).detach().require_grad();
+        let mu = leaf(random([b, k, c, h, w]).mul_scalar(3.0));
+        let log_s = leaf(random([b, k, c, h, w]).mul_scalar(2.0).sub_scalar(1.0));
+        let probes = [random([b, c, h, w]).detach(), random([b, c, h, w]).detach()];
+        let run = |f: fn(&LogMixture, Tensor<4>) -> MixtureLogDensities| {
+            let mixture = LogMixture {
+                log_weights: burn::tensor::activation::log_softmax(pi.clone(), 1),
+                mu: mu.clone(),
+                log_s: log_s.clone(),
+            };
+            let d = f(&mixture, x.clone());
+            let loss = (d.log_pdf.clone() * probes[0].clone()).sum()
+                + (d.log_cdf.clone() * probes[1].clone()).sum();
+            let grads = loss.backward();
+            let grad = |t: &Tensor<5>| t.grad(&grads).expect("a gradient");
+            (
+                [d.log_pdf, d.log_cdf, x.grad(&grads).expect("dx")],
+                [grad(&pi), grad(&mu), grad(&log_s)],
+            )
+        };
+        let (values, params) = run(mixture_log_densities);
+        let (values0, params0) = run(mixture_log_densities_portable);
+        for ((name, a), b) in ["log pdf", "log cdf", "dx"].iter().zip(values).zip(values0) {
+            assert_close(&format!("{what} {name}"), a, b);
+        }
+        for ((name, a), b) in ["d pi", "d mu", "d log s"].iter().zip(params).zip(params0) {
+            assert_close(&format!("{what} {name}"), a, b);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Branch-free `exp`, `sigmoid` and `tanh` on `f32` that the compiler vectorises (Cephes'
+//! Branch-free `exp`, `ln`, `sigmoid` and `tanh` on `f32` that the compiler vectorises (Cephes'
 //! single-precision polynomials: a few ulp from libm's), and the runtime choice of the
 //! widest instruction set for the loops that use them.
 
@@ -29,6 +29,40 @@ pub fn exp(x: f32) -> f32 {
     // exponent field of 2^n (n is integral and within [-126, 127] after the clamp).
     let scale = f32::from_bits((n + BIASED).to_bits() << 23);
     er * scale
+}
+
+/// `ln x` for positive normal `x`: `x = m 2^e` with `m` in `[√½, √2)`, then Cephes'
+/// polynomial in `m - 1`.
+#[inline(always)]
+pub fn ln(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+    let small = m < std::f32::consts::FRAC_1_SQRT_2;
+    e -= small as i32;
+    let m = if small { m + m - 1.0 } else { m - 1.0 };
+    let z = m * m;
+    let mut y = 7.037_683_6e-2;
+    y = y * m - 1.151_461e-1;
+    y = y * m + 1.167_699_9e-1;
+    y = y * m - 1.242_014_1e-1;
+    y = y * m + 1.424_932_3e-1;
+    y = y * m - 1.666_805_8e-1;
+    y = y * m + 2.000_071_5e-1;
+    y = y * m - 2.499_999_4e-1;
+    y = y * m + 3.333_333e-1;
+    let e = e as f32;
+    let y = y * m * z + LN2_LO * e - 0.5 * z;
+    m + y + LN2_HI * e
+}
+
+/// `ln(1 + u)` for `u >= 0`, accurate where `u` is small: `ln(w) u / (w - 1)` with
+/// `w = 1 + u` rounded (the correction cancels the rounding of `w`), `u` where `w = 1`.
+#[inline(always)]
+pub fn ln_1p(u: f32) -> f32 {
+    let w = 1.0 + u;
+    let d = w - 1.0;
+    if d == 0.0 { u } else { ln(w) * (u / d) }
 }
 
 /// `σ(x) = 1 / (1 + e^-x)`.
@@ -94,6 +128,33 @@ mod tests {
                 ((got - want) / want).abs() < 4.0 * f32::EPSILON,
                 "exp({x}) = {got}, libm {want}"
             );
+        }
+    }
+
+    #[test]
+    fn ln_is_within_a_few_ulp_of_libm() {
+        let mut x = 1e-30f32;
+        while x < 1e30 {
+            for y in [x, x * 1.37, x * 2.9, 1.0 + x.min(1.0) * 1e-3] {
+                let want = (y as f64).ln();
+                let got = ln(y) as f64;
+                assert!(
+                    (got - want).abs() <= 2.5e-7 * want.abs() + 1e-8,
+                    "ln({y}) = {got}, want {want}"
+                );
+            }
+            x *= 1.9;
+        }
+        assert_eq!(ln(1.0), 0.0);
+        let mut u = 1e-30f32;
+        while u < 1e3 {
+            let want = (u as f64).ln_1p();
+            let got = ln_1p(u) as f64;
+            assert!(
+                (got - want).abs() <= 4e-7 * want,
+                "ln_1p({u}) = {got}, want {want}"
+            );
+            u *= 1.7;
         }
     }
 

@@ -7,6 +7,7 @@ mod elu;
 mod gate;
 mod lstm;
 mod math;
+mod mixture;
 mod rows;
 
 use std::borrow::Cow;
@@ -53,6 +54,15 @@ pub trait FlexKernels: Backend {
 
     /// `a σ(b)` for `x` as `outer` blocks `[a; b]`, any shape (halved along one dimension).
     fn marscf_gate(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
+
+    /// [`crate::mixture_log_densities`]: the mixture `(B, k, C, H, W)` each and `x`
+    /// `(B, C, H, W)` -> `[ln pdf; ln cdf]` `(2B, C, H, W)`.
+    fn marscf_mixture_log_densities(
+        log_weights: FloatTensor<Self>,
+        mu: FloatTensor<Self>,
+        log_s: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 
     /// The bisection of [`crate::bisect_mixture`]: the mixture `(B, k, C, H, W)` each,
     /// `y`, `lower`, `upper` `(B, C, H, W)`; `(max_iters, tolerance)`.
@@ -153,6 +163,40 @@ fn gate_blocks(shape: &Shape, dim: usize) -> usize {
     shape.iter().take(dim).product()
 }
 
+/// The Flex kernel of [`crate::mixture_log_densities`].
+pub fn mixture_log_densities(
+    mixture: &crate::LogMixture,
+    x: Tensor<4>,
+) -> crate::MixtureLogDensities {
+    let [b, c, h, w] = x.dims();
+    let both = Tensor::<4>::from_dispatch(<Dispatch as FlexKernels>::marscf_mixture_log_densities(
+        mixture.log_weights.clone().into_dispatch(),
+        mixture.mu.clone().into_dispatch(),
+        mixture.log_s.clone().into_dispatch(),
+        x.into_dispatch(),
+    ));
+    crate::MixtureLogDensities {
+        log_pdf: both.clone().slice([0..b, 0..c, 0..h, 0..w]),
+        log_cdf: both.slice([b..2 * b, 0..c, 0..h, 0..w]),
+    }
+}
+
+/// The slices of a mixture and its points as the kernel reads them.
+fn mixture_view<'a>(
+    [log_weights, mu, log_s, x]: [&'a [f32]; 4],
+    shape: [usize; 5],
+) -> mixture::Mixture<'a> {
+    let [_, k, c, h, w] = shape;
+    mixture::Mixture {
+        log_weights,
+        mu,
+        log_s,
+        x,
+        components: k,
+        positions: c * h * w,
+    }
+}
+
 /// The Flex kernel of [`crate::bisect_mixture`].
 pub fn bisect_mixture(
     mixture: &crate::MixtureCdf,
@@ -205,6 +249,11 @@ pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, whole_channels: bool) ->
 fn dims4(t: &FlexTensor) -> [usize; 4] {
     let shape = t.shape();
     [shape[0], shape[1], shape[2], shape[3]]
+}
+
+fn dims5(t: &FlexTensor) -> [usize; 5] {
+    let shape = t.shape();
+    [shape[0], shape[1], shape[2], shape[3], shape[4]]
 }
 
 /// `t` with a contiguous layout (copied only if it is a strided view).
@@ -275,6 +324,24 @@ impl FlexKernels for Flex {
         let y = gate::forward(&values(&x), gate_blocks(&shape, dim));
         shape[dim] /= 2;
         tensor(y, shape)
+    }
+
+    fn marscf_mixture_log_densities(
+        log_weights: FlexTensor,
+        mu: FlexTensor,
+        log_s: FlexTensor,
+        x: FlexTensor,
+    ) -> FlexTensor {
+        let [b, c, h, w] = dims4(&x);
+        let shape = dims5(&mu);
+        let (lw, mu, ls, x) = (
+            values(&log_weights),
+            values(&mu),
+            values(&log_s),
+            values(&x),
+        );
+        let out = mixture::forward(mixture_view([&lw, &mu, &ls, &x], shape));
+        tensor(out, [2 * b, c, h, w])
     }
 
     fn marscf_bisect(
@@ -391,6 +458,40 @@ impl Backward<Flex, 3> for LstmCellBackward {
     }
 }
 
+/// Backward of [`FlexKernels::marscf_mixture_log_densities`]: parents `[ln π, μ, ln s,
+/// x]`, state the four inputs and the output.
+#[derive(Debug)]
+struct MixtureBackward;
+
+impl Backward<Flex, 4> for MixtureBackward {
+    type State = [FlexTensor; 5];
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = contiguous(grads.consume::<Flex>(&ops.node));
+        let [log_weights, mu, log_s, x, out] = ops.state;
+        let (shape, x_shape) = (dims5(&mu), dims4(&x));
+        let (lw, mu, ls, x) = (
+            values(&log_weights),
+            values(&mu),
+            values(&log_s),
+            values(&x),
+        );
+        let view = mixture_view([&lw, &mu, &ls, &x], shape);
+        let g = mixture::backward(view, &values(&out), &values(&d_out));
+        let gradients = [
+            tensor(g.log_weights, shape),
+            tensor(g.mu, shape),
+            tensor(g.log_s, shape),
+            tensor(g.x, x_shape),
+        ];
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, gradient);
+            }
+        }
+    }
+}
+
 /// The backward of a one-input op: `gradient(state, dy)` is registered to the input.
 #[derive(Debug)]
 struct UnaryBackward<S> {
@@ -491,6 +592,26 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
                 tensor(dx, shape)
             },
         )
+    }
+
+    fn marscf_mixture_log_densities(
+        log_weights: FloatTensor<Self>,
+        mu: FloatTensor<Self>,
+        log_s: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [(lw, lw_node), (mu, mu_node), (ls, ls_node), (x, x_node)] =
+            [log_weights, mu, log_s, x].map(|t| t.into_parts());
+        let prep = MixtureBackward
+            .prepare::<C>([lw_node, mu_node, ls_node, x_node])
+            .compute_bound()
+            .stateful();
+        let [lw, mu, ls, x] = [lw, mu, ls, x].map(contiguous);
+        let out = Flex::marscf_mixture_log_densities(lw.clone(), mu.clone(), ls.clone(), x.clone());
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish([lw, mu, ls, x, out.clone()], out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
     }
 
     fn marscf_bisect(
