@@ -1,7 +1,8 @@
 //! A run killed at any moment (SIGKILL, no chance to clean up) loses nothing it had saved:
 //! after every kill, the best checkpoint evaluates and `train --resume` continues from the
-//! last complete state. A tiny model that evaluates and checkpoints after every step puts
-//! many of the kills inside checkpoint writes.
+//! last complete state. A tiny model evaluates and checkpoints after every step; every
+//! other kill comes a few milliseconds after an evaluation is logged, while its plot,
+//! samples and checkpoints are being written, the rest at uniformly random moments.
 //!
 //! `MARSCF_CRASH_TRIALS` sets the number of kills (default 30).
 
@@ -74,15 +75,35 @@ fn killed_inside_a_write(out: &Path) -> bool {
     }) || out.join("last.tmp").exists()
 }
 
-/// A small deterministic generator of kill delays.
-fn delays(seed: u64) -> impl Iterator<Item = Duration> {
+/// A small deterministic generator of numbers in `0..n`.
+fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
     let mut state = seed;
-    std::iter::repeat_with(move || {
+    move |n| {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        Duration::from_millis(150 + (state >> 33) % 1800)
-    })
+        (state >> 33) % n
+    }
+}
+
+/// Evaluations logged in the run's metrics so far (lines with a test bits/dim).
+fn evaluations(out: &Path) -> usize {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .map(|log| {
+            log.lines()
+                .filter(|line| !line.contains("\"test_bits_per_dim\":null"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until a new evaluation is logged (or `limit` passes), then `extra`.
+fn after_next_evaluation(out: &Path, limit: Duration, extra: Duration) {
+    let (seen, started) = (evaluations(out), std::time::Instant::now());
+    while evaluations(out) == seen && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(extra);
 }
 
 #[test]
@@ -96,13 +117,19 @@ fn a_run_killed_at_any_moment_resumes_and_its_best_checkpoint_evaluates() {
     let best = out.join("marscf_mnist-sample_affine_1_8.bpk");
     let mut failures = Vec::new();
     let mut inside_writes = 0;
-    for (trial, delay) in delays(0x5eed).take(trials).enumerate() {
+    let mut draw = draws(0x5eed);
+    for trial in 0..trials {
         let mut child = train(&out, 10_000)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(delay);
+        if trial % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(150 + draw(1800)));
+        } else {
+            let extra = Duration::from_millis(draw(150));
+            after_next_evaluation(&out, Duration::from_secs(20), extra);
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         inside_writes += killed_inside_a_write(&out) as usize;
