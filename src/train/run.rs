@@ -68,6 +68,7 @@ pub fn checkpoint_name(dataset: &str, model: &MarScfConfig) -> String {
     let coupling = match model.flow.coupling {
         CouplingKind::Affine => "affine",
         CouplingKind::MixLogCdf(_) => "mixlogcdf",
+        CouplingKind::Additive => "additive",
     };
     format!(
         "marscf_{dataset}_{coupling}_{}_{}",

@@ -55,6 +55,8 @@ pub enum CouplingArg {
     Affine,
     /// Flow++'s logistic-mixture CDF coupling.
     Mixlogcdf,
+    /// NICE's additive coupling (log-det 0).
+    Additive,
 }
 
 impl CouplingArg {
@@ -63,6 +65,7 @@ impl CouplingArg {
         match self {
             Self::Affine => CouplingKind::Affine,
             Self::Mixlogcdf => CouplingKind::MixLogCdf(MixLogCdfConfig::default()),
+            Self::Additive => CouplingKind::Additive,
         }
     }
 }

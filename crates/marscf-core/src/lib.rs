@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod actnorm;
+pub mod additive_coupling;
 pub mod affine_coupling;
 pub mod coupling;
 pub mod dropout;
@@ -28,9 +29,13 @@ pub mod prior;
 pub mod split;
 pub mod squeeze;
 pub mod weight_norm;
+pub mod zero_conv;
 
 pub use actnorm::{ActNorm, ActNormConfig};
-pub use affine_coupling::{AffineCoupling, AffineCouplingConfig};
+pub use additive_coupling::{AdditiveCoupling, AdditiveCouplingConfig};
+pub use affine_coupling::{
+    AffineCoupling, AffineCouplingConfig, AffineCouplingNet, AffineCouplingNetConfig,
+};
 pub use coupling::{Coupling, CouplingKind};
 pub use dropout::{Dropout, DropoutConfig};
 pub use error::CoreError;
@@ -42,3 +47,4 @@ pub use multiscale::{Encoded, FlowEvent, FlowLevel, MultiScaleFlow, MultiScaleFl
 pub use prior::{Prior, StandardNormal, gaussian_log_density};
 pub use split::{TupleFlip, merge, split};
 pub use squeeze::{Squeeze, squeeze, unsqueeze};
+pub use zero_conv::{ZeroConv2d, ZeroConv2dConfig};
