@@ -5,7 +5,8 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use marscf_core::{
-    Encoded, FlowEvent, FlowState, MultiScaleFlow, MultiScaleFlowConfig, Prior, StandardNormal,
+    Encoded, FlowEvent, FlowState, GlowPrior, GlowPriorConfig, MultiScaleFlow,
+    MultiScaleFlowConfig, Prior, StandardNormal,
 };
 use marscf_prior::{MarPrior, MarPriorConfig};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,10 @@ pub enum PriorKind {
     },
     /// Independent standard normals: a Glow-style baseline.
     StandardNormal,
+    /// Glow's learned prior: each split-off half `N(mu, sigma)` from a zero-initialised
+    /// convolution of the kept half, the top latent's `mu`, `sigma` learned per position
+    /// (see [`GlowPrior`]).
+    Glow,
 }
 
 impl Default for PriorKind {
@@ -51,21 +56,28 @@ impl MarScfConfig {
     /// The model on `device` (ActNorms uninitialised: call [`MarScf::initialize`]).
     pub fn init(&self, device: &Device) -> Result<MarScf, ModelError> {
         let flow = self.flow.init(device)?;
-        let prior = match self.prior {
+        let (mut prior, mut glow_prior) = (None, None);
+        match self.prior {
             PriorKind::Mar {
                 hidden,
                 lstm_layers,
-            } => Some(
-                MarPriorConfig::for_flow(&self.flow)
-                    .with_hidden(hidden)
-                    .with_lstm_layers(lstm_layers)
-                    .init(device),
-            ),
-            PriorKind::StandardNormal => None,
-        };
+            } => {
+                prior = Some(
+                    MarPriorConfig::for_flow(&self.flow)
+                        .with_hidden(hidden)
+                        .with_lstm_layers(lstm_layers)
+                        .init(device),
+                )
+            }
+            PriorKind::Glow => {
+                glow_prior = Some(GlowPriorConfig::for_flow(&self.flow).init(device)?)
+            }
+            PriorKind::StandardNormal => {}
+        }
         Ok(MarScf {
             flow,
             prior,
+            glow_prior,
             config: self.clone(),
         })
     }
@@ -77,13 +89,16 @@ impl MarScfConfig {
 }
 
 /// mAR-SCF: `x -> (z_1, ..., z_L)` through a [`MultiScaleFlow`], the latents scored by a
-/// [`MarPrior`] (or standard normals).
+/// [`MarPrior`] (or Glow's learned prior, or standard normals).
 #[derive(Module, Debug)]
 pub struct MarScf {
     /// The flow.
     pub flow: MultiScaleFlow,
-    /// The mAR prior; `None` for the standard-normal baseline.
+    /// The mAR prior; `None` for the other priors.
     pub prior: Option<MarPrior>,
+    /// Glow's learned prior; `None` for the other priors. (A field of its own, so that the
+    /// mAR prior's parameters keep the names checkpoints know them by.)
+    pub glow_prior: Option<GlowPrior>,
     /// The configuration it was built from.
     #[module(skip)]
     pub config: MarScfConfig,
@@ -92,6 +107,7 @@ pub struct MarScf {
 /// The model's prior as a [`Prior`].
 enum ModelPrior<'a> {
     Mar(&'a MarPrior),
+    Glow(&'a GlowPrior),
     StandardNormal,
 }
 
@@ -99,6 +115,7 @@ impl Prior for ModelPrior<'_> {
     fn log_prob(&self, level: usize, z: Tensor<4>, condition: Option<Tensor<4>>) -> Tensor<1> {
         match self {
             Self::Mar(prior) => prior.log_prob(level, z, condition),
+            Self::Glow(prior) => prior.log_prob(level, z, condition),
             Self::StandardNormal => StandardNormal.log_prob(level, z, condition),
         }
     }
@@ -113,6 +130,7 @@ impl Prior for ModelPrior<'_> {
     ) -> Tensor<4> {
         match self {
             Self::Mar(prior) => prior.sample(level, shape, condition, temperature, device),
+            Self::Glow(prior) => prior.sample(level, shape, condition, temperature, device),
             Self::StandardNormal => {
                 StandardNormal.sample(level, shape, condition, temperature, device)
             }
@@ -133,9 +151,10 @@ pub struct ModelOutput {
 
 impl MarScf {
     fn prior(&self) -> ModelPrior<'_> {
-        match &self.prior {
-            Some(prior) => ModelPrior::Mar(prior),
-            None => ModelPrior::StandardNormal,
+        match (&self.prior, &self.glow_prior) {
+            (Some(prior), _) => ModelPrior::Mar(prior),
+            (None, Some(prior)) => ModelPrior::Glow(prior),
+            (None, None) => ModelPrior::StandardNormal,
         }
     }
 

@@ -174,6 +174,12 @@ fn a_few_steps_lower_the_loss_of_an_additive_coupling() {
 }
 
 #[test]
+fn a_few_steps_lower_the_loss_with_glows_prior() {
+    let config = tiny_model().with_prior(PriorKind::Glow);
+    check_loss_falls("affine, Glow prior", &config);
+}
+
+#[test]
 fn resuming_reproduces_the_uninterrupted_run_exactly() {
     let device = device();
     let data = training_data(digits(40, false), digits(16, true));

@@ -98,6 +98,9 @@ pub enum PriorArg {
     Mar,
     /// Standard normals (a Glow-style baseline).
     StandardNormal,
+    /// Glow's learned prior: a Gaussian per split from a zero-initialised convolution of
+    /// the kept half, a learned top.
+    Glow,
 }
 
 impl From<PriorArg> for PriorKind {
@@ -105,6 +108,7 @@ impl From<PriorArg> for PriorKind {
         match arg {
             PriorArg::Mar => PriorKind::default(),
             PriorArg::StandardNormal => PriorKind::StandardNormal,
+            PriorArg::Glow => PriorKind::Glow,
         }
     }
 }
