@@ -85,6 +85,7 @@ fn initialized_model(
     let options = marscf::data::BatchOptions {
         augment: false,
         dequantize,
+        bits: config.bits,
     };
     let x = marscf::data::make_batch(
         set,
@@ -351,4 +352,49 @@ fn data_that_does_not_fit_is_an_error() {
     .map(|_| ())
     .unwrap_err();
     assert!(matches!(err, TrainError::Data(_)), "{err}");
+}
+
+#[test]
+fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
+    let device = device();
+    let model = tiny_model().with_bits(5);
+    let mut data = training_data(digits(16, false), digits(8, true));
+    let out = temp_dir("five-bits");
+    // The data described as 8-bit: refused before anything is written.
+    let err = train(
+        &model,
+        &run_config(out.clone(), 2),
+        &data,
+        &device,
+        Start::New,
+        &mut Silent,
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Data(_)), "{err}");
+    data.info = data.info.with_bits(5);
+    let summary = train(
+        &model,
+        &run_config(out.clone(), 2),
+        &data,
+        &device,
+        Start::New,
+        &mut Silent,
+    )
+    .unwrap();
+    let info = marscf::checkpoint::load_info(&summary.best_checkpoint).unwrap();
+    assert_eq!(info.model.bits, 5);
+    let recorded = info.origin.data.unwrap();
+    assert_eq!(recorded.bits, 5);
+    assert!(
+        recorded.preprocessing.contains("5 bits"),
+        "{}",
+        recorded.preprocessing
+    );
+    // The checkpoint alone knows its depth: it evaluates as the run did.
+    let loaded = marscf::checkpoint::load(&summary.best_checkpoint, &device).unwrap();
+    let again = evaluate(&loaded, &data.test, 16, 7, &device).unwrap();
+    let best = summary.position.best_test_bits_per_dim.unwrap();
+    assert!((again - best).abs() < 1e-9, "{again} vs {best}");
+    std::fs::remove_dir_all(out).ok();
 }

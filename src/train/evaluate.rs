@@ -26,6 +26,7 @@ pub fn evaluate(
         let options = BatchOptions {
             augment: false,
             dequantize: true,
+            bits: model.config.bits,
         };
         let x = make_batch(
             set,

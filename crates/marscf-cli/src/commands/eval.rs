@@ -50,7 +50,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         partial: args.partial,
     };
     let Loaded { model, origin, .. } = load_model(&source, &device)?;
-    let info = data_to_score(&args, origin.data.as_ref())?;
+    let info = data_to_score(&args, origin.data.as_ref())?.with_bits(model.config.bits);
     let (_, test) = load_data(&info, &args.data)?;
     if test.shape != model.config.flow.image {
         return Err(format!(
