@@ -43,6 +43,12 @@ pub enum ModelError {
         /// One line per missing, unused or wrongly shaped tensor.
         problems: Vec<String>,
     },
+    /// An output file exists and was not to be replaced.
+    #[error("{} exists and is not to be replaced", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
     /// A bit depth outside `1..=8`.
     #[error("bits per pixel value must be in 1..=8, got {bits}")]
     BitDepth {

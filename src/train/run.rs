@@ -324,7 +324,7 @@ impl<'a> Session<'a> {
         let step = self.step();
         let due = match self.run.eval_every {
             0 => epoch_ended,
-            every => step > 0 && step % every == 0,
+            every => step > 0 && step.is_multiple_of(every),
         };
         due && self.evaluated_at != Some(step)
     }
