@@ -321,29 +321,31 @@ fn a_new_glow_prior_is_the_standard_normal() {
 fn glow_prior_samples_scale_with_temperature_about_the_mean() {
     let device = device();
     let (prior, shapes) = glow_prior(&device);
+    let n = 256;
     for level in 0..shapes.len() {
         let [c, h, w] = shapes[level];
-        let condition = (level + 1 < shapes.len()).then(|| normal([4, c, h, w], &device));
-        let draw = |t: f64| {
-            device.seed(11);
-            prior.sample(level, [4, c, h, w], condition.clone(), t, &device)
-        };
-        let (mean, logs) = prior.mean_and_log_scale(level, condition.clone(), 4);
-        let cold = draw(0.0);
-        assert_eq!(cold.dims(), [4, c, h, w]);
+        let condition = (level + 1 < shapes.len()).then(|| normal([n, c, h, w], &device));
+        let (mean, logs) = prior.mean_and_log_scale(level, condition.clone(), n);
+        let cold = prior.sample(level, [n, c, h, w], condition.clone(), 0.0, &device);
+        assert_eq!(cold.dims(), [n, c, h, w]);
         assert_eq!(
             max_abs_diff(cold, mean.clone()),
             0.0,
             "temperature 0 gives the mean"
         );
-        let (warm, half) = (draw(1.0), draw(0.5));
-        // The same noise, scaled by the temperature and by sigma.
-        let eps = (warm.clone() - mean.clone()) / logs.exp();
-        assert!(
-            eps.clone().abs().max().into_scalar::<f32>() > 0.5,
-            "noise was drawn"
-        );
-        assert!(max_abs_diff(half - mean.clone(), (warm - mean) * 0.5) < 1e-5);
+        // At temperature T, (z - mu) / (T sigma) is N(0, 1): its mean square is 1 within
+        // 6 standard errors (sqrt(2 / count)); a sampler ignoring T = 0.5 would give 4.
+        for t in [0.5, 1.0] {
+            let z = prior.sample(level, [n, c, h, w], condition.clone(), t, &device);
+            let eps = (z - mean.clone()) / logs.clone().exp().mul_scalar(t);
+            let count = (n * c * h * w) as f64;
+            let mean_square = eps.square().mean().into_scalar::<f32>() as f64;
+            let bound = 6.0 * (2.0 / count).sqrt();
+            assert!(
+                (mean_square - 1.0).abs() < bound,
+                "level {level}, T {t}: mean square {mean_square}"
+            );
+        }
     }
 }
 
