@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = BatchOptions {
         augment: true,
         dequantize: true,
+        bits: 8,
     };
     let batch = 64;
     let start = Instant::now();

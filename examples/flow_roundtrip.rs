@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = BatchOptions {
         augment: false,
         dequantize: true,
+        bits: 8,
     };
     let x = make_batch(&digits, &indices, options, &mut stream(0, 0, 0), &device);
     let [_, c, h, w] = x.dims();
@@ -37,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let encoded = flow.forward(
         x.clone(),
-        objective_start(batch, dims, &device),
+        objective_start(batch, dims, 8, &device),
         &StandardNormal,
     )?;
     let bpd = bits_per_dim(encoded.objective, dims)

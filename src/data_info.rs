@@ -48,6 +48,27 @@ impl DataInfo {
         }
     }
 
+    /// The same data quantised to `bits` bits per value (Glow's convention, see
+    /// [`marscf_data::quantize_to_unit`]); the preprocessing recorded says so. At 8 bits
+    /// this is [`DataInfo::new`]'s description unchanged.
+    pub fn with_bits(self, bits: u32) -> Self {
+        let preprocessing = if bits == 8 {
+            REFERENCE_PREPROCESSING.to_string()
+        } else {
+            format!(
+                "x = floor(k/2^{shift})/{top} - 0.5 + u/{bins}, u ~ U(0, 1) (8-bit pixels k quantised to {bits} bits, uniform dequantisation)",
+                shift = 8 - bits.min(8),
+                top = (1u64 << bits.min(8)) - 1,
+                bins = 1u64 << bits.min(8),
+            )
+        };
+        Self {
+            bits,
+            preprocessing,
+            ..self
+        }
+    }
+
     /// The dataset, if its name is one this build knows.
     pub fn dataset_name(&self) -> Option<DatasetName> {
         self.dataset.parse().ok()

@@ -43,6 +43,18 @@ pub enum ModelError {
         /// One line per missing, unused or wrongly shaped tensor.
         problems: Vec<String>,
     },
+    /// An output file exists and was not to be replaced.
+    #[error("{} exists and is not to be replaced", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A bit depth outside `1..=8`.
+    #[error("bits per pixel value must be in 1..=8, got {bits}")]
+    BitDepth {
+        /// The bit depth given.
+        bits: u32,
+    },
     /// A checkpoint holds NaN or infinite values (say, a model saved after it diverged):
     /// such a model cannot evaluate, and its inverse is undefined.
     #[error("{}: NaN or infinite values in {}", path.display(), tensors.join(", "))]

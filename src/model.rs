@@ -1,12 +1,13 @@
 //! The whole mAR-SCF model: a multi-scale flow and its prior, with the reference's
 //! dequantised objective in bits per dimension.
 
-use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use marscf_core::{
-    Encoded, FlowEvent, FlowState, MultiScaleFlow, MultiScaleFlowConfig, Prior, StandardNormal,
+    Encoded, FlowEvent, FlowState, GlowPrior, GlowPriorConfig, MultiScaleFlow,
+    MultiScaleFlowConfig, Prior, StandardNormal,
 };
+use marscf_data::BIT_DEPTHS;
 use marscf_prior::{MarPrior, MarPriorConfig};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,10 @@ pub enum PriorKind {
     },
     /// Independent standard normals: a Glow-style baseline.
     StandardNormal,
+    /// Glow's learned prior: each split-off half `N(mu, sigma)` from a zero-initialised
+    /// convolution of the kept half, the top latent's `mu`, `sigma` learned per position
+    /// (see [`GlowPrior`]).
+    Glow,
 }
 
 impl Default for PriorKind {
@@ -38,34 +43,89 @@ impl Default for PriorKind {
 }
 
 /// Configuration of [`MarScf`]; saved as JSON beside every checkpoint.
-#[derive(Config, Debug)]
+///
+/// Written by hand rather than with `#[derive(Config)]`: the derived deserializer has no
+/// per-field defaults, and `bits` must read as 8 from JSON written before it existed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MarScfConfig {
     /// The flow: image shape, levels `L`, steps `K`, hidden width `C`, coupling.
     pub flow: MultiScaleFlowConfig,
     /// The prior.
-    #[config(default = "PriorKind::default()")]
     pub prior: PriorKind,
+    /// Bits per pixel value of the data it models, `1..=8`: pixels take `2^bits` values,
+    /// the dequantisation noise is `U(0, 1/2^bits)` and the objective starts at
+    /// `-D ln 2^bits` (see [`crate::objective`]). 8, the reference's, unless recorded.
+    #[serde(default = "default_bits")]
+    pub bits: u32,
+}
+
+fn default_bits() -> u32 {
+    8
+}
+
+impl burn::config::Config for MarScfConfig {}
+
+impl std::fmt::Display for MarScfConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&burn::config::config_to_json(self))
+    }
 }
 
 impl MarScfConfig {
+    /// The model of `flow` with the mAR prior ([`PriorKind::default`]) on 8-bit data.
+    pub fn new(flow: MultiScaleFlowConfig) -> Self {
+        Self {
+            flow,
+            prior: PriorKind::default(),
+            bits: default_bits(),
+        }
+    }
+
+    /// With the prior `prior`.
+    pub fn with_prior(self, prior: PriorKind) -> Self {
+        Self { prior, ..self }
+    }
+
+    /// For data of `bits` bits per value.
+    pub fn with_bits(self, bits: u32) -> Self {
+        Self { bits, ..self }
+    }
+
+    /// Checks the flow ([`MultiScaleFlowConfig::validate`]) and the bit depth (`1..=8`).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        self.flow.validate()?;
+        if !BIT_DEPTHS.contains(&self.bits) {
+            return Err(ModelError::BitDepth { bits: self.bits });
+        }
+        Ok(())
+    }
+
     /// The model on `device` (ActNorms uninitialised: call [`MarScf::initialize`]).
     pub fn init(&self, device: &Device) -> Result<MarScf, ModelError> {
+        self.validate()?;
         let flow = self.flow.init(device)?;
-        let prior = match self.prior {
+        let (mut prior, mut glow_prior) = (None, None);
+        match self.prior {
             PriorKind::Mar {
                 hidden,
                 lstm_layers,
-            } => Some(
-                MarPriorConfig::for_flow(&self.flow)
-                    .with_hidden(hidden)
-                    .with_lstm_layers(lstm_layers)
-                    .init(device),
-            ),
-            PriorKind::StandardNormal => None,
-        };
+            } => {
+                prior = Some(
+                    MarPriorConfig::for_flow(&self.flow)
+                        .with_hidden(hidden)
+                        .with_lstm_layers(lstm_layers)
+                        .init(device),
+                )
+            }
+            PriorKind::Glow => {
+                glow_prior = Some(GlowPriorConfig::for_flow(&self.flow).init(device)?)
+            }
+            PriorKind::StandardNormal => {}
+        }
         Ok(MarScf {
             flow,
             prior,
+            glow_prior,
             config: self.clone(),
         })
     }
@@ -77,13 +137,16 @@ impl MarScfConfig {
 }
 
 /// mAR-SCF: `x -> (z_1, ..., z_L)` through a [`MultiScaleFlow`], the latents scored by a
-/// [`MarPrior`] (or standard normals).
+/// [`MarPrior`] (or Glow's learned prior, or standard normals).
 #[derive(Module, Debug)]
 pub struct MarScf {
     /// The flow.
     pub flow: MultiScaleFlow,
-    /// The mAR prior; `None` for the standard-normal baseline.
+    /// The mAR prior; `None` for the other priors.
     pub prior: Option<MarPrior>,
+    /// Glow's learned prior; `None` for the other priors. (A field of its own, so that the
+    /// mAR prior's parameters keep the names checkpoints know them by.)
+    pub glow_prior: Option<GlowPrior>,
     /// The configuration it was built from.
     #[module(skip)]
     pub config: MarScfConfig,
@@ -92,6 +155,7 @@ pub struct MarScf {
 /// The model's prior as a [`Prior`].
 enum ModelPrior<'a> {
     Mar(&'a MarPrior),
+    Glow(&'a GlowPrior),
     StandardNormal,
 }
 
@@ -99,6 +163,7 @@ impl Prior for ModelPrior<'_> {
     fn log_prob(&self, level: usize, z: Tensor<4>, condition: Option<Tensor<4>>) -> Tensor<1> {
         match self {
             Self::Mar(prior) => prior.log_prob(level, z, condition),
+            Self::Glow(prior) => prior.log_prob(level, z, condition),
             Self::StandardNormal => StandardNormal.log_prob(level, z, condition),
         }
     }
@@ -113,6 +178,7 @@ impl Prior for ModelPrior<'_> {
     ) -> Tensor<4> {
         match self {
             Self::Mar(prior) => prior.sample(level, shape, condition, temperature, device),
+            Self::Glow(prior) => prior.sample(level, shape, condition, temperature, device),
             Self::StandardNormal => {
                 StandardNormal.sample(level, shape, condition, temperature, device)
             }
@@ -123,7 +189,7 @@ impl Prior for ModelPrior<'_> {
 /// What [`MarScf::forward`] computes for a batch.
 #[derive(Debug, Clone)]
 pub struct ModelOutput {
-    /// `-D ln 256 + Σ log-dets + Σ prior log-densities`, `(B)`.
+    /// `-D ln 2^bits + Σ log-dets + Σ prior log-densities`, `(B)`.
     pub objective: Tensor<1>,
     /// `-objective / (D ln 2)`, `(B)`.
     pub bits_per_dim: Tensor<1>,
@@ -133,9 +199,10 @@ pub struct ModelOutput {
 
 impl MarScf {
     fn prior(&self) -> ModelPrior<'_> {
-        match &self.prior {
-            Some(prior) => ModelPrior::Mar(prior),
-            None => ModelPrior::StandardNormal,
+        match (&self.prior, &self.glow_prior) {
+            (Some(prior), _) => ModelPrior::Mar(prior),
+            (None, Some(prior)) => ModelPrior::Glow(prior),
+            (None, None) => ModelPrior::StandardNormal,
         }
     }
 
@@ -149,7 +216,7 @@ impl MarScf {
     }
 
     /// The objective and bits/dim of a dequantised batch `x` (pixels in `[-0.5, 0.5]`
-    /// plus `U(0, 1/256)` noise), `(B, C, H, W)`.
+    /// plus `U(0, 1/2^bits)` noise, `bits` the configuration's), `(B, C, H, W)`.
     pub fn forward(&self, x: Tensor<4>) -> Result<ModelOutput, ModelError> {
         self.forward_traced(x, |_, _| {})
     }
@@ -162,7 +229,7 @@ impl MarScf {
         trace: impl FnMut(FlowEvent, &FlowState),
     ) -> Result<ModelOutput, ModelError> {
         let dims = self.config.dims_per_sample();
-        let start = objective_start(x.dims()[0], dims, &x.device());
+        let start = objective_start(x.dims()[0], dims, self.config.bits, &x.device());
         let encoded = self.flow.forward_traced(x, start, &self.prior(), trace)?;
         Ok(ModelOutput {
             bits_per_dim: bits_per_dim(encoded.objective.clone(), dims),
@@ -191,5 +258,41 @@ impl MarScf {
             .next()
             .expect("a model has parameters on a device");
         model.flow.sample(&model.prior(), n, temperature, &device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_saved_before_bit_depths_read_as_8_bits() {
+        let saved = r#"{"flow": {"image": [1, 28, 28], "levels": 2, "steps": 1, "hidden": 8,
+                        "coupling": {"kind": "affine"}, "inv_conv": "Lu"},
+                        "prior": {"kind": "mar", "hidden": 8, "lstm_layers": 1}}"#;
+        let config: MarScfConfig = serde_json::from_str(saved).unwrap();
+        assert_eq!(config.bits, 8);
+        let written = serde_json::to_value(config.with_bits(5)).unwrap();
+        assert_eq!(written["bits"], 5);
+        let back: MarScfConfig = serde_json::from_value(written).unwrap();
+        assert_eq!(back.bits, 5);
+        // The prior is still required, as before.
+        let without_prior = r#"{"flow": {"image": [1, 28, 28], "levels": 2, "steps": 1,
+                                "hidden": 8, "coupling": {"kind": "affine"}, "inv_conv": "Lu"}}"#;
+        assert!(serde_json::from_str::<MarScfConfig>(without_prior).is_err());
+        let glow: PriorKind = serde_json::from_str(r#"{"kind": "glow"}"#).unwrap();
+        assert_eq!(glow, PriorKind::Glow);
+    }
+
+    #[test]
+    fn bit_depths_outside_1_to_8_are_errors() {
+        let flow = MultiScaleFlowConfig::new([1, 8, 8], 2, 1, 4);
+        for bits in [0, 9] {
+            let config = MarScfConfig::new(flow.clone()).with_bits(bits);
+            assert!(matches!(
+                config.init(&Device::default()),
+                Err(ModelError::BitDepth { bits: b }) if b == bits
+            ));
+        }
     }
 }

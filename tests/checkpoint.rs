@@ -15,7 +15,7 @@ use common::{
 use marscf::checkpoint::{Origin, checkpoint_files, load, save};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::import::load_reference;
-use marscf::{MarScfConfig, ModelError};
+use marscf::{MarScfConfig, ModelError, PriorKind};
 
 fn small_config() -> MarScfConfig {
     let mixlogcdf = MixLogCdfConfig {
@@ -32,15 +32,23 @@ fn small_config() -> MarScfConfig {
 
 #[test]
 fn native_round_trip_is_bit_identical() {
+    check_round_trip("mixlogcdf", small_config());
+    let flow = MultiScaleFlowConfig::new([3, 8, 8], 2, 1, 8).with_coupling(CouplingKind::Additive);
+    check_round_trip(
+        "additive, glow",
+        MarScfConfig::new(flow).with_prior(PriorKind::Glow),
+    );
+}
+
+fn check_round_trip(name: &str, config: MarScfConfig) {
     let device = device();
-    let config = small_config();
     let model = config
         .init(&device)
         .unwrap()
         .initialize(pixels([4, 3, 8, 8], &device))
         .unwrap();
     let model = perturb(model, 0.05);
-    let dir = temp_dir("roundtrip");
+    let dir = temp_dir(&format!("roundtrip-{}", name.replace([',', ' '], "")));
     let path = dir.join("model");
     save(&model, &Origin::default(), &path).unwrap();
     // Saving again over an existing checkpoint works (atomic replace).
@@ -255,6 +263,7 @@ fn inferred_configuration_matches_every_fixture() {
         let coupling = match flow.coupling {
             CouplingKind::Affine => "affine",
             CouplingKind::MixLogCdf(_) => "mixlogcdf",
+            CouplingKind::Additive => "additive",
         };
         assert_eq!(coupling, json["coupling"].as_str().unwrap());
     }

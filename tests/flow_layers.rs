@@ -7,8 +7,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use marscf::core::{
-    ActNormConfig, AffineCouplingConfig, CoreError, CouplingKind, FlowStep, FlowStepConfig,
-    InvConv1x1Config, InvConvKind, InvertibleLayer, Squeeze, TupleFlip,
+    ActNormConfig, AdditiveCouplingConfig, AffineCouplingConfig, CoreError, CouplingKind, FlowStep,
+    FlowStepConfig, InvConv1x1Config, InvConvKind, InvertibleLayer, Squeeze, TupleFlip,
 };
 
 /// Builds a layer on `device`, initialises it from a batch whose statistics are far from
@@ -81,6 +81,15 @@ fn plain_conv(d: &Device) -> marscf::core::InvConv1x1 {
 fn affine(d: &Device) -> marscf::core::AffineCoupling {
     AffineCouplingConfig::new(4, 8).init(d).unwrap()
 }
+fn additive(d: &Device) -> marscf::core::AdditiveCoupling {
+    AdditiveCouplingConfig::new(4, 8).init(d).unwrap()
+}
+fn additive_step(d: &Device) -> FlowStep {
+    FlowStepConfig::new(4, 8)
+        .with_coupling(CouplingKind::Additive)
+        .init(d)
+        .unwrap()
+}
 fn step(d: &Device) -> FlowStep {
     FlowStepConfig::new(4, 8)
         .with_coupling(CouplingKind::Affine)
@@ -102,7 +111,9 @@ fn every_layer_is_invertible() {
     check_invertible("InvConv1x1 (LU)", lu_conv, shape);
     check_invertible("InvConv1x1 (plain)", plain_conv, shape);
     check_invertible("AffineCoupling", affine, shape);
+    check_invertible("AdditiveCoupling", additive, shape);
     check_invertible("FlowStep", step, shape);
+    check_invertible("FlowStep (additive)", additive_step, shape);
     check_invertible("Squeeze", squeeze, shape);
     check_invertible("TupleFlip", flip, shape);
 }
@@ -114,7 +125,9 @@ fn every_log_det_matches_the_jacobian() {
     check_log_det("InvConv1x1 (LU)", lu_conv, shape);
     check_log_det("InvConv1x1 (plain)", plain_conv, shape);
     check_log_det("AffineCoupling", affine, shape);
+    check_log_det("AdditiveCoupling", additive, shape);
     check_log_det("FlowStep", step, shape);
+    check_log_det("FlowStep (additive)", additive_step, shape);
     check_log_det("Squeeze", squeeze, shape);
     check_log_det("TupleFlip", flip, shape);
 }
@@ -129,6 +142,25 @@ fn log_det_is_per_sample() {
         let single = layer.forward(x.clone().narrow(0, i, 1)).1;
         assert!(max_abs_diff(single, batched.clone().narrow(0, i, 1)) < 1e-5);
     }
+}
+
+#[test]
+fn additive_coupling_shifts_the_second_half_by_its_network() {
+    let device = device();
+    let layer = prepared(additive, [1, 4, 4, 4], &device);
+    let x = pixels([2, 4, 4, 4], &device);
+    let (y, logdet) = layer.forward(x.clone());
+    let shift = layer.net.forward(x.clone().narrow(1, 0, 2));
+    assert!(
+        shift.clone().abs().max().into_scalar::<f32>() > 1e-3,
+        "the network is not trivial"
+    );
+    assert_eq!(
+        max_abs_diff(y.clone().narrow(1, 0, 2), x.clone().narrow(1, 0, 2)),
+        0.0
+    );
+    assert!(max_abs_diff(y.narrow(1, 2, 2), x.narrow(1, 2, 2) + shift) < 1e-6);
+    assert_eq!(logdet.abs().max().into_scalar::<f32>(), 0.0);
 }
 
 #[test]
@@ -175,6 +207,19 @@ fn invalid_configurations_are_errors() {
         AffineCouplingConfig::new(4, 0).init(&device).unwrap_err(),
         CoreError::ZeroSize {
             what: "coupling hidden width"
+        }
+    );
+    assert_eq!(
+        AdditiveCouplingConfig::new(6, 0).init(&device).unwrap_err(),
+        CoreError::ZeroSize {
+            what: "coupling hidden width"
+        }
+    );
+    assert_eq!(
+        AdditiveCouplingConfig::new(5, 8).init(&device).unwrap_err(),
+        CoreError::OddChannels {
+            layer: "AdditiveCoupling",
+            channels: 5
         }
     );
     assert_eq!(

@@ -160,7 +160,7 @@ fn check_folder(folder: &Path) -> Vec<String> {
     latents.push(fixture.get("z_top"));
     let x_back = model.decode(latents).unwrap();
     let inverse_tol = match config.flow.coupling {
-        CouplingKind::Affine => 1e-4,
+        CouplingKind::Affine | CouplingKind::Additive => 1e-4,
         CouplingKind::MixLogCdf(_) => 1e-3,
     };
     fixture.compare("x_dequantized", x_back, inverse_tol, 0.0, true);

@@ -5,7 +5,9 @@ mod common;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use common::{device, max_abs_diff, perturb};
-use marscf::core::{Prior, gaussian_log_density, sum_per_sample};
+use marscf::core::{
+    GlowPrior, GlowPriorConfig, MultiScaleFlowConfig, Prior, gaussian_log_density, sum_per_sample,
+};
 use marscf::prior::{ChannelPrior, ChannelPriorConfig, ConvLstmConfig, MarPriorConfig};
 
 /// A level prior on `n` channels with a small LSTM, weights perturbed by N(0, std²).
@@ -202,4 +204,165 @@ fn multi_scale_prior_has_the_reference_layout_and_any_batch_and_size_work() {
             [b, 6, h, h]
         );
     }
+}
+
+/// A Glow prior for a 1x8x8 flow with L = 2 (latents 2x4x4 and 8x2x2), its parameters
+/// moved away from zero.
+fn glow_prior(device: &Device) -> (GlowPrior, Vec<[usize; 3]>) {
+    let flow = MultiScaleFlowConfig::new([1, 8, 8], 2, 1, 4);
+    let shapes = flow.latent_shapes();
+    let prior = GlowPriorConfig::for_flow(&flow).init(device).unwrap();
+    (perturb(prior, 0.3), shapes)
+}
+
+/// `ln N(z; mu, exp(logs)²)` summed per sample, in f64 on the host.
+fn gaussian_by_hand(z: Tensor<4>, mean: Tensor<4>, logs: Tensor<4>) -> Vec<f64> {
+    let b = z.dims()[0];
+    let host = |t: Tensor<4>| {
+        t.into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .unwrap()
+    };
+    let (z, mean, logs) = (host(z), host(mean), host(logs));
+    let per = z.len() / b;
+    (0..b)
+        .map(|i| {
+            (i * per..(i + 1) * per)
+                .map(|j| {
+                    let sigma = logs[j].exp();
+                    let r = (z[j] - mean[j]) / sigma;
+                    -0.5 * r * r - logs[j] - 0.5 * (2.0 * std::f64::consts::PI).ln()
+                })
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn glow_prior_log_density_is_the_gaussian_of_its_convolution() {
+    let device = device();
+    let (prior, shapes) = glow_prior(&device);
+    let [c, h, w] = shapes[0];
+    let z1 = normal([3, c, h, w], &device);
+    let z2 = normal([3, c, h, w], &device);
+    // mu and log sigma by hand: the split's convolution, scaled, de-interleaved.
+    let conv = &prior.splits[0];
+    let out = burn::tensor::module::conv2d(
+        z1.clone(),
+        conv.conv.weight.val(),
+        conv.conv.bias.as_ref().map(|b| b.val()),
+        burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+    ) * conv.logs.val().mul_scalar(3.0).exp().unsqueeze::<4>();
+    let index = |offset: i64| {
+        let channels: Vec<i64> = (0..c as i64).map(|j| 2 * j + offset).collect();
+        Tensor::<1, burn::tensor::Int>::from_ints(channels.as_slice(), &device)
+    };
+    let mean = out.clone().select(1, index(0));
+    let logs = out.select(1, index(1));
+    assert!(
+        logs.clone().abs().max().into_scalar::<f32>() > 1e-2,
+        "a non-trivial scale"
+    );
+    let (m, l) = prior.mean_and_log_scale(0, Some(z1.clone()), 3);
+    assert!(max_abs_diff(m, mean.clone()) < 1e-5 && max_abs_diff(l, logs.clone()) < 1e-5);
+    let expected = gaussian_by_hand(z2.clone(), mean, logs);
+    let got = prior.log_prob(0, z2, Some(z1));
+    let got = got
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap();
+    for (g, e) in got.iter().zip(&expected) {
+        assert!(
+            (g - e).abs() < 1e-3 * e.abs().max(1.0),
+            "{got:?} vs {expected:?}"
+        );
+    }
+
+    // The top: its own per-position parameters, the same for every sample.
+    let top = shapes.len() - 1;
+    let [c, h, w] = shapes[top];
+    let z = normal([2, c, h, w], &device);
+    let mean = prior.top_mean.val().unsqueeze::<4>().repeat_dim(0, 2);
+    let logs = prior.top_logs.val().unsqueeze::<4>().repeat_dim(0, 2);
+    let expected = gaussian_by_hand(z.clone(), mean, logs);
+    let got = prior.log_prob(top, z, None);
+    let got = got
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap();
+    for (g, e) in got.iter().zip(&expected) {
+        assert!(
+            (g - e).abs() < 1e-3 * e.abs().max(1.0),
+            "{got:?} vs {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn a_new_glow_prior_is_the_standard_normal() {
+    let device = device();
+    let flow = MultiScaleFlowConfig::new([1, 8, 8], 2, 1, 4);
+    let prior = GlowPriorConfig::for_flow(&flow).init(&device).unwrap();
+    let [c, h, w] = flow.latent_shapes()[0];
+    let (z, z1) = (normal([2, c, h, w], &device), normal([2, c, h, w], &device));
+    let standard = sum_per_sample(gaussian_log_density(
+        z.clone(),
+        z.zeros_like(),
+        z.zeros_like(),
+    ));
+    assert!(max_abs_diff(prior.log_prob(0, z, Some(z1)), standard) < 1e-4);
+    assert!(GlowPriorConfig::new(vec![]).init(&device).is_err());
+}
+
+#[test]
+fn glow_prior_samples_scale_with_temperature_about_the_mean() {
+    let device = device();
+    let (prior, shapes) = glow_prior(&device);
+    let n = 256;
+    for level in 0..shapes.len() {
+        let [c, h, w] = shapes[level];
+        let condition = (level + 1 < shapes.len()).then(|| normal([n, c, h, w], &device));
+        let (mean, logs) = prior.mean_and_log_scale(level, condition.clone(), n);
+        let cold = prior.sample(level, [n, c, h, w], condition.clone(), 0.0, &device);
+        assert_eq!(cold.dims(), [n, c, h, w]);
+        assert_eq!(
+            max_abs_diff(cold, mean.clone()),
+            0.0,
+            "temperature 0 gives the mean"
+        );
+        // At temperature T, (z - mu) / (T sigma) is N(0, 1): its mean square is 1 within
+        // 6 standard errors (sqrt(2 / count)); a sampler ignoring T = 0.5 would give 4.
+        for t in [0.5, 1.0] {
+            let z = prior.sample(level, [n, c, h, w], condition.clone(), t, &device);
+            let eps = (z - mean.clone()) / logs.clone().exp().mul_scalar(t);
+            let count = (n * c * h * w) as f64;
+            let mean_square = eps.square().mean().into_scalar::<f32>() as f64;
+            let bound = 6.0 * (2.0 / count).sqrt();
+            assert!(
+                (mean_square - 1.0).abs() < bound,
+                "level {level}, T {t}: mean square {mean_square}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_model_with_glows_prior_samples_and_decodes_its_mean_at_temperature_0() {
+    let device = device();
+    let flow = MultiScaleFlowConfig::new([1, 8, 8], 2, 1, 4);
+    let config = marscf::MarScfConfig::new(flow).with_prior(marscf::PriorKind::Glow);
+    let model = config.init(&device).unwrap();
+    let x = common::pixels([4, 1, 8, 8], &device);
+    let model = perturb(model.initialize(x).unwrap(), 0.05);
+    let samples = model.sample(3, 1.0);
+    assert_eq!(samples.dims(), [3, 1, 8, 8]);
+    assert!(samples.is_finite().all().into_scalar::<bool>());
+    device.seed(1);
+    let a = model.sample(2, 0.0);
+    device.seed(2);
+    let b = model.sample(2, 0.0);
+    assert_eq!(max_abs_diff(a, b), 0.0, "temperature 0 draws no noise");
 }

@@ -7,16 +7,16 @@ use std::path::PathBuf;
 use burn::optim::Optimizer;
 use burn::tensor::{Tensor, TensorData};
 use common::{device, max_abs_diff, parity_folders, read_safetensors, temp_dir};
-use marscf::core::MultiScaleFlowConfig;
+use marscf::core::{CouplingKind, MultiScaleFlowConfig};
 use marscf::data::datasets::DatasetName;
 use marscf::data::{ImageSet, MnistLayout, embedded};
 use marscf::import::load_reference;
 use marscf::params::param_values;
 use marscf::train::{
-    AdamaxConfig, OptimOptions, RunConfig, Silent, Start, StepOutcome, TrainError, Training,
-    TrainingData, evaluate, train,
+    AdamaxConfig, EvalOptions, OptimOptions, RunConfig, Silent, Start, StepOutcome, TrainError,
+    Training, TrainingData, evaluate, evaluate_detailed, train, write_per_image_csv,
 };
-use marscf::{DataInfo, MarScfConfig, PriorKind};
+use marscf::{DataInfo, MarScfConfig, ModelError, PriorKind};
 
 #[test]
 fn adamax_follows_pytorchs_rule() {
@@ -70,10 +70,22 @@ fn initialized_tiny_model(
     dequantize: bool,
     device: &burn::tensor::Device,
 ) -> (marscf::MarScf, Tensor<4>) {
+    initialized_model(&tiny_model(), set, dequantize, device)
+}
+
+/// All of `set` as one batch, and `config`'s model initialised
+/// on it.
+fn initialized_model(
+    config: &MarScfConfig,
+    set: &ImageSet,
+    dequantize: bool,
+    device: &burn::tensor::Device,
+) -> (marscf::MarScf, Tensor<4>) {
     let indices: Vec<usize> = (0..set.len()).collect();
     let options = marscf::data::BatchOptions {
         augment: false,
         dequantize,
+        bits: config.bits,
     };
     let x = marscf::data::make_batch(
         set,
@@ -82,11 +94,7 @@ fn initialized_tiny_model(
         &mut marscf::data::stream(1, 1, 1),
         device,
     );
-    let model = tiny_model()
-        .init(device)
-        .unwrap()
-        .initialize(x.clone())
-        .unwrap();
+    let model = config.init(device).unwrap().initialize(x.clone()).unwrap();
     (model, x)
 }
 
@@ -127,11 +135,12 @@ fn run_config(out: PathBuf, max_steps: u64) -> RunConfig {
     }
 }
 
-#[test]
-fn a_few_steps_lower_the_loss() {
+/// Fifteen Adamax steps on 16 embedded digits lower `config`'s training bits/dim by more
+/// than 0.3.
+fn check_loss_falls(name: &str, config: &MarScfConfig) {
     let device = device();
     let set = digits(16, false);
-    let (model, x) = initialized_tiny_model(&set, true, &device);
+    let (model, x) = initialized_model(config, &set, true, &device);
     let options = OptimOptions {
         lr: 3e-3,
         warmup_steps: 0,
@@ -142,15 +151,33 @@ fn a_few_steps_lower_the_loss() {
     for _ in 0..15 {
         match training.step(x.clone()).unwrap() {
             StepOutcome::Applied { bits_per_dim, .. } => losses.push(bits_per_dim),
-            skipped => panic!("{skipped:?}"),
+            skipped => panic!("{name}: {skipped:?}"),
         }
     }
     assert!(
         losses[14] < losses[0] - 0.3,
-        "bits/dim {:.3} -> {:.3}",
+        "{name}: bits/dim {:.3} -> {:.3}",
         losses[0],
         losses[14]
     );
+}
+
+#[test]
+fn a_few_steps_lower_the_loss() {
+    check_loss_falls("affine, mAR prior", &tiny_model());
+}
+
+#[test]
+fn a_few_steps_lower_the_loss_of_an_additive_coupling() {
+    let mut config = tiny_model();
+    config.flow.coupling = CouplingKind::Additive;
+    check_loss_falls("additive, mAR prior", &config);
+}
+
+#[test]
+fn a_few_steps_lower_the_loss_with_glows_prior() {
+    let config = tiny_model().with_prior(PriorKind::Glow);
+    check_loss_falls("affine, Glow prior", &config);
 }
 
 #[test]
@@ -325,4 +352,183 @@ fn data_that_does_not_fit_is_an_error() {
     .map(|_| ())
     .unwrap_err();
     assert!(matches!(err, TrainError::Data(_)), "{err}");
+}
+
+#[test]
+fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
+    let device = device();
+    let model = tiny_model().with_bits(5);
+    let mut data = training_data(digits(16, false), digits(8, true));
+    let out = temp_dir("five-bits");
+    // The data described as 8-bit: refused before anything is written.
+    let err = train(
+        &model,
+        &run_config(out.clone(), 2),
+        &data,
+        &device,
+        Start::New,
+        &mut Silent,
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Data(_)), "{err}");
+    data.info = data.info.with_bits(5);
+    let summary = train(
+        &model,
+        &run_config(out.clone(), 2),
+        &data,
+        &device,
+        Start::New,
+        &mut Silent,
+    )
+    .unwrap();
+    let info = marscf::checkpoint::load_info(&summary.best_checkpoint).unwrap();
+    assert_eq!(info.model.bits, 5);
+    let recorded = info.origin.data.unwrap();
+    assert_eq!(recorded.bits, 5);
+    assert!(
+        recorded.preprocessing.contains("5 bits"),
+        "{}",
+        recorded.preprocessing
+    );
+    // The checkpoint alone knows its depth: it evaluates as the run did.
+    let loaded = marscf::checkpoint::load(&summary.best_checkpoint, &device).unwrap();
+    let again = evaluate(&loaded, &data.test, 16, 7, &device).unwrap();
+    let best = summary.position.best_test_bits_per_dim.unwrap();
+    assert!((again - best).abs() < 1e-9, "{again} vs {best}");
+    std::fs::remove_dir_all(out).ok();
+}
+
+/// The tiny model initialised on training digits and perturbed, so that every term of the
+/// objective is non-trivial.
+fn scored_model(config: &MarScfConfig) -> marscf::MarScf {
+    let (model, _) = initialized_model(config, &digits(16, false), true, &device());
+    common::perturb(model, 0.02)
+}
+
+#[test]
+fn one_draw_is_the_evaluation_as_it_always_was() {
+    let device = device();
+    let model = scored_model(&tiny_model());
+    let test = digits(40, true);
+    // The evaluation as written before draws existed: noise stream 0xe7a1 per batch, f32
+    // batch sums accumulated in f64.
+    let mut total = 0.0;
+    let indices: Vec<usize> = (0..test.len()).collect();
+    for (b, chunk) in indices.chunks(16).enumerate() {
+        let options = marscf::data::BatchOptions {
+            dequantize: true,
+            ..Default::default()
+        };
+        let x = marscf::data::make_batch(
+            &test,
+            chunk,
+            options,
+            &mut marscf::data::stream(3, 0xe7a1, b as u64),
+            &device,
+        );
+        total += model
+            .forward(x)
+            .unwrap()
+            .bits_per_dim
+            .sum()
+            .into_scalar::<f32>() as f64;
+    }
+    let before = total / test.len() as f64;
+    let options = EvalOptions {
+        batch_size: 16,
+        seed: 3,
+        ..EvalOptions::default()
+    };
+    let detailed = evaluate_detailed(&model, &test, &options, &device).unwrap();
+    assert_eq!(detailed.bits_per_dim, before);
+    assert_eq!(evaluate(&model, &test, 16, 3, &device).unwrap(), before);
+}
+
+#[test]
+fn the_breakdown_sums_to_the_total_and_draws_average() {
+    let device = device();
+    for config in [
+        tiny_model(),
+        tiny_model().with_prior(PriorKind::Glow).with_bits(5),
+    ] {
+        let model = scored_model(&config);
+        let test = digits(24, true);
+        let options = EvalOptions {
+            batch_size: 10,
+            seed: 1,
+            draws: 3,
+        };
+        let e = evaluate_detailed(&model, &test, &options, &device).unwrap();
+        let sum = e.breakdown.total();
+        assert!(
+            (sum - e.bits_per_dim).abs() < 1e-5,
+            "terms sum to {sum}, total {}",
+            e.bits_per_dim
+        );
+        assert!((e.breakdown.dequantization - config.bits as f64).abs() < 1e-5);
+        assert_eq!(e.breakdown.levels.len(), 2);
+        for level in &e.breakdown.levels {
+            assert!(level.log_det != 0.0 && level.prior != 0.0, "{level:?}");
+        }
+        assert_eq!(e.images.len(), 24);
+        assert_eq!(e.images[5].index, 5);
+        assert_eq!(e.images[5].label, test.labels[5]);
+        let mean = e.images.iter().map(|s| s.bits_per_dim).sum::<f64>() / 24.0;
+        assert!((mean - e.bits_per_dim).abs() < 1e-5);
+        // Three draws average three bounds: close to one draw's, not equal to it.
+        let one = evaluate(&model, &test, 10, 1, &device).unwrap();
+        assert!(one != e.bits_per_dim && (one - e.bits_per_dim).abs() < 0.05);
+    }
+}
+
+#[test]
+fn the_standard_error_shrinks_as_one_over_the_root_of_the_images() {
+    let device = device();
+    let model = scored_model(&tiny_model());
+    let se = |n: usize| {
+        let options = EvalOptions {
+            batch_size: 32,
+            ..EvalOptions::default()
+        };
+        evaluate_detailed(&model, &digits(n, true), &options, &device)
+            .unwrap()
+            .standard_error
+            .unwrap()
+    };
+    let ratio = se(16) / se(64);
+    // sqrt(64 / 16) = 2; no scaling would give about 1, dividing by N about 4.
+    assert!((1.4..2.8).contains(&ratio), "SE(16) / SE(64) = {ratio}");
+    assert_eq!(
+        marscf::train::evaluate::standard_error([1.0].into_iter()),
+        None
+    );
+    let two = marscf::train::evaluate::standard_error([1.0, 3.0].into_iter()).unwrap();
+    assert!((two - 1.0).abs() < 1e-12, "s = sqrt(2), / sqrt(2)");
+}
+
+#[test]
+fn per_image_scores_are_written_once_unless_overwriting() {
+    let device = device();
+    let model = scored_model(&tiny_model());
+    let test = digits(5, true);
+    let e = evaluate_detailed(&model, &test, &EvalOptions::default(), &device).unwrap();
+    let dir = temp_dir("per-image");
+    let csv = dir.join("scores.csv");
+    write_per_image_csv(&e, &csv, false).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "index,label,bits_per_dim");
+    assert_eq!(lines.len(), 6);
+    let fields: Vec<&str> = lines[3].split(',').collect();
+    assert_eq!(fields[0], "2");
+    assert_eq!(fields[1], test.labels[2].to_string());
+    assert_eq!(fields[2].parse::<f64>().unwrap(), e.images[2].bits_per_dim);
+    std::fs::write(&csv, "keep").unwrap();
+    let err = write_per_image_csv(&e, &csv, false).unwrap_err();
+    assert!(matches!(err, ModelError::Exists { .. }), "{err}");
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), "keep");
+    write_per_image_csv(&e, &csv, true).unwrap();
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -16,7 +16,10 @@ pub mod training;
 
 pub use adamax::{Adamax, AdamaxConfig, AdamaxState};
 pub use config::{RunConfig, RunPosition};
-pub use evaluate::evaluate;
+pub use evaluate::{
+    Breakdown, EvalOptions, Evaluation, ImageScore, LevelTerms, evaluate, evaluate_detailed,
+    write_per_image_csv,
+};
 pub use folder::RunFolder;
 pub use observer::{Observer, Silent};
 pub use run::{RunSummary, Start, TrainingData, checkpoint_name, saved_run, train};

@@ -68,6 +68,7 @@ pub fn checkpoint_name(dataset: &str, model: &MarScfConfig) -> String {
     let coupling = match model.flow.coupling {
         CouplingKind::Affine => "affine",
         CouplingKind::MixLogCdf(_) => "mixlogcdf",
+        CouplingKind::Additive => "additive",
     };
     format!(
         "marscf_{dataset}_{coupling}_{}_{}",
@@ -124,6 +125,7 @@ fn check_data(
     run: &RunConfig,
     data: &TrainingData,
 ) -> Result<(), TrainError> {
+    model.validate()?;
     let image = model.flow.image;
     let sets = [("training", &data.train), ("test", &data.test)];
     for (name, set) in sets {
@@ -136,6 +138,12 @@ fn check_data(
         if set.is_empty() {
             return Err(TrainError::Data(format!("the {name} set is empty")));
         }
+    }
+    if data.info.bits != model.bits {
+        return Err(TrainError::Data(format!(
+            "the data is described as {}-bit, the model is configured for {} bits",
+            data.info.bits, model.bits
+        )));
     }
     if data.info.image != image {
         return Err(TrainError::Data(format!(
@@ -242,6 +250,7 @@ impl<'a> Session<'a> {
         let indices = &self.epoch_order[start..start + run.batch_size];
         let batch = training_batch(
             run,
+            self.training.model.config.bits,
             &self.data.train,
             indices,
             self.position.batches,
@@ -400,7 +409,7 @@ fn initial_training(
         len: data.train.len(),
     };
     let first = &order.permutation(0)[..run.batch_size];
-    let batch = training_batch(run, &data.train, first, 0, device);
+    let batch = training_batch(run, model.bits, &data.train, first, 0, device);
     let model = model.init(device)?.initialize(batch)?;
     Ok(Training::new(model, run.optim.clone()))
 }
@@ -444,10 +453,11 @@ fn restore(
     Ok((training, position))
 }
 
-/// The dequantised (and, if the run says so, augmented) training batch of `indices`, the
-/// `index`-th batch of the run.
+/// The dequantised (and, if the run says so, augmented) training batch of `indices` at
+/// `bits` bits per value, the `index`-th batch of the run.
 fn training_batch(
     run: &RunConfig,
+    bits: u32,
     set: &ImageSet,
     indices: &[usize],
     index: u64,
@@ -456,6 +466,7 @@ fn training_batch(
     let options = BatchOptions {
         augment: run.augment,
         dequantize: true,
+        bits,
     };
     make_batch(
         set,

@@ -55,6 +55,8 @@ pub enum CouplingArg {
     Affine,
     /// Flow++'s logistic-mixture CDF coupling.
     Mixlogcdf,
+    /// NICE's additive coupling (log-det 0).
+    Additive,
 }
 
 impl CouplingArg {
@@ -63,6 +65,7 @@ impl CouplingArg {
         match self {
             Self::Affine => CouplingKind::Affine,
             Self::Mixlogcdf => CouplingKind::MixLogCdf(MixLogCdfConfig::default()),
+            Self::Additive => CouplingKind::Additive,
         }
     }
 }
@@ -95,6 +98,9 @@ pub enum PriorArg {
     Mar,
     /// Standard normals (a Glow-style baseline).
     StandardNormal,
+    /// Glow's learned prior: a Gaussian per split from a zero-initialised convolution of
+    /// the kept half, a learned top.
+    Glow,
 }
 
 impl From<PriorArg> for PriorKind {
@@ -102,6 +108,7 @@ impl From<PriorArg> for PriorKind {
         match arg {
             PriorArg::Mar => PriorKind::default(),
             PriorArg::StandardNormal => PriorKind::StandardNormal,
+            PriorArg::Glow => PriorKind::Glow,
         }
     }
 }

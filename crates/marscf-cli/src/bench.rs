@@ -192,6 +192,7 @@ pub fn run_case(
         coupling: match config.coupling {
             CouplingKind::Affine => "affine".into(),
             CouplingKind::MixLogCdf(_) => "mixlogcdf".into(),
+            CouplingKind::Additive => "additive".into(),
         },
         levels: config.levels,
         steps: config.steps,

@@ -199,3 +199,110 @@ fn bad_input_is_an_error_exit_that_touches_nothing() {
     assert_clean_failure(&backend, "BURN_DEVICE=tpu");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn glow_options_train_and_eval_reports_draws_breakdown_and_per_image_scores() {
+    let dir = temp_dir("glow-options");
+    let out = dir.join("run");
+    let mut train_args = vec![
+        "train",
+        "--mnist-layout",
+        "grey28",
+        "-L",
+        "2",
+        "-K",
+        "1",
+        "-C",
+        "8",
+        "--coupling",
+        "additive",
+        "--prior",
+        "glow",
+        "--n-bits",
+        "5",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+        "--test-images",
+        "12",
+        "--samples",
+        "0",
+        "--out",
+        path(&out),
+    ];
+    let train = marscf(&train_args);
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let best = out.join("marscf_mnist-sample_additive_1_8.bpk");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(best.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["model"]["bits"], 5);
+    assert_eq!(saved["data"]["bits"], 5);
+    assert_eq!(saved["model"]["prior"]["kind"], "glow");
+    assert_eq!(saved["model"]["flow"]["coupling"]["kind"], "additive");
+
+    // A resumed run at another depth is another run.
+    let n_bits = train_args.iter().position(|a| *a == "5").unwrap();
+    train_args[n_bits] = "4";
+    train_args.push("--resume");
+    assert_clean_failure(&marscf(&train_args), "bits");
+
+    let csv = dir.join("scores.csv");
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--checkpoint",
+            path(&best),
+            "--test-images",
+            "12",
+            "--draws",
+            "2",
+            "--per-image",
+            path(&csv),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        marscf(&args)
+    };
+    let first = eval(&[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(
+        (line["draws"].as_u64(), line["images"].as_u64()),
+        (Some(2), Some(12))
+    );
+    assert!(line["standard_error"].as_f64().unwrap() > 0.0);
+    let breakdown = &line["breakdown"];
+    assert_eq!(breakdown["dequantization"].as_f64().unwrap().round(), 5.0);
+    let sum = breakdown["dequantization"].as_f64().unwrap()
+        + breakdown["levels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["log_det"].as_f64().unwrap() + l["prior"].as_f64().unwrap())
+            .sum::<f64>();
+    assert!((sum - line["bits_per_dim"].as_f64().unwrap()).abs() < 1e-5);
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 13);
+
+    // The scores are not overwritten unless asked.
+    assert_clean_failure(&eval(&[]), "--overwrite");
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), rows);
+    let again = eval(&["--overwrite"]);
+    assert!(again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&csv).unwrap(),
+        rows,
+        "same seed, same scores"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,7 +1,7 @@
 //! The affine coupling of Glow as mAR-SCF uses it, with its conditioning network.
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::{log_sigmoid, relu};
@@ -14,6 +14,8 @@ use crate::actnorm::{ActNorm, ActNormConfig};
 use crate::coupling::check_coupling_sizes;
 use crate::layer::{InvertibleLayer, sum_per_sample};
 use crate::split::{merge, split};
+pub use crate::zero_conv::ZeroConv2d;
+use crate::zero_conv::ZeroConv2dConfig;
 
 /// Configuration of [`AffineCoupling`].
 #[derive(Config, Debug)]
@@ -25,39 +27,56 @@ pub struct AffineCouplingConfig {
 }
 
 impl AffineCouplingConfig {
-    /// The coupling with its network initialised as the reference does: N(0, 0.05) for the
-    /// first two convolutions, zeros for the last (so a new coupling is the identity up to
-    /// `scale = sigmoid(2)`).
+    /// The coupling with its network initialised as the reference does (see
+    /// [`AffineCouplingNetConfig::init`]): a new coupling is the identity up to
+    /// `scale = sigmoid(2)`.
     pub fn init(&self, device: &Device) -> Result<AffineCoupling, CoreError> {
         let (c, hidden) = (self.channels, self.hidden);
         check_coupling_sizes("AffineCoupling", c, hidden)?;
+        Ok(AffineCoupling {
+            net: AffineCouplingNetConfig::new(c / 2, hidden, c).init(device),
+        })
+    }
+}
+
+/// Configuration of [`AffineCouplingNet`].
+#[derive(Config, Debug)]
+pub struct AffineCouplingNetConfig {
+    /// Input channels (the pass-through half, `C/2`).
+    pub channels_in: usize,
+    /// Hidden width.
+    pub hidden: usize,
+    /// Output channels: `C` for the affine coupling (shift and scale of each channel),
+    /// `C/2` for the additive one (shift only).
+    pub channels_out: usize,
+}
+
+impl AffineCouplingNetConfig {
+    /// The network with N(0, 0.05) weights in its first two convolutions and zeros in the
+    /// last (its output is 0 until it learns). Sizes are the caller's to check.
+    pub fn init(&self, device: &Device) -> AffineCouplingNet {
         let normal = Initializer::Normal {
             mean: 0.0,
             std: 0.05,
         };
-        let conv = |c_in, c_out, k: usize, pad: usize, bias: bool, init: &Initializer| {
+        let conv = |c_in, c_out, k: usize, pad: usize| {
             Conv2dConfig::new([c_in, c_out], [k, k])
                 .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-                .with_bias(bias)
-                .with_initializer(init.clone())
+                .with_bias(false)
+                .with_initializer(normal.clone())
                 .init(device)
         };
-        Ok(AffineCoupling {
-            net: AffineCouplingNet {
-                conv1: ConvActNorm {
-                    conv: conv(c / 2, hidden, 3, 1, false, &normal),
-                    actnorm: ActNormConfig::new(hidden).init(device),
-                },
-                conv2: ConvActNorm {
-                    conv: conv(hidden, hidden, 1, 0, false, &normal),
-                    actnorm: ActNormConfig::new(hidden).init(device),
-                },
-                conv3: ZeroConv2d {
-                    conv: conv(hidden, c, 3, 1, true, &Initializer::Zeros),
-                    logs: Param::from_tensor(Tensor::zeros([c, 1, 1], device)),
-                },
+        AffineCouplingNet {
+            conv1: ConvActNorm {
+                conv: conv(self.channels_in, self.hidden, 3, 1),
+                actnorm: ActNormConfig::new(self.hidden).init(device),
             },
-        })
+            conv2: ConvActNorm {
+                conv: conv(self.hidden, self.hidden, 1, 0),
+                actnorm: ActNormConfig::new(self.hidden).init(device),
+            },
+            conv3: ZeroConv2dConfig::new(self.hidden, self.channels_out).init(device),
+        }
     }
 }
 
@@ -90,23 +109,7 @@ impl ConvActNorm {
     }
 }
 
-/// A zero-initialised convolution whose output is scaled per channel:
-/// `conv(x) * exp(3 logs)`, `(B, C_in, H, W) -> (B, C_out, H, W)`.
-#[derive(Module, Debug)]
-pub struct ZeroConv2d {
-    /// The convolution, with bias.
-    pub conv: Conv2d,
-    /// Log-scale per output channel, `[C_out, 1, 1]`.
-    pub logs: Param<Tensor<3>>,
-}
-
-impl ZeroConv2d {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv2d_module(&self.conv, x) * self.logs.val().mul_scalar(3.0).exp().unsqueeze_dim::<4>(0)
-    }
-}
-
-/// The coupling's conditioning network, `(B, C/2, H, W) -> (B, C, H, W)`:
+/// The coupling's conditioning network, `(B, C/2, H, W) -> (B, C_out, H, W)`:
 /// conv 3x3 + ActNorm -> ReLU -> conv 1x1 + ActNorm -> ReLU -> zero conv 3x3.
 #[derive(Module, Debug)]
 pub struct AffineCouplingNet {
@@ -114,19 +117,20 @@ pub struct AffineCouplingNet {
     pub conv1: ConvActNorm,
     /// 1x1, `hidden -> hidden`.
     pub conv2: ConvActNorm,
-    /// 3x3, `hidden -> C`.
+    /// 3x3, `hidden -> C_out`, zero-initialised.
     pub conv3: ZeroConv2d,
 }
 
 impl AffineCouplingNet {
-    /// `(B, C/2, H, W) -> (B, C, H, W)`.
+    /// `(B, C/2, H, W) -> (B, C_out, H, W)`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let h = relu(self.conv1.forward(x));
         let h = relu(self.conv2.forward(h));
         self.conv3.forward(h)
     }
 
-    fn initialize(self, x: &Tensor<4>) -> Self {
+    /// Data-dependent initialisation of both ActNorms from a batch of the network's input.
+    pub(crate) fn initialize(self, x: &Tensor<4>) -> Self {
         let (conv1, h) = self.conv1.initialize(x);
         let (conv2, _) = self.conv2.initialize(&relu(h));
         Self {

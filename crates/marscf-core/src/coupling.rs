@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
+use crate::additive_coupling::{AdditiveCoupling, AdditiveCouplingConfig};
 use crate::affine_coupling::{AffineCoupling, AffineCouplingConfig};
 use crate::layer::InvertibleLayer;
 use crate::mixlogcdf_coupling::{MixLogCdfConfig, MixLogCdfCoupling, MixLogCdfCouplingConfig};
@@ -18,12 +19,14 @@ pub enum CouplingKind {
     Affine,
     /// Flow++'s mixture-of-logistics CDF coupling, followed by a tuple flip.
     MixLogCdf(MixLogCdfConfig),
+    /// NICE's additive coupling (Glow's cheaper option): `y2 = x2 + NN(x1)`, log-det 0.
+    Additive,
 }
 
 impl CouplingKind {
     /// The coupling for a tensor with `channels` channels, its network `hidden` wide
-    /// ([`AffineCouplingConfig::init`] or [`MixLogCdfCouplingConfig::init`], which
-    /// validate).
+    /// ([`AffineCouplingConfig::init`], [`MixLogCdfCouplingConfig::init`] or
+    /// [`AdditiveCouplingConfig::init`], which validate).
     pub fn init(
         &self,
         channels: usize,
@@ -38,6 +41,9 @@ impl CouplingKind {
                 MixLogCdfCouplingConfig::new(channels, hidden)
                     .with_options(*options)
                     .init(device)?,
+            )),
+            Self::Additive => Ok(Coupling::Additive(
+                AdditiveCouplingConfig::new(channels, hidden).init(device)?,
             )),
         }
     }
@@ -73,13 +79,15 @@ pub enum Coupling {
     Affine(AffineCoupling),
     /// See [`MixLogCdfCoupling`].
     MixLogCdf(MixLogCdfCoupling),
+    /// See [`AdditiveCoupling`].
+    Additive(AdditiveCoupling),
 }
 
 impl Coupling {
     /// Whether the flow step swaps the channel halves after this coupling.
     pub fn flips_after(&self) -> bool {
         match self {
-            Self::Affine(_) => false,
+            Self::Affine(_) | Self::Additive(_) => false,
             Self::MixLogCdf(_) => true,
         }
     }
@@ -90,6 +98,7 @@ impl InvertibleLayer for Coupling {
         match self {
             Self::Affine(c) => c.forward(x),
             Self::MixLogCdf(c) => c.forward(x),
+            Self::Additive(c) => c.forward(x),
         }
     }
 
@@ -97,6 +106,7 @@ impl InvertibleLayer for Coupling {
         match self {
             Self::Affine(c) => c.inverse(y),
             Self::MixLogCdf(c) => c.inverse(y),
+            Self::Additive(c) => c.inverse(y),
         }
     }
 
@@ -104,6 +114,7 @@ impl InvertibleLayer for Coupling {
         match self {
             Self::Affine(c) => Self::Affine(c.initialize(x)),
             Self::MixLogCdf(c) => Self::MixLogCdf(c.initialize(x)),
+            Self::Additive(c) => Self::Additive(c.initialize(x)),
         }
     }
 }
@@ -146,5 +157,16 @@ mod tests {
         // not silently completed.
         let partial = r#"{"kind": "mixlogcdf", "components": 32}"#;
         assert!(serde_json::from_str::<CouplingKind>(partial).is_err());
+    }
+
+    #[test]
+    fn each_kind_has_its_written_form() {
+        for (kind, json) in [
+            (CouplingKind::Affine, r#"{"kind":"affine"}"#),
+            (CouplingKind::Additive, r#"{"kind":"additive"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), json);
+            assert_eq!(serde_json::from_str::<CouplingKind>(json).unwrap(), kind);
+        }
     }
 }

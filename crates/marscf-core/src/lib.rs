@@ -12,11 +12,13 @@
 #![warn(missing_docs)]
 
 pub mod actnorm;
+pub mod additive_coupling;
 pub mod affine_coupling;
 pub mod coupling;
 pub mod dropout;
 mod error;
 pub mod flow_step;
+pub mod glow_prior;
 pub mod host_linalg;
 pub mod inv_conv;
 pub mod layer;
@@ -28,13 +30,18 @@ pub mod prior;
 pub mod split;
 pub mod squeeze;
 pub mod weight_norm;
+pub mod zero_conv;
 
 pub use actnorm::{ActNorm, ActNormConfig};
-pub use affine_coupling::{AffineCoupling, AffineCouplingConfig};
+pub use additive_coupling::{AdditiveCoupling, AdditiveCouplingConfig};
+pub use affine_coupling::{
+    AffineCoupling, AffineCouplingConfig, AffineCouplingNet, AffineCouplingNetConfig,
+};
 pub use coupling::{Coupling, CouplingKind};
 pub use dropout::{Dropout, DropoutConfig};
 pub use error::CoreError;
 pub use flow_step::{FlowStep, FlowStepConfig};
+pub use glow_prior::{GlowPrior, GlowPriorConfig};
 pub use inv_conv::{InvConv1x1, InvConv1x1Config, InvConvKind};
 pub use layer::{FlowState, InvertibleLayer, sum_per_sample};
 pub use mixlogcdf_coupling::{MixLogCdfConfig, MixLogCdfCoupling, MixLogCdfCouplingConfig};
@@ -42,3 +49,4 @@ pub use multiscale::{Encoded, FlowEvent, FlowLevel, MultiScaleFlow, MultiScaleFl
 pub use prior::{Prior, StandardNormal, gaussian_log_density};
 pub use split::{TupleFlip, merge, split};
 pub use squeeze::{Squeeze, squeeze, unsqueeze};
+pub use zero_conv::{ZeroConv2d, ZeroConv2dConfig};

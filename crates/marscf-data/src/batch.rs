@@ -8,7 +8,7 @@ use rand::{Rng, RngExt, SeedableRng};
 
 use crate::augment::ShiftFlip;
 use crate::images::ImageSet;
-use crate::transform::byte_to_unit;
+use crate::transform::quantize_to_unit;
 
 /// The order in which a training set is visited: a fresh permutation per epoch, a pure
 /// function of `(seed, epoch)`.
@@ -36,16 +36,33 @@ pub fn stream(seed: u64, tag: u64, index: u64) -> StdRng {
 }
 
 /// How images become a model input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOptions {
     /// Apply the CIFAR-10 shift and flip augmentation.
     pub augment: bool,
-    /// Add dequantisation noise `u / 256`, `u ~ U(0, 1)`.
+    /// Add dequantisation noise `u / 2^bits`, `u ~ U(0, 1)`.
     pub dequantize: bool,
+    /// Bits per pixel value, `1..=8` (see [`quantize_to_unit`]); 8 is the reference's.
+    pub bits: u32,
 }
 
-/// The images at `indices` as a tensor `(B, C, H, W)` of `byte / 255 - 0.5`
-/// (+ `u / 256` when dequantising), augmentation and noise drawn from `rng`.
+impl Default for BatchOptions {
+    /// No augmentation, no noise, 8 bits.
+    fn default() -> Self {
+        Self {
+            augment: false,
+            dequantize: false,
+            bits: 8,
+        }
+    }
+}
+
+/// The images at `indices` as a tensor `(B, C, H, W)` of pixels quantised to
+/// `options.bits` and scaled to `[-0.5, 0.5]` ([`quantize_to_unit`]; `byte / 255 - 0.5` at
+/// 8 bits), plus `u / 2^bits` when dequantising, augmentation and noise drawn from `rng`.
+///
+/// # Panics
+/// If `options.bits` is not in `1..=8`.
 pub fn make_batch(
     set: &ImageSet,
     indices: &[usize],
@@ -54,7 +71,18 @@ pub fn make_batch(
     device: &Device,
 ) -> Tensor<4> {
     let [c, h, w] = set.shape;
-    let size = c * h * w;
+    let values = batch_values(set, indices, options, rng);
+    Tensor::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
+}
+
+/// The values of [`make_batch`]'s tensor, image after image.
+pub fn batch_values(
+    set: &ImageSet,
+    indices: &[usize],
+    options: BatchOptions,
+    rng: &mut impl Rng,
+) -> Vec<f32> {
+    let size = set.image_size();
     let mut bytes = vec![0u8; indices.len() * size];
     for (out, &index) in bytes.chunks_exact_mut(size).zip(indices) {
         if options.augment {
@@ -63,15 +91,16 @@ pub fn make_batch(
             out.copy_from_slice(set.image(index));
         }
     }
-    let values: Vec<f32> = if options.dequantize {
+    let bits = options.bits;
+    let bin = (1u32 << bits.min(8)) as f32;
+    if options.dequantize {
         bytes
             .iter()
-            .map(|&b| byte_to_unit(b) + rng.random::<f32>() / 256.0)
+            .map(|&b| quantize_to_unit(b, bits) + rng.random::<f32>() / bin)
             .collect()
     } else {
-        bytes.iter().map(|&b| byte_to_unit(b)).collect()
-    };
-    Tensor::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
+        bytes.iter().map(|&b| quantize_to_unit(b, bits)).collect()
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +116,56 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn n_bit_batches_quantise_and_dequantise_within_a_bin() {
+        let set = ImageSet {
+            shape: [1, 1, 4],
+            pixels: vec![0u8, 63, 64, 255].into(),
+            labels: vec![0],
+        };
+        let batch = |options| batch_values(&set, &[0], options, &mut stream(3, 4, 5));
+        // 2 bits: levels 0, 0, 1, 3 of 4, over 3.
+        let plain = batch(BatchOptions {
+            bits: 2,
+            ..BatchOptions::default()
+        });
+        assert_eq!(plain, [-0.5, -0.5, 1.0 / 3.0 - 0.5, 0.5]);
+        let noisy = batch(BatchOptions {
+            bits: 2,
+            dequantize: true,
+            ..BatchOptions::default()
+        });
+        for (x, p) in noisy.iter().zip(&plain) {
+            assert!(
+                (0.0..0.25).contains(&(x - p)),
+                "noise {} outside U(0, 1/4)",
+                x - p
+            );
+        }
+    }
+
+    #[test]
+    fn eight_bit_batches_are_the_references_pixels_and_noise_bit_for_bit() {
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        let set = ImageSet {
+            shape: [1, 16, 16],
+            pixels: bytes.clone().into(),
+            labels: vec![0],
+        };
+        let options = BatchOptions {
+            dequantize: true,
+            ..BatchOptions::default()
+        };
+        let ours = batch_values(&set, &[0], options, &mut stream(9, 9, 9));
+        let mut rng = stream(9, 9, 9);
+        let reference: Vec<f32> = bytes
+            .iter()
+            .map(|&b| b as f32 / 255.0 - 0.5 + rng.random::<f32>() / 256.0)
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&ours), bits(&reference));
     }
 
     #[test]

@@ -29,10 +29,10 @@ pub mod npy;
 pub mod pixels;
 pub mod transform;
 
-pub use batch::{BatchOptions, EpochOrder, make_batch, stream};
+pub use batch::{BatchOptions, EpochOrder, batch_values, make_batch, stream};
 pub use datasets::{CacheDir, DatasetName, LoadOptions, load, load_with};
 pub use error::DataError;
 pub use images::ImageSet;
 pub use mnist::{MnistSplit, embedded};
 pub use pixels::Pixels;
-pub use transform::{MnistLayout, byte_to_unit};
+pub use transform::{BIT_DEPTHS, MnistLayout, byte_to_unit, quantize_to_unit};

@@ -25,7 +25,55 @@ impl MnistLayout {
     }
 }
 
-/// A byte as the reference feeds it to the flow: `v / 255 - 0.5`, in `[-0.5, 0.5]`.
+/// A byte as the reference feeds it to the flow: `v / 255 - 0.5`, in `[-0.5, 0.5]`
+/// ([`quantize_to_unit`] at 8 bits).
 pub fn byte_to_unit(v: u8) -> f32 {
-    v as f32 / 255.0 - 0.5
+    quantize_to_unit(v, 8)
+}
+
+/// The bit depths [`quantize_to_unit`] takes.
+pub const BIT_DEPTHS: std::ops::RangeInclusive<u32> = 1..=8;
+
+/// A byte quantised to `bits` bits (Glow's `n_bits_x`) and scaled to `[-0.5, 0.5]`:
+/// `k = floor(v / 2^(8 - bits))`, one of `2^bits` levels, then `k / (2^bits - 1) - 0.5`.
+///
+/// Glow scales by `1 / 2^bits` instead, which at 8 bits is not the reference's `v / 255`;
+/// dividing by `2^bits - 1` keeps the reference's numbers exactly at 8 bits and spans
+/// `[-0.5, 0.5]` at every depth. The dequantisation noise `U(0, 1/2^bits)` then covers bins
+/// that never overlap (their spacing `1/(2^bits - 1)` exceeds their width), so the
+/// objective (which starts at `-D ln 2^bits`) is a discrete likelihood at every depth.
+///
+/// # Panics
+/// If `bits` is not in `1..=8` ([`BIT_DEPTHS`]; a model's configuration checks it).
+pub fn quantize_to_unit(v: u8, bits: u32) -> f32 {
+    assert!(
+        BIT_DEPTHS.contains(&bits),
+        "bit depth {bits} is not in 1..=8"
+    );
+    let k = v >> (8 - bits);
+    let top = ((1u32 << bits) - 1) as f32;
+    k as f32 / top - 0.5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_bit_pixels_by_hand() {
+        // 5 bits: 32 levels, v / 8 rounded down, over 31.
+        for (v, k) in [(0u8, 0u32), (7, 0), (8, 1), (100, 12), (255, 31)] {
+            assert_eq!(quantize_to_unit(v, 5), k as f32 / 31.0 - 0.5, "byte {v}");
+        }
+        // 1 bit: two levels, the extremes.
+        assert_eq!(quantize_to_unit(127, 1), -0.5);
+        assert_eq!(quantize_to_unit(128, 1), 0.5);
+        // 8 bits is the reference's v / 255 - 0.5, bit for bit.
+        for v in 0..=255u8 {
+            assert_eq!(
+                quantize_to_unit(v, 8).to_bits(),
+                (v as f32 / 255.0 - 0.5).to_bits()
+            );
+        }
+    }
 }

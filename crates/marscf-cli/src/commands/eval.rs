@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use marscf::data::datasets::DatasetName;
-use marscf::train::evaluate;
+use marscf::train::{EvalOptions, evaluate_detailed, write_per_image_csv};
 use marscf::{DataInfo, select_device};
 
 use crate::args::DataArgs;
@@ -35,7 +35,17 @@ pub struct EvalArgs {
     /// Seed of the dequantisation noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Print one JSON line instead of text.
+    /// Dequantisation draws per test image: the score is the mean over images of their
+    /// mean over draws, reported with its standard error over images.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    draws: u64,
+    /// Write each test image's index, label and bits/dim to this CSV file.
+    #[arg(long)]
+    per_image: Option<PathBuf>,
+    /// Replace an existing --per-image file.
+    #[arg(long, requires = "per_image")]
+    overwrite: bool,
+    /// Print one JSON line instead of text (with the per-level breakdown).
     #[arg(long)]
     json: bool,
 }
@@ -50,7 +60,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         partial: args.partial,
     };
     let Loaded { model, origin, .. } = load_model(&source, &device)?;
-    let info = data_to_score(&args, origin.data.as_ref())?;
+    let info = data_to_score(&args, origin.data.as_ref())?.with_bits(model.config.bits);
     let (_, test) = load_data(&info, &args.data)?;
     if test.shape != model.config.flow.image {
         return Err(format!(
@@ -59,12 +69,37 @@ pub fn run(args: EvalArgs) -> Result<()> {
         )
         .into());
     }
+    if let Some(csv) = args
+        .per_image
+        .as_ref()
+        .filter(|p| !args.overwrite && p.exists())
+    {
+        return Err(format!(
+            "{} exists: give --overwrite to replace it, or another --per-image file",
+            csv.display()
+        )
+        .into());
+    }
     let started = Instant::now();
-    let bits_per_dim = evaluate(&model, &test, args.batch_size, args.seed, &device)?;
+    let options = EvalOptions {
+        batch_size: args.batch_size,
+        seed: args.seed,
+        draws: args.draws as usize,
+    };
+    let evaluation = evaluate_detailed(&model, &test, &options, &device)?;
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(csv) = &args.per_image {
+        write_per_image_csv(&evaluation, csv, args.overwrite)?;
+    }
+    let bits_per_dim = evaluation.bits_per_dim;
     if args.json {
         let line = serde_json::json!({
             "bits_per_dim": bits_per_dim,
+            "standard_error": evaluation.standard_error,
+            "draws": evaluation.draws,
+            "bits": model.config.bits,
+            "breakdown": evaluation.breakdown,
+            "per_image": args.per_image.as_ref().map(|p| p.display().to_string()),
             "dataset": info.dataset,
             "split": "test",
             "data_root": info.root,
@@ -74,10 +109,25 @@ pub fn run(args: EvalArgs) -> Result<()> {
         });
         println!("{line}");
     } else {
+        let error = evaluation
+            .standard_error
+            .map(|se| format!(" ± {se:.4}"))
+            .unwrap_or_default();
         println!(
-            "{} test split: {bits_per_dim:.4} bits/dim over {} images ({seconds:.1} s)",
+            "{} test split: {bits_per_dim:.4}{error} bits/dim over {} images, {} draw(s) each ({seconds:.1} s)",
             info.dataset,
-            test.len()
+            test.len(),
+            evaluation.draws
+        );
+        for level in &evaluation.breakdown.levels {
+            println!(
+                "  level {}: log-det {:+.4}, prior {:+.4} bits/dim",
+                level.level, level.log_det, level.prior
+            );
+        }
+        println!(
+            "  dequantisation constant {:+.4} bits/dim",
+            evaluation.breakdown.dequantization
         );
     }
     Ok(())

@@ -29,6 +29,10 @@ pub struct TrainArgs {
     /// The prior [default: mar].
     #[arg(long, value_enum)]
     prior: Option<PriorArg>,
+    /// Bits per pixel value (Glow's n_bits_x): pixels quantised to 2^N levels, noise
+    /// U(0, 1/2^N), bits/dim against that many levels.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=8))]
+    n_bits: u32,
     /// Images per optimizer step.
     #[arg(long, visible_alias = "batch_size", default_value_t = RunConfig::new("").batch_size)]
     batch_size: usize,
@@ -88,7 +92,7 @@ pub struct TrainArgs {
 
 /// Each option a resumed run may be given, and the settings (JSON pointers into a
 /// [`CheckpointInfo`]) it sets.
-const SETTINGS: [(&str, &[&str]); 24] = [
+const SETTINGS: [(&str, &[&str]); 25] = [
     (
         "dataset",
         &[
@@ -109,6 +113,10 @@ const SETTINGS: [(&str, &[&str]); 24] = [
     ("steps", &["/model/flow/steps"]),
     ("hidden", &["/model/flow/hidden"]),
     ("prior", &["/model/prior"]),
+    (
+        "n_bits",
+        &["/model/bits", "/data/bits", "/data/preprocessing"],
+    ),
     ("batch_size", &["/run/batch_size"]),
     ("epochs", &["/run/epochs"]),
     ("max_minutes", &["/run/max_minutes"]),
@@ -144,7 +152,7 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
         ..plan.origin.run.ok_or("the run describes no settings")?
     };
     let model = plan.model;
-    model.flow.validate()?;
+    model.validate()?;
     let device = select_device()?;
     let (train_set, test_set) = load_data(&info, &args.data)?;
     println!(
@@ -191,12 +199,14 @@ fn asked_run(args: &TrainArgs) -> Result<CheckpointInfo> {
     let layout = args.data.mnist_layout.map(Into::into).unwrap_or_default();
     let data = DataInfo {
         test_images: args.data.test_images,
-        ..DataInfo::new(name, layout, args.data.data_root.clone())
+        ..DataInfo::new(name, layout, args.data.data_root.clone()).with_bits(args.n_bits)
     };
     let size = args.model.size(TRAIN_MODEL);
     let flow = MultiScaleFlowConfig::new(data.image, size.levels, size.steps, size.hidden)
         .with_coupling(args.model.coupling());
-    let model = MarScfConfig::new(flow).with_prior(args.prior.unwrap_or(PriorArg::Mar).into());
+    let model = MarScfConfig::new(flow)
+        .with_prior(args.prior.unwrap_or(PriorArg::Mar).into())
+        .with_bits(args.n_bits);
     let run = RunConfig {
         batch_size: args.batch_size,
         optim: OptimOptions {
