@@ -13,8 +13,8 @@ use marscf::data::{ImageSet, MnistLayout, embedded};
 use marscf::import::load_reference;
 use marscf::params::param_values;
 use marscf::train::{
-    AdamaxConfig, EvalOptions, OptimOptions, RunConfig, Silent, Start, StepOutcome, TrainError,
-    Training, TrainingData, evaluate, evaluate_detailed, train, write_per_image_csv,
+    AdamaxConfig, EvalOptions, OptimOptions, Protocol, RunConfig, Silent, Start, StepOutcome,
+    TrainError, Training, TrainingData, evaluate, evaluate_detailed, train, write_per_image_csv,
 };
 use marscf::{DataInfo, MarScfConfig, ModelError, PriorKind};
 
@@ -458,6 +458,7 @@ fn the_breakdown_sums_to_the_total_and_draws_average() {
             batch_size: 10,
             seed: 1,
             draws: 3,
+            ..EvalOptions::default()
         };
         let e = evaluate_detailed(&model, &test, &options, &device).unwrap();
         let sum = e.breakdown.total();
@@ -480,6 +481,62 @@ fn the_breakdown_sums_to_the_total_and_draws_average() {
         let one = evaluate(&model, &test, 10, 1, &device).unwrap();
         assert!(one != e.bits_per_dim && (one - e.bits_per_dim).abs() < 0.05);
     }
+}
+
+#[test]
+fn the_reference_protocol_drops_the_last_partial_batch() {
+    let device = device();
+    // An affine model has no dropout: the protocols differ only in the images scored.
+    let model = scored_model(&tiny_model());
+    let test = digits(24, true);
+    let score = |protocol| {
+        let options = EvalOptions {
+            batch_size: 10,
+            protocol,
+            ..EvalOptions::default()
+        };
+        evaluate_detailed(&model, &test, &options, &device).unwrap()
+    };
+    let (ours, reference) = (score(Protocol::Ours), score(Protocol::Reference));
+    assert_eq!((ours.images.len(), reference.images.len()), (24, 20));
+    for (a, b) in ours.images.iter().zip(&reference.images) {
+        assert_eq!(a.index, b.index);
+        assert!(
+            (a.bits_per_dim - b.bits_per_dim).abs() < 1e-5,
+            "{a:?} vs {b:?}"
+        );
+    }
+    let first_20 = ours.images[..20]
+        .iter()
+        .map(|s| s.bits_per_dim)
+        .sum::<f64>()
+        / 20.0;
+    assert!((reference.bits_per_dim - first_20).abs() < 1e-5);
+}
+
+#[test]
+fn images_come_back_through_the_flow_and_interpolation_ends_at_both_images() {
+    let device = device();
+    let model = scored_model(&tiny_model());
+    let x = marscf::data::make_batch(
+        &digits(8, true),
+        &(0..8).collect::<Vec<_>>(),
+        marscf::data::BatchOptions::default(),
+        &mut marscf::data::stream(0, 0, 0),
+        &device,
+    );
+    let error = model.reconstruction_error(x.clone()).unwrap();
+    assert!(error < 1e-4, "reconstruction error {error}");
+    let [a, b] = [0, 1].map(|i| x.clone().slice([i..i + 1]));
+    let strip = model.interpolate(a.clone(), b.clone(), 4).unwrap();
+    assert_eq!(strip.dims()[0], 5);
+    let ends = [strip.clone().slice([0..1]), strip.clone().slice([4..5])];
+    for (end, image) in ends.into_iter().zip([a.clone(), b.clone()]) {
+        assert!(max_abs_diff(end, image) < 1e-4);
+    }
+    // The middle is neither end.
+    let middle = strip.slice([2..3]);
+    assert!(max_abs_diff(middle.clone(), a) > 1e-3 && max_abs_diff(middle, b) > 1e-3);
 }
 
 #[test]

@@ -28,6 +28,19 @@ use crate::{MarScf, ModelError};
 /// The RNG stream of evaluation noise (fixed per batch, so evaluations compare).
 const EVAL_STREAM: u64 = 0xe7a1;
 
+/// Which images are scored, and with the model in which mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Ours: dropout off, every image (the last partial batch included).
+    #[default]
+    Ours,
+    /// The reference's (so that a number compares with the paper's): the model as training
+    /// leaves it, dropout on (its masks drawn from the device seeded per batch), and the
+    /// last partial batch dropped, as its test loader does.
+    Reference,
+}
+
 /// How [`evaluate_detailed`] scores a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOptions {
@@ -37,15 +50,18 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Dequantisation draws per image (at least 1).
     pub draws: usize,
+    /// Which images, and the model in which mode.
+    pub protocol: Protocol,
 }
 
 impl Default for EvalOptions {
-    /// Batches of 64, seed 0, one draw.
+    /// Batches of 64, seed 0, one draw, [`Protocol::Ours`].
     fn default() -> Self {
         Self {
             batch_size: 64,
             seed: 0,
             draws: 1,
+            protocol: Protocol::Ours,
         }
     }
 }
@@ -117,86 +133,136 @@ pub fn evaluate(
     let options = EvalOptions {
         batch_size,
         seed,
-        draws: 1,
+        ..EvalOptions::default()
     };
     Ok(evaluate_detailed(model, set, &options, device)?.bits_per_dim)
 }
 
-/// Scores every image of `set` with `options.draws` dequantisation draws (see the module's
-/// documentation). Draw 0 of batch `b` uses the noise [`evaluate`] uses; draw `k` the
-/// stream at `b + k 2^32`. Runs without autodiff.
+/// Scores the images of `set` with `options.draws` dequantisation draws (see the module's
+/// documentation) under `options.protocol`. Draw 0 of batch `b` uses the noise [`evaluate`]
+/// uses; draw `k` the stream at `b + k 2^32`. [`Protocol::Ours`] runs without autodiff.
 pub fn evaluate_detailed(
     model: &MarScf,
     set: &ImageSet,
     options: &EvalOptions,
     device: &Device,
 ) -> Result<Evaluation, ModelError> {
-    let model = model.valid();
-    let device = device.clone().without_autodiff();
-    let draws = options.draws.max(1);
-    let dims = model.config.dims_per_sample() as f64;
-    let to_bits = |nats: f64| -nats / (dims * std::f64::consts::LN_2);
-    let levels = model.config.flow.levels;
-    let batch_options = BatchOptions {
-        augment: false,
-        dequantize: true,
-        bits: model.config.bits,
+    let (model, device) = match options.protocol {
+        Protocol::Ours => (model.valid(), device.clone().without_autodiff()),
+        Protocol::Reference => {
+            let device = device.clone().autodiff();
+            (model.clone().fork(&device).train(), device)
+        }
     };
-    let indices: Vec<usize> = (0..set.len()).collect();
-    let mut total = 0.0;
-    let mut images = Vec::with_capacity(set.len());
-    let mut dequantization = 0.0;
-    let mut terms = vec![(0.0, 0.0); levels];
-    for (b, chunk) in indices.chunks(options.batch_size.max(1)).enumerate() {
+    let batch_size = options.batch_size.max(1);
+    let scored = match options.protocol {
+        Protocol::Ours => set.len(),
+        Protocol::Reference => set.len() / batch_size * batch_size,
+    };
+    let indices: Vec<usize> = (0..scored).collect();
+    let mut tally = Tally::new(&model);
+    for (b, chunk) in indices.chunks(batch_size).enumerate() {
+        tally.score_batch(&model, set, chunk, b as u64, options, &device)?;
+    }
+    Ok(tally.finish(options.draws.max(1)))
+}
+
+/// The sums an evaluation accumulates, in bits/dim per image and draw.
+struct Tally {
+    dims: f64,
+    total: f64,
+    dequantization: f64,
+    terms: Vec<(f64, f64)>,
+    images: Vec<ImageScore>,
+}
+
+impl Tally {
+    fn new(model: &MarScf) -> Self {
+        Self {
+            dims: model.config.dims_per_sample() as f64,
+            total: 0.0,
+            dequantization: 0.0,
+            terms: vec![(0.0, 0.0); model.config.flow.levels],
+            images: Vec::new(),
+        }
+    }
+
+    /// `-nats / (D ln 2)` summed over the batch.
+    fn bits(&self, nats: &[f64]) -> f64 {
+        nats.iter()
+            .map(|&v| -v / (self.dims * std::f64::consts::LN_2))
+            .sum()
+    }
+
+    /// Every draw of batch `index` (images `chunk` of `set`).
+    fn score_batch(
+        &mut self,
+        model: &MarScf,
+        set: &ImageSet,
+        chunk: &[usize],
+        index: u64,
+        options: &EvalOptions,
+        device: &Device,
+    ) -> Result<(), ModelError> {
+        let batch_options = BatchOptions {
+            augment: false,
+            dequantize: true,
+            bits: model.config.bits,
+        };
+        let draws = options.draws.max(1);
         let mut scores = vec![0.0; chunk.len()];
-        for draw in 0..draws {
-            let index = b as u64 + ((draw as u64) << 32);
-            let x = make_batch(
-                set,
-                chunk,
-                batch_options,
-                &mut stream(options.seed, EVAL_STREAM, index),
-                &device,
-            );
-            let mut trace = ObjectiveTrace::new(levels);
+        for draw in 0..draws as u64 {
+            let noise = &mut stream(options.seed, EVAL_STREAM, index + (draw << 32));
+            let x = make_batch(set, chunk, batch_options, noise, device);
+            if options.protocol == Protocol::Reference {
+                device.seed(index + (draw << 32));
+            }
+            let mut trace = ObjectiveTrace::new(self.terms.len());
             let output = model
                 .forward_traced(x, |event, state| trace.record(event, state.logdet.clone()))?;
-            total += output.bits_per_dim.clone().sum().into_scalar::<f32>() as f64;
+            self.total += output.bits_per_dim.clone().sum().into_scalar::<f32>() as f64;
             for (score, value) in scores.iter_mut().zip(host(output.bits_per_dim)) {
                 *score += value;
             }
             let path = trace.finish(output.objective);
-            dequantization += path.start.iter().map(|&v| to_bits(v)).sum::<f64>();
+            self.dequantization += self.bits(&path.start);
             for (level, (log_det, prior)) in path.levels.into_iter().enumerate() {
-                terms[level].0 += log_det.iter().map(|&v| to_bits(v)).sum::<f64>();
-                terms[level].1 += prior.iter().map(|&v| to_bits(v)).sum::<f64>();
+                self.terms[level].0 += self.bits(&log_det);
+                self.terms[level].1 += self.bits(&prior);
             }
         }
-        images.extend(chunk.iter().zip(scores).map(|(&index, score)| ImageScore {
+        let scored = chunk.iter().zip(scores).map(|(&index, score)| ImageScore {
             index,
             label: set.labels[index],
             bits_per_dim: score / draws as f64,
-        }));
+        });
+        self.images.extend(scored);
+        Ok(())
     }
-    let count = (set.len() * draws).max(1) as f64;
-    Ok(Evaluation {
-        bits_per_dim: total / count,
-        standard_error: standard_error(images.iter().map(|s| s.bits_per_dim)),
-        draws,
-        images,
-        breakdown: Breakdown {
-            dequantization: dequantization / count,
-            levels: terms
-                .into_iter()
-                .enumerate()
-                .map(|(level, (log_det, prior))| LevelTerms {
-                    level,
-                    log_det: log_det / count,
-                    prior: prior / count,
-                })
-                .collect(),
-        },
-    })
+
+    /// The means over images and draws.
+    fn finish(self, draws: usize) -> Evaluation {
+        let count = (self.images.len() * draws).max(1) as f64;
+        Evaluation {
+            bits_per_dim: self.total / count,
+            standard_error: standard_error(self.images.iter().map(|s| s.bits_per_dim)),
+            draws,
+            breakdown: Breakdown {
+                dequantization: self.dequantization / count,
+                levels: self
+                    .terms
+                    .into_iter()
+                    .enumerate()
+                    .map(|(level, (log_det, prior))| LevelTerms {
+                        level,
+                        log_det: log_det / count,
+                        prior: prior / count,
+                    })
+                    .collect(),
+            },
+            images: self.images,
+        }
+    }
 }
 
 /// `s / sqrt(N)` of `values`, `s` the sample standard deviation; `None` below two values.

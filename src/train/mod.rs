@@ -17,8 +17,8 @@ pub mod training;
 pub use adamax::{Adamax, AdamaxConfig, AdamaxState};
 pub use config::{RunConfig, RunPosition};
 pub use evaluate::{
-    Breakdown, EvalOptions, Evaluation, ImageScore, LevelTerms, evaluate, evaluate_detailed,
-    write_per_image_csv,
+    Breakdown, EvalOptions, Evaluation, ImageScore, LevelTerms, Protocol, evaluate,
+    evaluate_detailed, write_per_image_csv,
 };
 pub use folder::RunFolder;
 pub use observer::{Observer, Silent};

@@ -10,6 +10,7 @@ use marscf::PriorKind;
 use marscf::core::{CouplingKind, MixLogCdfConfig};
 use marscf::data::MnistLayout;
 use marscf::data::datasets::{CacheDir, DatasetName};
+use marscf::train::Protocol;
 
 /// The size of the model `train` builds unless told otherwise: `L = 3, K = 4, C = 64`.
 pub const TRAIN_MODEL: ModelSize = ModelSize {
@@ -91,6 +92,24 @@ impl From<LayoutArg> for MnistLayout {
     }
 }
 
+/// How `eval` scores a test set.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolArg {
+    /// Dropout off, every image.
+    Ours,
+    /// As the reference evaluates: dropout on, the last partial batch dropped.
+    Reference,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(arg: ProtocolArg) -> Self {
+        match arg {
+            ProtocolArg::Ours => Protocol::Ours,
+            ProtocolArg::Reference => Protocol::Reference,
+        }
+    }
+}
+
 /// The prior of the latents.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PriorArg {
@@ -152,6 +171,23 @@ impl DataArgs {
                 .then_some(CacheDir::InDataRoot),
         }
     }
+}
+
+/// Where a subcommand reads its model.
+#[derive(Args, Debug, Clone)]
+pub struct CheckpointArgs {
+    /// A native checkpoint (`.bpk` with its `.json`) or a reference `.pt`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Configuration for a reference `.pt` (inferred from its keys otherwise).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Image side for a reference `.pt` whose configuration is inferred.
+    #[arg(long, visible_alias = "image_size")]
+    pub image_size: Option<usize>,
+    /// Accept a reference checkpoint with missing or unused tensors.
+    #[arg(long)]
+    pub partial: bool,
 }
 
 /// The model's shape.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::commands::{bench, eval, import, sample, train};
+use crate::commands::{bench, eval, import, interpolate, reconstruct, sample, train};
 
 /// mAR-SCF normalizing flows with multi-scale autoregressive priors.
 #[derive(Parser, Debug)]
@@ -29,6 +29,10 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Convert a reference PyTorch checkpoint to a native one.
     Import(import::ImportArgs),
+    /// Test images through the flow and back: the largest reconstruction error.
+    Reconstruct(reconstruct::ReconstructArgs),
+    /// A PNG strip of the images between two test images' latents.
+    Interpolate(interpolate::InterpolateArgs),
     /// Time training, evaluation, sampling and one coupling; one JSON line per case.
     Bench(bench::BenchArgs),
 }
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Import(args) => import::run(args),
+        Command::Reconstruct(args) => reconstruct::run(args),
+        Command::Interpolate(args) => interpolate::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

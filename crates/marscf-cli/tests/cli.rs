@@ -73,6 +73,55 @@ fn train_eval_import_and_sample() {
         assert!(out.join(file).is_file(), "{file} missing");
     }
 
+    // The trained checkpoint through the flow and back, an interpolation strip, and the
+    // reference's evaluation protocol: each on the checkpoint's own data.
+    let best = out.join("marscf_mnist-sample_affine_1_8.bpk");
+    let reconstruct = marscf(&["reconstruct", "--checkpoint", path(&best), "--images", "8"]);
+    assert!(
+        reconstruct.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reconstruct.stderr)
+    );
+    let said = String::from_utf8_lossy(&reconstruct.stdout).into_owned();
+    let error: f64 = said.rsplit("= ").next().unwrap().trim().parse().unwrap();
+    assert!(error < 1e-4, "{said}");
+    let strip = dir.join("strip.png");
+    let interpolate = marscf(&[
+        "interpolate",
+        "--checkpoint",
+        path(&best),
+        "--steps",
+        "4",
+        "--out",
+        path(&strip),
+    ]);
+    assert!(
+        interpolate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&interpolate.stderr)
+    );
+    assert!(strip.is_file());
+    let reference = marscf(&[
+        "eval",
+        "--checkpoint",
+        path(&best),
+        "--protocol",
+        "reference",
+        "--test-images",
+        "20",
+        "--batch-size",
+        "8",
+        "--json",
+    ]);
+    assert!(
+        reference.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&reference.stdout).unwrap();
+    assert_eq!(line["protocol"], "reference");
+    assert_eq!(line["images"], 16, "the last partial batch is dropped");
+
     let eval = marscf(&[
         "eval",
         "--checkpoint",

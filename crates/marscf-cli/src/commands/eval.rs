@@ -5,30 +5,19 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use marscf::data::datasets::DatasetName;
-use marscf::train::{EvalOptions, evaluate_detailed, write_per_image_csv};
-use marscf::{DataInfo, select_device};
+use marscf::select_device;
+use marscf::train::{EvalOptions, Evaluation, evaluate_detailed, write_per_image_csv};
 
-use crate::args::DataArgs;
-use crate::commands::{Loaded, ModelSource, Result, load_data, load_model};
+use crate::args::{CheckpointArgs, DataArgs, ProtocolArg};
+use crate::commands::{Result, model_and_test_set};
 
 /// Options of `marscf eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A native checkpoint (`.bpk` with its `.json`) or a reference `.pt`.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    source: CheckpointArgs,
     #[command(flatten)]
     data: DataArgs,
-    /// Configuration for a reference `.pt` (inferred from its keys otherwise).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Image side for a reference `.pt` whose configuration is inferred.
-    #[arg(long, visible_alias = "image_size")]
-    image_size: Option<usize>,
-    /// Accept a reference checkpoint with missing or unused tensors.
-    #[arg(long)]
-    partial: bool,
     /// Batch size.
     #[arg(long, visible_alias = "batch_size", default_value_t = 64)]
     batch_size: usize,
@@ -45,6 +34,11 @@ pub struct EvalArgs {
     /// Replace an existing --per-image file.
     #[arg(long, requires = "per_image")]
     overwrite: bool,
+    /// How to score: ours (dropout off, every image) or the reference's (dropout on as its
+    /// training leaves it, the last partial batch dropped), for numbers that compare with
+    /// the paper's.
+    #[arg(long, value_enum, default_value = "ours")]
+    protocol: ProtocolArg,
     /// Print one JSON line instead of text (with the per-level breakdown).
     #[arg(long)]
     json: bool,
@@ -53,22 +47,7 @@ pub struct EvalArgs {
 /// Runs `marscf eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
     let device = select_device()?;
-    let source = ModelSource {
-        path: &args.checkpoint,
-        config: args.config.as_deref(),
-        image_size: args.image_size,
-        partial: args.partial,
-    };
-    let Loaded { model, origin, .. } = load_model(&source, &device)?;
-    let info = data_to_score(&args, origin.data.as_ref())?.with_bits(model.config.bits);
-    let (_, test) = load_data(&info, &args.data)?;
-    if test.shape != model.config.flow.image {
-        return Err(format!(
-            "{} images are {:?}, the model expects {:?}: pass the --dataset (and --mnist-layout) it was trained on",
-            info.dataset, test.shape, model.config.flow.image
-        )
-        .into());
-    }
+    let (model, info, test) = model_and_test_set(&args.source, &args.data, &device)?;
     if let Some(csv) = args
         .per_image
         .as_ref()
@@ -85,16 +64,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         batch_size: args.batch_size,
         seed: args.seed,
         draws: args.draws as usize,
+        protocol: args.protocol.into(),
     };
     let evaluation = evaluate_detailed(&model, &test, &options, &device)?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(csv) = &args.per_image {
         write_per_image_csv(&evaluation, csv, args.overwrite)?;
     }
-    let bits_per_dim = evaluation.bits_per_dim;
     if args.json {
         let line = serde_json::json!({
-            "bits_per_dim": bits_per_dim,
+            "bits_per_dim": evaluation.bits_per_dim,
             "standard_error": evaluation.standard_error,
             "draws": evaluation.draws,
             "bits": model.config.bits,
@@ -102,65 +81,40 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "per_image": args.per_image.as_ref().map(|p| p.display().to_string()),
             "dataset": info.dataset,
             "split": "test",
+            "protocol": options.protocol,
             "data_root": info.root,
-            "images": test.len(),
+            "images": evaluation.images.len(),
             "seconds": seconds,
-            "checkpoint": args.checkpoint.display().to_string(),
+            "checkpoint": args.source.checkpoint.display().to_string(),
         });
         println!("{line}");
     } else {
-        let error = evaluation
-            .standard_error
-            .map(|se| format!(" ± {se:.4}"))
-            .unwrap_or_default();
-        println!(
-            "{} test split: {bits_per_dim:.4}{error} bits/dim over {} images, {} draw(s) each ({seconds:.1} s)",
-            info.dataset,
-            test.len(),
-            evaluation.draws
-        );
-        for level in &evaluation.breakdown.levels {
-            println!(
-                "  level {}: log-det {:+.4}, prior {:+.4} bits/dim",
-                level.level, level.log_det, level.prior
-            );
-        }
-        println!(
-            "  dequantisation constant {:+.4} bits/dim",
-            evaluation.breakdown.dequantization
-        );
+        print_report(&evaluation, &info.dataset, seconds);
+        println!("  protocol: {:?}", options.protocol);
     }
     Ok(())
 }
 
-/// The data to score: `--dataset` if given, else the one the checkpoint records (its
-/// folder unless `--data-root`), else an error: a checkpoint is never scored on data it
-/// does not name.
-fn data_to_score(args: &EvalArgs, recorded: Option<&DataInfo>) -> Result<DataInfo> {
-    let data = &args.data;
-    let name: DatasetName = match (&data.dataset, recorded) {
-        (Some(name), _) => name.parse()?,
-        (None, Some(recorded)) => recorded.dataset.parse()?,
-        (None, None) => {
-            return Err(format!(
-                "{} does not record the data it was trained on: pass --dataset (and --data-root)",
-                args.checkpoint.display()
-            )
-            .into());
-        }
-    };
-    let same = recorded.filter(|r| r.dataset == name.as_str());
-    let layout = data
-        .mnist_layout
-        .map(Into::into)
-        .or(same.map(DataInfo::layout))
+/// The evaluation as text: the score with its standard error, then each level's terms.
+fn print_report(evaluation: &Evaluation, dataset: &str, seconds: f64) {
+    let error = evaluation
+        .standard_error
+        .map(|se| format!(" ± {se:.4}"))
         .unwrap_or_default();
-    let root = data
-        .data_root
-        .clone()
-        .or_else(|| same.and_then(|r| r.root.clone()));
-    Ok(DataInfo {
-        test_images: data.test_images,
-        ..DataInfo::new(name, layout, root)
-    })
+    println!(
+        "{dataset} test split: {:.4}{error} bits/dim over {} images, {} draw(s) each ({seconds:.1} s)",
+        evaluation.bits_per_dim,
+        evaluation.images.len(),
+        evaluation.draws
+    );
+    for level in &evaluation.breakdown.levels {
+        println!(
+            "  level {}: log-det {:+.4}, prior {:+.4} bits/dim",
+            level.level, level.log_det, level.prior
+        );
+    }
+    println!(
+        "  dequantisation constant {:+.4} bits/dim",
+        evaluation.breakdown.dequantization
+    );
 }

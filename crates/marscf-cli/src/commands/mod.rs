@@ -4,6 +4,8 @@
 pub mod bench;
 pub mod eval;
 pub mod import;
+pub mod interpolate;
+pub mod reconstruct;
 pub mod sample;
 pub mod train;
 
@@ -17,7 +19,7 @@ use marscf::data::{ImageSet, MnistLayout};
 use marscf::import::{ImportReport, load_reference, reference_image_side};
 use marscf::{DataInfo, MarScf};
 
-use crate::args::DataArgs;
+use crate::args::{CheckpointArgs, DataArgs};
 
 /// What a subcommand returns: any error, printed with its causes by `main`.
 pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -61,6 +63,59 @@ fn fetch(name: DatasetName, root: Option<&Path>) -> Result<()> {
 #[cfg(not(feature = "download"))]
 fn fetch(_: DatasetName, _: Option<&Path>) -> Result<()> {
     Err("this build has no download support: rebuild with the `download` feature".into())
+}
+
+/// The model `checkpoint` names and the test set it is scored on: `--dataset` if given,
+/// else the data the checkpoint records (its folder unless `--data-root`), else an error;
+/// a checkpoint is never scored on data it does not name, nor on images of another shape.
+pub fn model_and_test_set(
+    checkpoint: &CheckpointArgs,
+    data: &DataArgs,
+    device: &Device,
+) -> Result<(MarScf, DataInfo, ImageSet)> {
+    let source = ModelSource {
+        path: &checkpoint.checkpoint,
+        config: checkpoint.config.as_deref(),
+        image_size: checkpoint.image_size,
+        partial: checkpoint.partial,
+    };
+    let Loaded { model, origin, .. } = load_model(&source, device)?;
+    let recorded = origin.data.as_ref();
+    let name: DatasetName = match (&data.dataset, recorded) {
+        (Some(name), _) => name.parse()?,
+        (None, Some(recorded)) => recorded.dataset.parse()?,
+        (None, None) => {
+            return Err(format!(
+                "{} does not record the data it was trained on: pass --dataset (and --data-root)",
+                checkpoint.checkpoint.display()
+            )
+            .into());
+        }
+    };
+    let same = recorded.filter(|r| r.dataset == name.as_str());
+    let layout = data
+        .mnist_layout
+        .map(Into::into)
+        .or(same.map(DataInfo::layout))
+        .unwrap_or_default();
+    let root = data
+        .data_root
+        .clone()
+        .or_else(|| same.and_then(|r| r.root.clone()));
+    let info = DataInfo {
+        test_images: data.test_images,
+        ..DataInfo::new(name, layout, root)
+    }
+    .with_bits(model.config.bits);
+    let (_, test) = load_data(&info, data)?;
+    if test.shape != model.config.flow.image {
+        return Err(format!(
+            "{} images are {:?}, the model expects {:?}: pass the --dataset (and --mnist-layout) it was trained on",
+            info.dataset, test.shape, model.config.flow.image
+        )
+        .into());
+    }
+    Ok((model, info, test))
 }
 
 /// How to read a model from a file.

@@ -6,20 +6,14 @@ use clap::Args;
 use marscf::report::save_image_grid;
 use marscf::select_device;
 
+use crate::args::CheckpointArgs;
 use crate::commands::{ModelSource, Result, load_model};
 
 /// Options of `marscf sample`.
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// A native checkpoint or a reference `.pt`.
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Configuration for a reference `.pt`.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Image side for a reference `.pt` whose configuration is inferred.
-    #[arg(long, visible_alias = "image_size")]
-    image_size: Option<usize>,
+    #[command(flatten)]
+    source: CheckpointArgs,
     /// Number of samples.
     #[arg(long, default_value_t = 64)]
     n: usize,
@@ -38,10 +32,10 @@ pub struct SampleArgs {
 pub fn run(args: SampleArgs) -> Result<()> {
     let device = select_device()?;
     let source = ModelSource {
-        path: &args.checkpoint,
-        config: args.config.as_deref(),
-        image_size: args.image_size,
-        partial: false,
+        path: &args.source.checkpoint,
+        config: args.source.config.as_deref(),
+        image_size: args.source.image_size,
+        partial: args.source.partial,
     };
     let model = load_model(&source, &device)?.model;
     device.seed(args.seed);
