@@ -181,6 +181,12 @@ fn a_few_steps_lower_the_loss_with_glows_prior() {
 }
 
 #[test]
+fn a_few_steps_lower_the_loss_with_the_standard_normal_prior() {
+    let config = tiny_model().with_prior(PriorKind::StandardNormal);
+    check_loss_falls("affine, N(0, 1) prior", &config);
+}
+
+#[test]
 fn resuming_reproduces_the_uninterrupted_run_exactly() {
     let device = device();
     let data = training_data(digits(40, false), digits(16, true));
@@ -527,15 +533,15 @@ fn images_come_back_through_the_flow_and_interpolation_ends_at_both_images() {
     );
     let error = model.reconstruction_error(x.clone()).unwrap();
     assert!(error < 1e-4, "reconstruction error {error}");
-    let [a, b] = [0, 1].map(|i| x.clone().slice([i..i + 1]));
+    let [a, b] = [0, 1].map(|i| x.clone().narrow(0, i, 1));
     let strip = model.interpolate(a.clone(), b.clone(), 4).unwrap();
     assert_eq!(strip.dims()[0], 5);
-    let ends = [strip.clone().slice([0..1]), strip.clone().slice([4..5])];
+    let ends = [strip.clone().narrow(0, 0, 1), strip.clone().narrow(0, 4, 1)];
     for (end, image) in ends.into_iter().zip([a.clone(), b.clone()]) {
         assert!(max_abs_diff(end, image) < 1e-4);
     }
     // The middle is neither end.
-    let middle = strip.slice([2..3]);
+    let middle = strip.narrow(0, 2, 1);
     assert!(max_abs_diff(middle.clone(), a) > 1e-3 && max_abs_diff(middle, b) > 1e-3);
 }
 

@@ -1,10 +1,8 @@
 //! The multi-scale flow container with the standard-normal prior.
 
-mod common;
-
+use crate::common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use marscf::core::{
     CoreError, InvConvKind, MultiScaleFlow, MultiScaleFlowConfig, Prior, StandardNormal, merge,
 };

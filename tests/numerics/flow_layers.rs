@@ -1,11 +1,9 @@
 //! Every flow layer of marscf-core: invertibility, log-det against an autodiff Jacobian,
 //! ActNorm's initialisation, and configuration errors.
 
-mod common;
-
+use crate::common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use marscf::core::{
     ActNormConfig, AdditiveCouplingConfig, AffineCouplingConfig, CoreError, CouplingKind, FlowStep,
     FlowStepConfig, InvConv1x1Config, InvConvKind, InvertibleLayer, Squeeze, TupleFlip,

@@ -1,10 +1,8 @@
 //! The mAR prior: autoregressive structure, sampling against likelihood, and the batched
 //! likelihood against a plain step-by-step loop.
 
-mod common;
-
+use crate::common::{device, max_abs_diff, perturb};
 use burn::tensor::{Device, Distribution, Tensor};
-use common::{device, max_abs_diff, perturb};
 use marscf::core::{
     GlowPrior, GlowPriorConfig, MultiScaleFlowConfig, Prior, gaussian_log_density, sum_per_sample,
 };
@@ -355,7 +353,7 @@ fn a_model_with_glows_prior_samples_and_decodes_its_mean_at_temperature_0() {
     let flow = MultiScaleFlowConfig::new([1, 8, 8], 2, 1, 4);
     let config = marscf::MarScfConfig::new(flow).with_prior(marscf::PriorKind::Glow);
     let model = config.init(&device).unwrap();
-    let x = common::pixels([4, 1, 8, 8], &device);
+    let x = crate::common::pixels([4, 1, 8, 8], &device);
     let model = perturb(model.initialize(x).unwrap(), 0.05);
     let samples = model.sample(3, 1.0);
     assert_eq!(samples.dims(), [3, 1, 8, 8]);

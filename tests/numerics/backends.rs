@@ -1,6 +1,6 @@
 //! Cross-backend consistency: the same weights and inputs on the backend under test and on
 //! the CPU backend (Flex), which is the reference. Compiled only where a second backend is:
-//! `cargo test --features wgpu --test backends` (or `vulkan`, `cuda`, `ndarray`);
+//! `cargo test --features wgpu --test numerics backends` (or `vulkan`, `cuda`, `ndarray`);
 //! `cargo gpu-tests --features wgpu` runs this and the other numeric targets. The backend
 //! under test is the one `BURN_DEVICE` names, else the most capable one compiled in other
 //! than Flex; naming Flex itself is refused, as it would compare Flex with Flex.
@@ -17,11 +17,9 @@
     feature = "ndarray"
 ))]
 
-mod common;
-
+use crate::common::{max_abs_diff, perturb, pixels};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use common::{max_abs_diff, perturb, pixels};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::params::param_values;
 use marscf::train::{OptimOptions, StepOutcome, Training};

@@ -1,11 +1,11 @@
 //! The MixLogCDF coupling: mixture functions against independent f64 formulas, the
 //! bisection inverse, extreme inputs, invertibility and log-det.
 
-mod common;
-
+use crate::common::{
+    binomial_5_sigma, device, jacobian_log_abs_det, max_abs_diff, perturb, pixels,
+};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{binomial_5_sigma, device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use marscf::core::mixlogcdf_net::MIN_LOG_SCALE;
 use marscf::core::mixture::{LogisticMixture, logit_with_log_det};
 use marscf::core::{

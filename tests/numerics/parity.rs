@@ -3,15 +3,13 @@
 //! its recorded input pushed through, and every layer output, log-det, prior term,
 //! objective and bits/dim compared; then the inverse from the recorded latents.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::common::{device, parity_folders, read_safetensors};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{device, parity_folders, read_safetensors};
 use marscf::core::{CouplingKind, FlowEvent, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::import::{KeyTable, is_reference_only, load_reference, reference_step_index};
 use marscf::params::{flat_gradient, param_paths, param_values};
