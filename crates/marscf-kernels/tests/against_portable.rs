@@ -52,6 +52,12 @@ fn convolution_forward_and_gradients() {
         (3, 6, 4, 11, 9, 1, 1),
         (2, 3, 2, 6, 6, 2, 1),
         (2, 33, 12, 16, 16, 3, 1),
+        // Maps smaller than the kernel's reach: taps that only see padding are left out
+        // (a 5x5 kernel with dilation 2 acts as its inner 3x3 on 4x4 maps).
+        (3, 4, 6, 4, 4, 5, 2),
+        (2, 3, 4, 2, 3, 5, 1),
+        (4, 2, 3, 1, 1, 3, 1),
+        (5, 8, 16, 4, 4, 5, 2),
     ];
     for (batch, c_in, c_out, h, w, k, d) in cases {
         let what = format!("N{batch} {c_in}->{c_out} {h}x{w} k{k} d{d}");
