@@ -7,9 +7,9 @@ use marscf_data::{DatasetName, MnistLayout};
 use serde::{Deserialize, Serialize};
 
 /// The reference's preprocessing, as recorded: 8-bit pixels `k` become
-/// `k / 256 - 0.5 + u / 256`, `u ~ U(0, 1)`.
+/// `k / 255 - 0.5 + u / 256`, `u ~ U(0, 1)`.
 pub const REFERENCE_PREPROCESSING: &str =
-    "x = k/256 - 0.5 + u/256, u ~ U(0, 1) (8-bit pixels k, uniform dequantisation)";
+    "x = k/255 - 0.5 + u/256, u ~ U(0, 1) (8-bit pixels k, uniform dequantisation)";
 
 /// The data of a run: which dataset, how its images look, how they were read and
 /// preprocessed.
