@@ -2,7 +2,7 @@
 //! coupling's forward pass.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::softplus;
+use burn::tensor::activation::{log_sigmoid, softplus};
 
 /// A mixture of `k` logistics per element of `(B, C, H, W)` in log form.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct LogMixture {
 pub struct MixtureLogDensities {
     /// `ln Σ_j π_j p_j(x)`, `ln p_j = z_j - ln s_j - 2 softplus(z_j)`.
     pub log_pdf: Tensor<4>,
-    /// `ln Σ_j π_j σ(z_j)`, `ln σ(z) = z - softplus(z)`.
+    /// `ln Σ_j π_j σ(z_j)`, `ln σ(z) = -softplus(-z)`.
     pub log_cdf: Tensor<4>,
 }
 
@@ -41,9 +41,8 @@ pub fn mixture_log_densities(mixture: &LogMixture, x: Tensor<4>) -> MixtureLogDe
 pub fn mixture_log_densities_portable(mixture: &LogMixture, x: Tensor<4>) -> MixtureLogDensities {
     let [b, _, c, h, w] = mixture.mu.dims();
     let z = (x.unsqueeze_dim::<5>(1) - mixture.mu.clone()) * mixture.log_s.clone().neg().exp();
-    let softplus_z = softplus(z.clone(), 1.0);
-    let log_pdf = z.clone() - mixture.log_s.clone() - softplus_z.clone().mul_scalar(2.0);
-    let log_cdf = z - softplus_z;
+    let log_pdf = z.clone() - mixture.log_s.clone() - softplus(z.clone(), 1.0).mul_scalar(2.0);
+    let log_cdf = log_sigmoid(z);
     let combine =
         |terms: Tensor<5>| logsumexp(mixture.log_weights.clone() + terms, 1).reshape([b, c, h, w]);
     MixtureLogDensities {
