@@ -3,19 +3,13 @@
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{affine_fixture_checkpoint, temp_dir};
-
-fn marscf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_marscf"))
-        .args(args)
-        .env("BURN_DEVICE", "flex")
-        .output()
-        .expect("the binary runs")
-}
+use support::{marscf, marscf_command, path};
 
 fn assert_clean_failure(output: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -25,10 +19,6 @@ fn assert_clean_failure(output: &Output, expected: &str) {
         stderr.contains(expected),
         "stderr lacks {expected:?}: {stderr}"
     );
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -240,7 +230,7 @@ fn bad_input_is_an_error_exit_that_touches_nothing() {
         path(&out),
     ]);
     assert_clean_failure(&odd, "2^3");
-    let backend = Command::new(env!("CARGO_BIN_EXE_marscf"))
+    let backend = marscf_command()
         .args(["bench", "--cases", "coupling_fwd_level1"])
         .env("BURN_DEVICE", "tpu")
         .output()

@@ -8,18 +8,14 @@
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::temp_dir;
-
-fn marscf() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_marscf"));
-    command.env("BURN_DEVICE", "flex");
-    command
-}
+use support::marscf_command as marscf;
 
 /// `train --resume` of the tiny model in `out`, stopping after `max_steps`.
 fn train(out: &Path, max_steps: u64) -> Command {

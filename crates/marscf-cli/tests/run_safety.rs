@@ -4,24 +4,14 @@
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{affine_fixture_checkpoint, temp_dir};
-
-fn marscf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_marscf"))
-        .args(args)
-        .env("BURN_DEVICE", "flex")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use support::{marscf, path, stderr};
 
 fn assert_success(output: &Output) {
     assert!(output.status.success(), "{}", stderr(output));
@@ -35,10 +25,6 @@ fn assert_refused(output: &Output, expected: &[&str]) {
     for text in expected {
         assert!(stderr.contains(text), "stderr lacks {text:?}: {stderr}");
     }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Every file below `dir` with its bytes.
