@@ -26,7 +26,9 @@ pub use concat_elu::{concat_elu, concat_elu_portable};
 pub use conv::{ConvSpec, conv2d, conv2d_module, conv2d_portable};
 pub use dropout::{dropout, dropout_portable};
 pub use gate::{gate, gate_portable};
-pub use lstm::{LstmCellState, lstm_cell, lstm_cell_portable};
+pub use lstm::{
+    LstmCellState, conv_lstm_layer, conv_lstm_layer_portable, lstm_cell, lstm_cell_portable,
+};
 pub use mixture::{
     LogMixture, MixtureLogDensities, mixture_log_densities, mixture_log_densities_portable,
 };

@@ -3,6 +3,8 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
+use crate::{ConvSpec, conv2d_portable};
+
 /// The new state of a ConvLSTM cell: hidden `h'` and cell `c'`, each `(B, hidden, H, W)`.
 #[derive(Debug, Clone)]
 pub struct LstmCellState {
@@ -28,9 +30,12 @@ pub fn lstm_cell(
     if crate::flex::runs(&gates.device(), gates.dtype()) {
         let [b, four_hidden, height, width] = gates.dims();
         let hidden = four_hidden / 4;
-        let recurrent = recurrent.unwrap_or_else(|| gates.zeros_like());
-        let c = c.unwrap_or_else(|| Tensor::zeros([b, hidden, height, width], &gates.device()));
-        let out = crate::flex::lstm_cell(gates, recurrent, c);
+        let pre = match recurrent {
+            Some(r) => gates + r,
+            None => gates,
+        };
+        let c = c.unwrap_or_else(|| Tensor::zeros([b, hidden, height, width], &pre.device()));
+        let out = crate::flex::lstm_cell(pre, c);
         return LstmCellState {
             h: out.clone().narrow(0, 0, b),
             c: out.narrow(0, b, b),
@@ -64,6 +69,58 @@ pub fn lstm_cell_portable(
         h: sigmoid(o) * tanh(new_c.clone()),
         c: new_c,
     }
+}
+
+/// One ConvLSTM layer over a sequence of `steps` steps from zero states: `gates`
+/// `(T B, 4h, H, W)` is the input convolution of every step with both biases (step-major,
+/// `T` dividing the first dimension), `weight_hh` `(4h, h, k, k)` the hidden-to-gates
+/// kernel with the "same" padding `spec`. Per step `a_t = gates_t + conv(h_{t-1}, W_hh)`,
+/// `(h_t, c_t) = cell(a_t, c_{t-1})` as in [`lstm_cell`]; returns every `h_t`,
+/// `(T B, h, H, W)`.
+///
+/// On Flex (float32) the whole sequence is one operation, forward and backward, with the
+/// states of all steps in one buffer each; the weight gradient is one product over all
+/// steps. Elsewhere, [`conv_lstm_layer_portable`].
+pub fn conv_lstm_layer(
+    gates: Tensor<4>,
+    weight_hh: Tensor<4>,
+    steps: usize,
+    spec: ConvSpec,
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if crate::flex::runs(&gates.device(), gates.dtype()) {
+        let [n, _, h, w] = gates.dims();
+        let state = [n / steps, weight_hh.dims()[1], h, w];
+        if crate::flex::conv_supported(state, weight_hh.dims(), spec) {
+            return crate::flex::conv_lstm_layer(gates, weight_hh, steps, spec);
+        }
+    }
+    conv_lstm_layer_portable(gates, weight_hh, steps, spec)
+}
+
+/// The portable default of [`conv_lstm_layer`]: step by step, [`conv2d_portable`] and
+/// [`lstm_cell_portable`].
+pub fn conv_lstm_layer_portable(
+    gates: Tensor<4>,
+    weight_hh: Tensor<4>,
+    steps: usize,
+    spec: ConvSpec,
+) -> Tensor<4> {
+    let mut state: Option<(Tensor<4>, Tensor<4>)> = None;
+    let mut outputs = Vec::with_capacity(steps);
+    for step_gates in gates.chunk(steps, 0) {
+        let (recurrent, c) = match state {
+            Some((h, c)) => (
+                Some(conv2d_portable(h, weight_hh.clone(), None, spec)),
+                Some(c),
+            ),
+            None => (None, None),
+        };
+        let LstmCellState { h, c } = lstm_cell_portable(step_gates, recurrent, c);
+        outputs.push(h.clone());
+        state = Some((h, c));
+    }
+    Tensor::cat(outputs, 0)
 }
 
 /// `tanh(x) = 2 σ(2x) - 1`, equal up to rounding (absolute error about 1e-7).

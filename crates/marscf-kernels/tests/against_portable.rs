@@ -5,9 +5,9 @@
 use burn::tensor::{Device, Distribution, Tensor};
 use marscf_kernels::{
     ConvSpec, LogMixture, MixtureCdf, MixtureLogDensities, bisect_mixture, bisect_mixture_portable,
-    concat_elu, concat_elu_portable, conv2d, conv2d_portable, dropout, dropout_portable, gate,
-    gate_portable, lstm_cell, lstm_cell_portable, mixture_log_densities,
-    mixture_log_densities_portable, softmax, softmax_portable,
+    concat_elu, concat_elu_portable, conv_lstm_layer, conv_lstm_layer_portable, conv2d,
+    conv2d_portable, dropout, dropout_portable, gate, gate_portable, lstm_cell, lstm_cell_portable,
+    mixture_log_densities, mixture_log_densities_portable, softmax, softmax_portable,
 };
 
 fn device() -> Device {
@@ -138,6 +138,51 @@ fn lstm_cell_forward_and_gradients() {
         assert_close(&format!("{what} d gates"), dg, dg0);
         assert_close(&format!("{what} d recurrent"), dr, dr0);
         assert_close(&format!("{what} d c"), dc, dc0);
+    }
+}
+
+#[test]
+fn conv_lstm_layer_forward_and_gradients() {
+    for (steps, batch, hidden, h, w, k, d) in [
+        // (steps, batch, hidden, h, w, kernel, dilation)
+        (1, 2, 3, 4, 4, 3, 1),
+        (3, 1, 2, 5, 7, 3, 1),
+        (4, 17, 3, 4, 4, 3, 1),
+        (3, 2, 4, 8, 8, 5, 1),
+        (2, 3, 2, 16, 16, 5, 2),
+        (5, 2, 3, 6, 9, 5, 2),
+    ] {
+        let what = format!("T{steps} B{batch} hidden {hidden} {h}x{w} k{k} d{d}");
+        let spec = ConvSpec::same([k, k], [d, d]);
+        let gates = (random([steps * batch, 4 * hidden, h, w]) * 3.0)
+            .detach()
+            .require_grad();
+        let weight = (random([4 * hidden, hidden, k, k]) * 0.5)
+            .detach()
+            .require_grad();
+        let probe = random([steps * batch, hidden, h, w]).detach();
+        let run = |layer: fn(Tensor<4>, Tensor<4>, usize, ConvSpec) -> Tensor<4>| {
+            let out = layer(gates.clone(), weight.clone(), steps, spec);
+            let grads = (out.clone() * probe.clone()).sum().backward();
+            (
+                out,
+                gates.grad(&grads).expect("d gates"),
+                weight.grad(&grads),
+            )
+        };
+        let (out, dg, dw) = run(conv_lstm_layer);
+        let (out0, dg0, dw0) = run(conv_lstm_layer_portable);
+        assert_close(&format!("{what} h"), out, out0);
+        assert_close(&format!("{what} d gates"), dg, dg0);
+        match (dw, dw0) {
+            (Some(dw), Some(dw0)) => assert_close(&format!("{what} d weight"), dw, dw0),
+            // One step never uses the recurrent kernel: the portable graph has no gradient
+            // for it, the kernel's is zero.
+            (Some(dw), None) if steps == 1 => {
+                assert_eq!(dw.abs().max().into_scalar::<f32>(), 0.0, "{what}")
+            }
+            other => panic!("{what}: weight gradients {:?}", other.0.is_some()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::{Device, Tensor};
-use marscf_kernels::{ConvSpec, LstmCellState, conv2d, lstm_cell};
+use marscf_kernels::{ConvSpec, LstmCellState, conv_lstm_layer, conv2d, lstm_cell};
 
 /// Configuration of [`ConvLstm`].
 #[derive(Config, Debug)]
@@ -94,24 +94,6 @@ impl ConvLstmCell {
         self.bias_ih.val() + self.bias_hh.val()
     }
 
-    /// One step from precomputed input gates: `(h, c)` with `h, c` `(B, hidden, H, W)`
-    /// (`None` = zeros at the first step).
-    pub fn step(
-        &self,
-        input_gates: Tensor<4>,
-        state: Option<(Tensor<4>, Tensor<4>)>,
-    ) -> (Tensor<4>, Tensor<4>) {
-        let (recurrent, c) = match state {
-            Some((h, c)) => (
-                Some(conv2d(h, self.weight_hh.val(), None, self.spec())),
-                Some(c),
-            ),
-            None => (None, None),
-        };
-        let LstmCellState { h, c } = lstm_cell(input_gates, recurrent, c);
-        (h, c)
-    }
-
     /// One step from the input itself, `x` `(B, C_in, H, W)`: with a state, both
     /// convolutions run as one over `cat(x, h)` with `cat(W_ih, W_hh)` (one im2col and
     /// gemm instead of two, and no sum of the two gate tensors).
@@ -132,7 +114,10 @@ impl ConvLstmCell {
                 let LstmCellState { h, c } = lstm_cell(gates, None, Some(c));
                 (h, c)
             }
-            None => self.step(self.input_gates(x), None),
+            None => {
+                let LstmCellState { h, c } = lstm_cell(self.input_gates(x), None, None);
+                (h, c)
+            }
         }
     }
 }
@@ -147,20 +132,13 @@ pub struct ConvLstm {
 impl ConvLstm {
     /// Runs a whole sequence `(T, B, C_in, H, W) -> (T, B, hidden, H, W)` (the top layer's
     /// hidden states) from zero states. Layer by layer: each layer's input convolution
-    /// runs once over all `T` steps; only the hidden-to-hidden convolution is sequential.
+    /// runs once over all `T` steps, then [`conv_lstm_layer`] the sequential part.
     pub fn forward_sequence(&self, x: Tensor<5>) -> Tensor<5> {
         let [t, b, c, h, w] = x.dims();
         let mut input = x.reshape([t * b, c, h, w]);
         for layer in &self.layers {
             let gates = layer.input_gates(input);
-            let mut state = None;
-            let mut outputs = Vec::with_capacity(t);
-            for step_gates in gates.chunk(t, 0) {
-                let (h_t, c_t) = layer.step(step_gates, state);
-                outputs.push(h_t.clone());
-                state = Some((h_t, c_t));
-            }
-            input = Tensor::cat(outputs, 0);
+            input = conv_lstm_layer(gates, layer.weight_hh.val(), t, layer.spec());
         }
         let [_, hidden, _, _] = input.dims();
         input.reshape([t, b, hidden, h, w])

@@ -344,8 +344,23 @@ fn inner_parallelism(tiles: usize, flops: usize) -> Parallelism {
 /// `y = conv(x, w) + bias`: `x` `(N, Ci, H, W)`, `w` `(Co, Ci, kh, kw)`, `bias` `(Co)`,
 /// `y` `(N, Co, Ho, Wo)`.
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    let [ho, wo] = g.out();
+    let mut y = vec![0.0f32; g.batch * g.c_out * ho * wo];
+    forward_into(x, w, bias, g, &mut y, false);
+    y
+}
+
+/// [`forward`] written into `y` `(N, Co, Ho, Wo)`, or added to it with `accumulate`.
+pub fn forward_into(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    y: &mut [f32],
+    accumulate: bool,
+) {
     let ([ho, wo], k, co) = (g.out(), g.patch_len(), g.c_out);
-    let mut y = vec![0.0f32; g.batch * co * ho * wo];
+    assert_eq!(y.len(), g.batch * co * ho * wo, "convolution output size");
     let out = SharedOut(y.as_mut_ptr());
     let tiles = g.tiles(false);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
@@ -375,13 +390,15 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> 
                     // inside y.
                     let dst =
                         unsafe { out.slice(((seg.n * co + c) * ho + seg.rows.start) * wo, len) };
-                    for (d, s) in dst.iter_mut().zip(&product[seg.col..][..len]) {
-                        *d = s + b;
+                    let src = &product[seg.col..][..len];
+                    if accumulate {
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s + b);
+                    } else {
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + b);
                     }
                 }
             }
         });
-    y
 }
 
 /// `(dW, db)` of `y = conv(x, w) + b` given `dy` `(N, Co, Ho, Wo)`: `dW` `(Co, Ci, kh, kw)`,

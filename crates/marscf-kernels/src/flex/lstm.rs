@@ -1,8 +1,8 @@
 //! The ConvLSTM cell's element-wise part in one pass, forward and backward, on contiguous
 //! `f32` slices.
 //!
-//! Per sample, `a = gates + recurrent` holds the four gate pre-activations `[i, f, g, o]`,
-//! each `hidden · H · W` long; with `σ` the sigmoid:
+//! Per sample, `a` holds the four gate pre-activations `[i, f, g, o]` (the input and the
+//! recurrent convolutions summed), each `hidden · H · W` long; with `σ` the sigmoid:
 //! `c' = σ(f) c + σ(i) tanh(g)`, `h' = σ(o) tanh(c')`. The output is `[h'; c']`
 //! stacked over the batch, `(2B, hidden, H, W)`.
 
@@ -10,13 +10,12 @@ use rayon::prelude::*;
 
 use super::math::{sigmoid, tanh, with_widest_simd};
 
-/// The cell's inputs: `gates` and `recurrent` `(B, 4 hidden, H, W)`, `c` `(B, hidden, H, W)`.
+/// The cell's inputs: the pre-activations `a` `(B, 4 hidden, H, W)` and the previous cell
+/// state `c` `(B, hidden, H, W)`.
 #[derive(Clone, Copy)]
 pub struct CellInputs<'a> {
-    /// Input-to-gates pre-activations.
-    pub gates: &'a [f32],
-    /// Hidden-to-gates pre-activations (added to `gates`).
-    pub recurrent: &'a [f32],
+    /// Gate pre-activations `a = gates + recurrent`.
+    pub pre: &'a [f32],
     /// Previous cell state.
     pub c: &'a [f32],
     /// Batch `B`.
@@ -29,16 +28,12 @@ impl<'a> CellInputs<'a> {
         self.c.len() / self.batch
     }
 
-    /// Sample `b`'s slices: `([i, f, g, o] of gates, [i, f, g, o] of recurrent, c)`.
-    fn sample(&self, b: usize) -> ([&'a [f32]; 4], [&'a [f32]; 4], &'a [f32]) {
+    /// Sample `b`'s slices: `([i, f, g, o] of a, c)`.
+    fn sample(&self, b: usize) -> ([&'a [f32]; 4], &'a [f32]) {
         let p = self.plane();
-        let split = |t: &'a [f32]| -> [&'a [f32]; 4] {
-            let s = &t[4 * b * p..][..4 * p];
-            [&s[..p], &s[p..2 * p], &s[2 * p..3 * p], &s[3 * p..]]
-        };
+        let s = &self.pre[4 * b * p..][..4 * p];
         (
-            split(self.gates),
-            split(self.recurrent),
+            [&s[..p], &s[p..2 * p], &s[2 * p..3 * p], &s[3 * p..]],
             &self.c[b * p..][..p],
         )
     }
@@ -46,87 +41,102 @@ impl<'a> CellInputs<'a> {
 
 /// `[h'; c']`, `(2B, hidden, H, W)`.
 pub fn forward(inputs: CellInputs<'_>) -> Vec<f32> {
-    let p = inputs.plane();
     let mut out = vec![0.0f32; 2 * inputs.c.len()];
-    let (hs, cs) = out.split_at_mut(inputs.c.len());
-    hs.par_chunks_mut(p)
-        .zip(cs.par_chunks_mut(p))
-        .enumerate()
-        .for_each(|(b, (h_out, c_out))| {
-            let (a, r, c) = inputs.sample(b);
-            with_widest_simd(
-                #[inline(always)]
-                || forward_sample(a, r, c, h_out, c_out),
-            );
-        });
+    let (h, c) = out.split_at_mut(inputs.c.len());
+    forward_into(inputs, h, c);
     out
 }
 
+/// `h'` and `c'` written into `h_out` and `c_out`, `(B, hidden, H, W)` each.
+pub fn forward_into(inputs: CellInputs<'_>, h_out: &mut [f32], c_out: &mut [f32]) {
+    let p = inputs.plane();
+    h_out
+        .par_chunks_mut(p)
+        .zip(c_out.par_chunks_mut(p))
+        .enumerate()
+        .for_each(|(b, (h_out, c_out))| {
+            let (a, c) = inputs.sample(b);
+            with_widest_simd(
+                #[inline(always)]
+                || forward_sample(a, c, h_out, c_out),
+            );
+        });
+}
+
 #[inline(always)]
-fn forward_sample(a: [&[f32]; 4], r: [&[f32]; 4], c: &[f32], h_out: &mut [f32], c_out: &mut [f32]) {
+fn forward_sample(a: [&[f32]; 4], c: &[f32], h_out: &mut [f32], c_out: &mut [f32]) {
     let n = c.len();
-    let ([ai, af, ag, ao], [ri, rf, rg, ro]) = (a.map(|s| &s[..n]), r.map(|s| &s[..n]));
+    let [ai, af, ag, ao] = a.map(|s| &s[..n]);
     let (h_out, c_out) = (&mut h_out[..n], &mut c_out[..n]);
     for e in 0..n {
-        let i = sigmoid(ai[e] + ri[e]);
-        let f = sigmoid(af[e] + rf[e]);
-        let g = tanh(ag[e] + rg[e]);
-        let o = sigmoid(ao[e] + ro[e]);
+        let i = sigmoid(ai[e]);
+        let f = sigmoid(af[e]);
+        let g = tanh(ag[e]);
+        let o = sigmoid(ao[e]);
         let c_new = f * c[e] + i * g;
         c_out[e] = c_new;
         h_out[e] = o * tanh(c_new);
     }
 }
 
-/// The gradients `(d gates, d c)` (`d recurrent = d gates`) given `d_out = [dh'; dc']`.
+/// The gradients `(d a, d c)` given `d_out = [dh'; dc']`.
 pub fn backward(inputs: CellInputs<'_>, d_out: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let p = inputs.plane();
     let (dh, dc_out) = d_out.split_at(inputs.c.len());
-    let mut d_gates = vec![0.0f32; inputs.gates.len()];
+    let mut d_pre = vec![0.0f32; inputs.pre.len()];
     let mut d_c = vec![0.0f32; inputs.c.len()];
-    d_gates
+    backward_into(inputs, [dh, dc_out], &mut d_pre, &mut d_c);
+    (d_pre, d_c)
+}
+
+/// `d a` `(B, 4 hidden, H, W)` and `d c` `(B, hidden, H, W)` written into `d_pre` and
+/// `d_c`, given `[dh', dc']`.
+pub fn backward_into(
+    inputs: CellInputs<'_>,
+    [dh, dc_out]: [&[f32]; 2],
+    d_pre: &mut [f32],
+    d_c: &mut [f32],
+) {
+    let p = inputs.plane();
+    d_pre
         .par_chunks_mut(4 * p)
         .zip(d_c.par_chunks_mut(p))
         .enumerate()
-        .for_each(|(b, (dg, dc))| {
-            let (a, r, c) = inputs.sample(b);
+        .for_each(|(b, (da, dc))| {
+            let (a, c) = inputs.sample(b);
             let (dh, dc_out) = (&dh[b * p..][..p], &dc_out[b * p..][..p]);
             with_widest_simd(
                 #[inline(always)]
-                || backward_sample(a, r, c, dh, dc_out, dg, dc),
+                || backward_sample(a, c, [dh, dc_out], da, dc),
             );
         });
-    (d_gates, d_c)
 }
 
 #[inline(always)]
 fn backward_sample(
     a: [&[f32]; 4],
-    r: [&[f32]; 4],
     c: &[f32],
-    dh: &[f32],
-    dc_out: &[f32],
-    dg: &mut [f32],
+    [dh, dc_out]: [&[f32]; 2],
+    da: &mut [f32],
     dc: &mut [f32],
 ) {
     let n = c.len();
-    let ([ai, af, ag, ao], [ri, rf, rg, ro]) = (a.map(|s| &s[..n]), r.map(|s| &s[..n]));
+    let [ai, af, ag, ao] = a.map(|s| &s[..n]);
     let (dh, dc_out, dc) = (&dh[..n], &dc_out[..n], &mut dc[..n]);
-    let (dgi, rest) = dg.split_at_mut(n);
-    let (dgf, rest) = rest.split_at_mut(n);
-    let (dgg, dgo) = rest.split_at_mut(n);
-    let dgo = &mut dgo[..n];
+    let (dai, rest) = da.split_at_mut(n);
+    let (daf, rest) = rest.split_at_mut(n);
+    let (dag, dao) = rest.split_at_mut(n);
+    let dao = &mut dao[..n];
     for e in 0..n {
-        let i = sigmoid(ai[e] + ri[e]);
-        let f = sigmoid(af[e] + rf[e]);
-        let g = tanh(ag[e] + rg[e]);
-        let o = sigmoid(ao[e] + ro[e]);
+        let i = sigmoid(ai[e]);
+        let f = sigmoid(af[e]);
+        let g = tanh(ag[e]);
+        let o = sigmoid(ao[e]);
         let tc = tanh(f * c[e] + i * g);
         let dct = dc_out[e] + dh[e] * o * (1.0 - tc * tc);
-        dgi[e] = dct * g * i * (1.0 - i);
-        dgf[e] = dct * c[e] * f * (1.0 - f);
-        dgg[e] = dct * i * (1.0 - g * g);
-        dgo[e] = dh[e] * tc * o * (1.0 - o);
+        dai[e] = dct * g * i * (1.0 - i);
+        daf[e] = dct * c[e] * f * (1.0 - f);
+        dag[e] = dct * i * (1.0 - g * g);
+        dao[e] = dh[e] * tc * o * (1.0 - o);
         dc[e] = dct * f;
     }
 }

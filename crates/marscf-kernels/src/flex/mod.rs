@@ -3,6 +3,7 @@
 
 mod bisect;
 mod conv;
+mod conv_lstm;
 mod elu;
 mod gate;
 mod lstm;
@@ -41,12 +42,17 @@ pub trait FlexKernels: Backend {
         spec: ConvSpec,
     ) -> FloatTensor<Self>;
 
-    /// The ConvLSTM cell: `(B, 4h, H, W), (B, 4h, H, W), (B, h, H, W) -> (2B, h, H, W)`
-    /// (`[h'; c']`).
-    fn marscf_lstm_cell(
+    /// The ConvLSTM cell from its pre-activations: `(B, 4h, H, W), (B, h, H, W) ->
+    /// (2B, h, H, W)` (`[h'; c']`).
+    fn marscf_lstm_cell(pre: FloatTensor<Self>, c: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// A ConvLSTM layer over `steps` steps ([`crate::conv_lstm_layer`]): the input gates
+    /// `(T B, 4h, H, W)` and the recurrent kernel `(4h, h, k, k)` -> `(T B, h, H, W)`.
+    fn marscf_conv_lstm_layer(
         gates: FloatTensor<Self>,
-        recurrent: FloatTensor<Self>,
-        c: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        steps: usize,
+        spec: ConvSpec,
     ) -> FloatTensor<Self>;
 
     /// `[elu(x); elu(-x)]` per sample: `(B, C, H, W) -> (B, 2C, H, W)`.
@@ -134,13 +140,43 @@ pub fn conv2d(
     ))
 }
 
-/// The Flex kernel of [`crate::lstm_cell`], `[h'; c']` `(2B, h, H, W)`.
-pub fn lstm_cell(gates: Tensor<4>, recurrent: Tensor<4>, c: Tensor<4>) -> Tensor<4> {
+/// The Flex kernel of [`crate::lstm_cell`] from the pre-activations, `[h'; c']`
+/// `(2B, h, H, W)`.
+pub fn lstm_cell(pre: Tensor<4>, c: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_lstm_cell(
-        gates.into_dispatch(),
-        recurrent.into_dispatch(),
+        pre.into_dispatch(),
         c.into_dispatch(),
     ))
+}
+
+/// The Flex kernel of [`crate::conv_lstm_layer`].
+pub fn conv_lstm_layer(
+    gates: Tensor<4>,
+    weight: Tensor<4>,
+    steps: usize,
+    spec: ConvSpec,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_conv_lstm_layer(
+        gates.into_dispatch(),
+        weight.into_dispatch(),
+        steps,
+        spec,
+    ))
+}
+
+/// The recurrent convolution of one step of a ConvLSTM layer whose input gates are
+/// `gates` `(T B, 4h, H, W)`, with `weight` `(4h, h, k, k)`.
+fn recurrent_geometry(
+    gates: [usize; 4],
+    weight: [usize; 4],
+    steps: usize,
+    spec: ConvSpec,
+) -> ConvGeometry {
+    geometry(
+        [gates[0] / steps, weight[1], gates[2], gates[3]],
+        weight,
+        spec,
+    )
 }
 
 /// The Flex kernel of [`crate::concat_elu`].
@@ -303,15 +339,26 @@ impl FlexKernels for Flex {
         tensor(y, [g.batch, g.c_out, ho, wo])
     }
 
-    fn marscf_lstm_cell(gates: FlexTensor, recurrent: FlexTensor, c: FlexTensor) -> FlexTensor {
+    fn marscf_lstm_cell(pre: FlexTensor, c: FlexTensor) -> FlexTensor {
         let [b, h, height, width] = dims4(&c);
         let out = lstm::forward(CellInputs {
-            gates: &values(&gates),
-            recurrent: &values(&recurrent),
+            pre: &values(&pre),
             c: &values(&c),
             batch: b,
         });
         tensor(out, [2 * b, h, height, width])
+    }
+
+    fn marscf_conv_lstm_layer(
+        gates: FlexTensor,
+        weight: FlexTensor,
+        steps: usize,
+        spec: ConvSpec,
+    ) -> FlexTensor {
+        let shape = dims4(&gates);
+        let g = recurrent_geometry(shape, dims4(&weight), steps, spec);
+        let trace = conv_lstm::forward(&values(&gates), &values(&weight), &g, steps);
+        tensor(trace.h, [shape[0], g.c_in, shape[2], shape[3]])
     }
 
     fn marscf_concat_elu(x: FlexTensor) -> FlexTensor {
@@ -424,36 +471,72 @@ impl Backward<Flex, 3> for Conv2dBackward {
     }
 }
 
-/// Backward of [`FlexKernels::marscf_lstm_cell`]: parents `[gates, recurrent, c]`, state
-/// the three inputs (the activations are recomputed).
+/// Backward of [`FlexKernels::marscf_lstm_cell`]: parents `[pre, c]`, state the two
+/// inputs (the activations are recomputed).
 #[derive(Debug)]
 struct LstmCellBackward;
 
-impl Backward<Flex, 3> for LstmCellBackward {
-    type State = (FlexTensor, FlexTensor, FlexTensor);
+impl Backward<Flex, 2> for LstmCellBackward {
+    type State = (FlexTensor, FlexTensor);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_gates, node_recurrent, node_c] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_pre, node_c] = ops.parents;
         let d_out = contiguous(grads.consume::<Flex>(&ops.node));
-        let (gates, recurrent, c) = ops.state;
-        let (d_gates, d_c) = lstm::backward(
+        let (pre, c) = ops.state;
+        let (d_pre, d_c) = lstm::backward(
             CellInputs {
-                gates: &values(&gates),
-                recurrent: &values(&recurrent),
+                pre: &values(&pre),
                 c: &values(&c),
                 batch: dims4(&c)[0],
             },
             &values(&d_out),
         );
-        let d_gates = tensor(d_gates, dims4(&gates));
-        if let Some(node) = node_recurrent {
-            grads.register::<Flex>(node.id, d_gates.clone());
-        }
-        if let Some(node) = node_gates {
-            grads.register::<Flex>(node.id, d_gates);
+        if let Some(node) = node_pre {
+            grads.register::<Flex>(node.id, tensor(d_pre, dims4(&pre)));
         }
         if let Some(node) = node_c {
             grads.register::<Flex>(node.id, tensor(d_c, dims4(&c)));
+        }
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_conv_lstm_layer`]: parents `[gates, weight]`, state
+/// the forward's trace (the layer's output among it), the weight and the geometry.
+#[derive(Debug)]
+struct ConvLstmLayerBackward;
+
+/// The state [`ConvLstmLayerBackward`] keeps: `a`, `h`, `c` of every step, the weight, the
+/// recurrent geometry and the number of steps.
+#[derive(Clone, Debug)]
+struct ConvLstmLayerState {
+    pre: FlexTensor,
+    h: FlexTensor,
+    c: FlexTensor,
+    weight: FlexTensor,
+    geometry: ConvGeometry,
+    steps: usize,
+}
+
+impl Backward<Flex, 2> for ConvLstmLayerBackward {
+    type State = ConvLstmLayerState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_gates, node_weight] = ops.parents;
+        let dh = contiguous(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let (pre, h, c) = (values(&s.pre), values(&s.h), values(&s.c));
+        let (d_gates, d_weight) = conv_lstm::backward(
+            [&pre, &h, &c],
+            &values(&s.weight),
+            &s.geometry,
+            s.steps,
+            &values(&dh),
+        );
+        if let Some(node) = node_gates {
+            grads.register::<Flex>(node.id, tensor(d_gates, s.pre.shape()));
+        }
+        if let Some(node) = node_weight {
+            grads.register::<Flex>(node.id, tensor(d_weight, s.weight.shape()));
         }
     }
 }
@@ -550,22 +633,50 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         }
     }
 
-    fn marscf_lstm_cell(
-        gates: FloatTensor<Self>,
-        recurrent: FloatTensor<Self>,
-        c: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        let ((gates, g_node), (recurrent, r_node), (c, c_node)) =
-            (gates.into_parts(), recurrent.into_parts(), c.into_parts());
+    fn marscf_lstm_cell(pre: FloatTensor<Self>, c: FloatTensor<Self>) -> FloatTensor<Self> {
+        let ((pre, pre_node), (c, c_node)) = (pre.into_parts(), c.into_parts());
         let prep = LstmCellBackward
-            .prepare::<C>([g_node, r_node, c_node])
+            .prepare::<C>([pre_node, c_node])
             .compute_bound()
             .stateful();
-        let (gates, recurrent, c) = (contiguous(gates), contiguous(recurrent), contiguous(c));
-        let out = Flex::marscf_lstm_cell(gates.clone(), recurrent.clone(), c.clone());
+        let (pre, c) = (contiguous(pre), contiguous(c));
+        let out = Flex::marscf_lstm_cell(pre.clone(), c.clone());
         match prep {
-            OpsKind::Tracked(prep) => prep.finish((gates, recurrent, c), out),
+            OpsKind::Tracked(prep) => prep.finish((pre, c), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn marscf_conv_lstm_layer(
+        gates: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        steps: usize,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        let ((gates, g_node), (weight, w_node)) = (gates.into_parts(), weight.into_parts());
+        let prep = ConvLstmLayerBackward
+            .prepare::<C>([g_node, w_node])
+            .compute_bound()
+            .stateful();
+        let (gates, weight) = (contiguous(gates), contiguous(weight));
+        let shape = dims4(&gates);
+        let geometry = recurrent_geometry(shape, dims4(&weight), steps, spec);
+        let trace = conv_lstm::forward(&values(&gates), &values(&weight), &geometry, steps);
+        let state_shape = [shape[0], geometry.c_in, shape[2], shape[3]];
+        let h = tensor(trace.h, state_shape);
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let state = ConvLstmLayerState {
+                    pre: tensor(trace.pre, shape),
+                    h: h.clone(),
+                    c: tensor(trace.c, state_shape),
+                    weight,
+                    geometry,
+                    steps,
+                };
+                prep.finish(state, h)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(h),
         }
     }
 

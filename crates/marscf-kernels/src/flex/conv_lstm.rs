@@ -1,0 +1,105 @@
+//! One ConvLSTM layer over a whole sequence from zero states, forward and backward, on
+//! contiguous `f32` slices. The states of every step live in buffers of the whole
+//! sequence, so no step allocates, copies or concatenates one.
+//!
+//! With `T` steps of a batch `B` (step-major), the input gates `G` `(T B, 4h, H, W)`, the
+//! hidden-to-gates kernel `W` and `h_{-1} = c_{-1} = 0`:
+//! `a_t = G_t + conv(h_{t-1}, W)`, `(h_t, c_t) = cell(a_t, c_{t-1})`.
+
+use super::conv::{self, ConvGeometry};
+use super::lstm::{self, CellInputs};
+
+/// What the forward pass keeps for the backward: `a` `(T B, 4h, H, W)`, `h` and `c`
+/// `(T B, h, H, W)`.
+pub struct Trace {
+    /// Gate pre-activations of every step.
+    pub pre: Vec<f32>,
+    /// Hidden states of every step (the layer's output).
+    pub h: Vec<f32>,
+    /// Cell states of every step.
+    pub c: Vec<f32>,
+}
+
+/// The lengths of one step's state `B h H W` and gates `4 B h H W`, for the recurrent
+/// convolution `g` of one step (`N = B`, `h -> 4h`).
+fn lengths(g: &ConvGeometry) -> (usize, usize) {
+    let state = g.batch * g.c_in * g.size[0] * g.size[1];
+    (state, g.c_out / g.c_in * state)
+}
+
+/// Runs the layer over `gates` (`steps` steps) with the recurrent kernel `w`.
+pub fn forward(gates: &[f32], w: &[f32], g: &ConvGeometry, steps: usize) -> Trace {
+    let (state, gate_len) = lengths(g);
+    let mut pre = gates.to_vec();
+    let mut h = vec![0.0f32; steps * state];
+    let mut c = vec![0.0f32; steps * state];
+    let zeros = vec![0.0f32; state];
+    for t in 0..steps {
+        let (h_done, h_rest) = h.split_at_mut(t * state);
+        let (c_done, c_rest) = c.split_at_mut(t * state);
+        let a = &mut pre[t * gate_len..][..gate_len];
+        let c_prev = match t {
+            0 => &zeros[..],
+            _ => {
+                conv::forward_into(&h_done[(t - 1) * state..], w, None, g, a, true);
+                &c_done[(t - 1) * state..]
+            }
+        };
+        let inputs = CellInputs {
+            pre: a,
+            c: c_prev,
+            batch: g.batch,
+        };
+        lstm::forward_into(inputs, &mut h_rest[..state], &mut c_rest[..state]);
+    }
+    Trace { pre, h, c }
+}
+
+/// `(d G, d W)` given the forward's `[a, h, c]` (a [`Trace`]'s buffers) and `dh`
+/// `(T B, h, H, W)`, the gradient of every step's `h_t`. Back
+/// through the steps, `dh_t` gains the recurrent convolution's input gradient from step
+/// `t + 1` and `dc_t` the cell's; `d W` is one product over all `(T - 1) B` pairs
+/// `(h_{t-1}, d a_t)`.
+pub fn backward(
+    [pre, h, c]: [&[f32]; 3],
+    w: &[f32],
+    g: &ConvGeometry,
+    steps: usize,
+    dh_out: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (state, gate_len) = lengths(g);
+    let mut d_pre = vec![0.0f32; steps * gate_len];
+    let zeros = vec![0.0f32; state];
+    let mut dh = dh_out[(steps - 1) * state..].to_vec();
+    let (mut dc_next, mut dc) = (vec![0.0f32; state], vec![0.0f32; state]);
+    for t in (0..steps).rev() {
+        let c_prev = match t {
+            0 => &zeros[..],
+            _ => &c[(t - 1) * state..][..state],
+        };
+        let inputs = CellInputs {
+            pre: &pre[t * gate_len..][..gate_len],
+            c: c_prev,
+            batch: g.batch,
+        };
+        let da = &mut d_pre[t * gate_len..][..gate_len];
+        lstm::backward_into(inputs, [&dh, &dc_next], da, &mut dc);
+        std::mem::swap(&mut dc, &mut dc_next);
+        if t > 0 {
+            dh = conv::input_grad(da, w, g);
+            let upstream = &dh_out[(t - 1) * state..][..state];
+            dh.iter_mut().zip(upstream).for_each(|(d, u)| *d += u);
+        }
+    }
+    let dw = match steps {
+        1 => vec![0.0f32; w.len()],
+        _ => {
+            let pairs = ConvGeometry {
+                batch: (steps - 1) * g.batch,
+                ..*g
+            };
+            conv::weight_grad(&h[..(steps - 1) * state], &d_pre[gate_len..], &pairs).0
+        }
+    };
+    (d_pre, dw)
+}
