@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data.test.len(),
         marscf::device::selected_backend_name()
     );
-    let summary = train(&model, &run, &data, &device, Start::Resume, &mut Silent)?;
+    let summary = train(&model, &run, &data, &[device], Start::Resume, &mut Silent)?;
     println!(
         "{} steps, {} epochs: test {:.4} bits/dim (best {:.4}); {}",
         summary.steps,

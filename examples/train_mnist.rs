@@ -42,7 +42,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         marscf::device::selected_backend_name()
     );
     // A previous run of this example is moved aside (to OUT_DIR.replaced-<n>), not lost.
-    let summary = train(&model, &run, &data, &device, Start::Overwrite, &mut Printer)?;
+    let summary = train(
+        &model,
+        &run,
+        &data,
+        &[device],
+        Start::Overwrite,
+        &mut Printer,
+    )?;
     println!(
         "{} steps in {:.0} s: test {:.4} bits/dim (best {:.4})",
         summary.steps,

@@ -22,6 +22,16 @@ pub enum DeviceError {
         /// The backends this build has.
         compiled: Vec<&'static str>,
     },
+    /// More devices were asked for than the backend has.
+    #[error("{requested} devices asked for, but {backend} has {available}")]
+    TooFew {
+        /// The backend.
+        backend: String,
+        /// Devices asked for.
+        requested: usize,
+        /// Devices it has.
+        available: usize,
+    },
     /// The build has no backend at all.
     #[error(
         "no backend compiled in: build with one of the features flex, ndarray, wgpu, vulkan, cuda"
@@ -83,4 +93,44 @@ pub fn selected_backend_name() -> String {
         .filter(|n| !n.is_empty())
         .or_else(|| compiled_backends().first().map(|n| n.to_string()))
         .unwrap_or_default()
+}
+
+/// `count` devices of the backend [`select_device`] picks, for data-parallel training: the
+/// first `count` GPUs that CUDA, Vulkan or wgpu finds (in their order; `CUDA_VISIBLE_DEVICES`
+/// and the like choose which), or the one CPU device `count` times over for Flex and
+/// NdArray (a shard each on the same device: the same training, no faster).
+pub fn select_devices(count: usize) -> Result<Vec<Device>, DeviceError> {
+    let first = select_device()?;
+    if count <= 1 {
+        return Ok(vec![first]);
+    }
+    let name = selected_backend_name();
+    let found = gpus(&name);
+    if found.is_empty() {
+        return Ok(vec![first; count]);
+    }
+    if found.len() < count {
+        return Err(DeviceError::TooFew {
+            backend: name,
+            requested: count,
+            available: found.len(),
+        });
+    }
+    Ok(found.into_iter().take(count).collect())
+}
+
+/// The GPUs of the backend named `name`; none for a CPU backend.
+#[allow(unused_variables)]
+fn gpus(name: &str) -> Vec<Device> {
+    #[allow(unused_imports)]
+    use burn::tensor::DeviceType;
+    match name.to_ascii_lowercase().as_str() {
+        #[cfg(feature = "cuda")]
+        "cuda" => Device::enumerate(DeviceType::Cuda).to_vec(),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => Device::enumerate(DeviceType::Vulkan).to_vec(),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Device::enumerate(DeviceType::Wgpu).to_vec(),
+        _ => Vec::new(),
+    }
 }

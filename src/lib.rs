@@ -19,7 +19,7 @@ pub mod report;
 pub mod train;
 
 pub use data_info::DataInfo;
-pub use device::{DeviceError, select_device};
+pub use device::{DeviceError, select_device, select_devices};
 pub use error::ModelError;
 pub use marscf_core as core;
 pub use marscf_data as data;

@@ -6,15 +6,16 @@ use std::path::PathBuf;
 
 use burn::optim::Optimizer;
 use burn::tensor::{Tensor, TensorData};
-use common::{device, max_abs_diff, parity_folders, read_safetensors, temp_dir};
+use common::{device, exclusive_rng, max_abs_diff, parity_folders, read_safetensors, temp_dir};
 use marscf::core::{CouplingKind, MultiScaleFlowConfig};
 use marscf::data::datasets::DatasetName;
 use marscf::data::{ImageSet, MnistLayout, embedded};
 use marscf::import::load_reference;
 use marscf::params::param_values;
 use marscf::train::{
-    AdamaxConfig, EvalOptions, OptimOptions, Protocol, RunConfig, Silent, Start, StepOutcome,
-    TrainError, Training, TrainingData, evaluate, evaluate_detailed, train, write_per_image_csv,
+    AdamaxConfig, DataParallel, EvalOptions, OptimOptions, Protocol, RunConfig, Silent, Start,
+    StepOutcome, TrainError, Training, TrainingData, evaluate, evaluate_detailed, train,
+    write_per_image_csv,
 };
 use marscf::{DataInfo, MarScfConfig, ModelError, PriorKind};
 
@@ -164,11 +165,13 @@ fn check_loss_falls(name: &str, config: &MarScfConfig) {
 
 #[test]
 fn a_few_steps_lower_the_loss() {
+    let _rng = exclusive_rng();
     check_loss_falls("affine, mAR prior", &tiny_model());
 }
 
 #[test]
 fn a_few_steps_lower_the_loss_of_an_additive_coupling() {
+    let _rng = exclusive_rng();
     let mut config = tiny_model();
     config.flow.coupling = CouplingKind::Additive;
     check_loss_falls("additive, mAR prior", &config);
@@ -176,18 +179,21 @@ fn a_few_steps_lower_the_loss_of_an_additive_coupling() {
 
 #[test]
 fn a_few_steps_lower_the_loss_with_glows_prior() {
+    let _rng = exclusive_rng();
     let config = tiny_model().with_prior(PriorKind::Glow);
     check_loss_falls("affine, Glow prior", &config);
 }
 
 #[test]
 fn a_few_steps_lower_the_loss_with_the_standard_normal_prior() {
+    let _rng = exclusive_rng();
     let config = tiny_model().with_prior(PriorKind::StandardNormal);
     check_loss_falls("affine, N(0, 1) prior", &config);
 }
 
 #[test]
 fn resuming_reproduces_the_uninterrupted_run_exactly() {
+    let _rng = exclusive_rng();
     let device = device();
     let data = training_data(digits(40, false), digits(16, true));
     let model = tiny_model();
@@ -197,7 +203,7 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
         &model,
         &run_config(straight.clone(), 7),
         &data,
-        &device,
+        std::slice::from_ref(&device),
         Start::New,
         &mut Silent,
     )
@@ -207,7 +213,7 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
         &model,
         &run_config(interrupted.clone(), 3),
         &data,
-        &device,
+        std::slice::from_ref(&device),
         Start::New,
         &mut Silent,
     )
@@ -216,7 +222,7 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
         &model,
         &run_config(interrupted.clone(), 7),
         &data,
-        &device,
+        std::slice::from_ref(&device),
         Start::Resume,
         &mut Silent,
     )
@@ -256,6 +262,7 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
 
 #[test]
 fn non_finite_batches_are_skipped_then_stop_the_run() {
+    let _rng = exclusive_rng();
     let device = device();
     let set = digits(8, false);
     let (model, x) = initialized_tiny_model(&set, false, &device);
@@ -310,6 +317,7 @@ fn non_finite_batches_are_skipped_then_stop_the_run() {
 
 #[test]
 fn evaluating_a_reference_checkpoint_gives_its_recorded_bits_per_dim() {
+    let _rng = exclusive_rng();
     let device = device();
     for folder in parity_folders() {
         let (model, _) =
@@ -341,6 +349,7 @@ fn evaluating_a_reference_checkpoint_gives_its_recorded_bits_per_dim() {
 
 #[test]
 fn data_that_does_not_fit_is_an_error() {
+    let _rng = exclusive_rng();
     let device = device();
     let wrong = ImageSet::from_mnist(&embedded::test(), MnistLayout::Reference).take(8);
     let err = train(
@@ -351,7 +360,7 @@ fn data_that_does_not_fit_is_an_error() {
             train: wrong.clone(),
             test: wrong,
         },
-        &device,
+        std::slice::from_ref(&device),
         Start::New,
         &mut Silent,
     )
@@ -362,6 +371,7 @@ fn data_that_does_not_fit_is_an_error() {
 
 #[test]
 fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
+    let _rng = exclusive_rng();
     let device = device();
     let model = tiny_model().with_bits(5);
     let mut data = training_data(digits(16, false), digits(8, true));
@@ -371,7 +381,7 @@ fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
         &model,
         &run_config(out.clone(), 2),
         &data,
-        &device,
+        std::slice::from_ref(&device),
         Start::New,
         &mut Silent,
     )
@@ -383,7 +393,7 @@ fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
         &model,
         &run_config(out.clone(), 2),
         &data,
-        &device,
+        std::slice::from_ref(&device),
         Start::New,
         &mut Silent,
     )
@@ -414,6 +424,7 @@ fn scored_model(config: &MarScfConfig) -> marscf::MarScf {
 
 #[test]
 fn one_draw_is_the_evaluation_as_it_always_was() {
+    let _rng = exclusive_rng();
     let device = device();
     let model = scored_model(&tiny_model());
     let test = digits(40, true);
@@ -453,6 +464,7 @@ fn one_draw_is_the_evaluation_as_it_always_was() {
 
 #[test]
 fn the_breakdown_sums_to_the_total_and_draws_average() {
+    let _rng = exclusive_rng();
     let device = device();
     for config in [
         tiny_model(),
@@ -491,6 +503,7 @@ fn the_breakdown_sums_to_the_total_and_draws_average() {
 
 #[test]
 fn the_reference_protocol_drops_the_last_partial_batch() {
+    let _rng = exclusive_rng();
     let device = device();
     // An affine model has no dropout: the protocols differ only in the images scored.
     let model = scored_model(&tiny_model());
@@ -522,6 +535,7 @@ fn the_reference_protocol_drops_the_last_partial_batch() {
 
 #[test]
 fn images_come_back_through_the_flow_and_interpolation_ends_at_both_images() {
+    let _rng = exclusive_rng();
     let device = device();
     let model = scored_model(&tiny_model());
     let x = marscf::data::make_batch(
@@ -547,6 +561,7 @@ fn images_come_back_through_the_flow_and_interpolation_ends_at_both_images() {
 
 #[test]
 fn the_standard_error_shrinks_as_one_over_the_root_of_the_images() {
+    let _rng = exclusive_rng();
     let device = device();
     let model = scored_model(&tiny_model());
     let se = |n: usize| {
@@ -572,6 +587,7 @@ fn the_standard_error_shrinks_as_one_over_the_root_of_the_images() {
 
 #[test]
 fn per_image_scores_are_written_once_unless_overwriting() {
+    let _rng = exclusive_rng();
     let device = device();
     let model = scored_model(&tiny_model());
     let test = digits(5, true);
@@ -594,4 +610,192 @@ fn per_image_scores_are_written_once_unless_overwriting() {
     write_per_image_csv(&e, &csv, true).unwrap();
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The devices of a two-device test: Flex and NdArray where both are compiled in.
+#[cfg(all(feature = "flex", feature = "ndarray"))]
+fn two_devices() -> Vec<burn::tensor::Device> {
+    #[allow(deprecated)]
+    let ndarray = burn::tensor::Device::ndarray();
+    vec![burn::tensor::Device::flex(), ndarray]
+}
+
+/// The devices of a two-device test: the test device twice (two shards and two replicas
+/// of the model on one device).
+#[cfg(not(all(feature = "flex", feature = "ndarray")))]
+fn two_devices() -> Vec<burn::tensor::Device> {
+    vec![device(), device()]
+}
+
+/// Every tensor of `a` equals its namesake in `b` within `rel` of its largest magnitude.
+fn assert_close_tensors(
+    what: &str,
+    a: &std::collections::BTreeMap<String, Tensor<1>>,
+    b: &std::collections::BTreeMap<String, Tensor<1>>,
+    rel: f64,
+) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: other parameters"
+    );
+    for (path, value) in a {
+        let scale = value.clone().abs().max().into_scalar::<f32>() as f64;
+        let diff = max_abs_diff(value.clone(), b[path].clone());
+        assert!(
+            diff <= rel * scale.max(1e-12),
+            "{what} {path}: differs by {diff:e} (largest magnitude {scale:e})"
+        );
+    }
+}
+
+/// Each parameter's gradient in `grads`, flattened, by path.
+fn gradients_by_path(
+    model: &marscf::MarScf,
+    grads: &burn::optim::GradientsParams,
+) -> std::collections::BTreeMap<String, Tensor<1>> {
+    marscf::params::param_paths(model)
+        .into_iter()
+        .filter_map(|(path, info)| marscf::params::flat_gradient(grads, &info).map(|g| (path, g)))
+        .collect()
+}
+
+#[test]
+fn a_step_over_two_devices_is_the_step_on_the_whole_batch() {
+    let _rng = exclusive_rng();
+    let device = device();
+    // 15 images: shards of 8 and 7, so that each shard's weight in the mean matters.
+    let (model, x) = initialized_tiny_model(&digits(15, false), true, &device);
+    let options = OptimOptions {
+        lr: 3e-3,
+        warmup_steps: 0,
+        grad_clip: Some(1.0),
+        ..OptimOptions::default()
+    };
+    let mut one = Training::new(model.clone(), options.clone());
+    let parallel = DataParallel::new(two_devices()).unwrap();
+    let mut two = Training::new(model, options)
+        .with_devices(parallel.clone())
+        .unwrap();
+    assert_eq!(two.devices().len(), 2);
+
+    let whole = DataParallel::single(&device)
+        .gradient(&one.model, x.clone())
+        .unwrap();
+    let sharded = parallel.gradient(&two.model, x.clone()).unwrap();
+    let rel = (whole.bits_per_dim - sharded.bits_per_dim).abs() / whole.bits_per_dim;
+    assert!(
+        rel < 1e-6,
+        "loss {} vs {}",
+        whole.bits_per_dim,
+        sharded.bits_per_dim
+    );
+    let whole = gradients_by_path(&one.model, &whole.gradients.unwrap());
+    let sharded = gradients_by_path(&two.model, &sharded.gradients.unwrap());
+    assert!(!whole.is_empty());
+    assert_close_tensors("gradient", &whole, &sharded, 1e-5);
+
+    // The whole step (norm, clipping, Adamax) leaves the same weights on the main device.
+    for _ in 0..2 {
+        let (a, b) = (one.step(x.clone()).unwrap(), two.step(x.clone()).unwrap());
+        match (a, b) {
+            (
+                StepOutcome::Applied { grad_norm: na, .. },
+                StepOutcome::Applied { grad_norm: nb, .. },
+            ) => {
+                assert!((na - nb).abs() <= 1e-5 * na, "gradient norm {na} vs {nb}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_close_tensors(
+        "updated parameter",
+        &param_values(&one.model),
+        &param_values(&two.model),
+        1e-5,
+    );
+}
+
+#[test]
+fn a_two_device_run_initialises_as_one_device_and_resumes_on_one() {
+    let _rng = exclusive_rng();
+    let device = device();
+    let data = training_data(digits(40, false), digits(16, true));
+    let model = tiny_model();
+    let last = |dir: &PathBuf| {
+        param_values(&marscf::checkpoint::load(&dir.join("last/model"), &device).unwrap())
+    };
+    // ActNorm's data-dependent initialisation sees the whole first batch, whatever the
+    // number of devices: the saved initial states are identical.
+    let (init_one, init_two) = (temp_dir("init-one"), temp_dir("init-two"));
+    for (dir, devices) in [
+        (&init_one, vec![device.clone()]),
+        (&init_two, two_devices()),
+    ] {
+        let summary = train(
+            &model,
+            &run_config(dir.clone(), 0),
+            &data,
+            &devices,
+            Start::New,
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(summary.steps, 0);
+    }
+    let (a, b) = (last(&init_one), last(&init_two));
+    for (path, value) in &a {
+        assert_eq!(
+            max_abs_diff(value.clone(), b[path].clone()),
+            0.0,
+            "{path} initialised differently"
+        );
+    }
+
+    // Three steps on two devices, resumed on one to five: the one-device run's weights.
+    let (straight, interrupted) = (temp_dir("dp-straight"), temp_dir("dp-interrupted"));
+    train(
+        &model,
+        &run_config(straight.clone(), 5),
+        &data,
+        std::slice::from_ref(&device),
+        Start::New,
+        &mut Silent,
+    )
+    .unwrap();
+    train(
+        &model,
+        &run_config(interrupted.clone(), 3),
+        &data,
+        &two_devices(),
+        Start::New,
+        &mut Silent,
+    )
+    .unwrap();
+    let summary = train(
+        &model,
+        &run_config(interrupted.clone(), 5),
+        &data,
+        std::slice::from_ref(&device),
+        Start::Resume,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(summary.steps, 5);
+    // The shards' sums round differently from the whole batch's, and Adamax moves a weight
+    // by up to lr per step whatever its gradient's size: the runs agree to 1 % of the
+    // largest movement five steps allow (a lost batch or optimizer state moves weights by
+    // a good part of it).
+    let bound = 0.01 * run_config(straight.clone(), 5).optim.lr * 5.0;
+    let (a, b) = (last(&straight), last(&interrupted));
+    for (path, value) in &a {
+        let diff = max_abs_diff(value.clone(), b[path].clone());
+        assert!(
+            diff <= bound,
+            "{path}: differs by {diff:e} after resume (bound {bound:e})"
+        );
+    }
+    for dir in [init_one, init_two, straight, interrupted] {
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

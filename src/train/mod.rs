@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod folder;
 pub mod gradients;
 pub mod observer;
+pub mod parallel;
 pub mod resume;
 pub mod run;
 pub mod schedule;
@@ -22,6 +23,7 @@ pub use evaluate::{
 };
 pub use folder::RunFolder;
 pub use observer::{Observer, Silent};
+pub use parallel::{BatchGradient, DataParallel};
 pub use run::{RunSummary, Start, TrainingData, checkpoint_name, saved_run, train};
 pub use training::{Counters, OptimOptions, StepOutcome, Training};
 
@@ -47,6 +49,9 @@ pub enum TrainError {
         /// The last one's cause.
         reason: String,
     },
+    /// The devices given cannot train together.
+    #[error("devices: {0}")]
+    Devices(String),
     /// The data does not fit the model.
     #[error("data: {0}")]
     Data(String),

@@ -17,7 +17,8 @@ use crate::report::{
 use crate::train::folder::{RunFolder, read_position};
 use crate::train::stop::StopRule;
 use crate::train::{
-    Observer, RunConfig, RunPosition, StepOutcome, TrainError, Training, evaluate, resume,
+    DataParallel, Observer, RunConfig, RunPosition, StepOutcome, TrainError, Training, evaluate,
+    resume,
 };
 
 /// The RNG stream of training batches (and of the device's dropout masks).
@@ -87,16 +88,21 @@ pub fn saved_run(out_dir: &Path) -> Result<Option<CheckpointInfo>, TrainError> {
 
 /// Trains `model` on `data` as `run` says, in `run.out_dir`, starting as `start` says;
 /// a resumed run continues exactly where the saved one stopped.
+///
+/// Each step's batch is split over `devices` ([`DataParallel`]; the first is the main
+/// device, which evaluates and saves). The run's checkpoints and its course do not depend
+/// on how many devices there are: a run may resume on another number of them.
 pub fn train(
     model: &MarScfConfig,
     run: &RunConfig,
     data: &TrainingData,
-    device: &Device,
+    devices: &[Device],
     start: Start,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, TrainError> {
     check_data(model, run, data)?;
-    let mut session = Session::open(model, run, data, device, start, observer)?;
+    let parallel = DataParallel::new(devices.to_vec())?;
+    let mut session = Session::open(model, run, data, parallel, start, observer)?;
     let mut stop = StopRule::new(run, data.test.len());
     observer.on_start(session.step(), run.max_steps);
     while !stop.reached(session.step(), session.position.epoch, session.elapsed()) {
@@ -165,7 +171,8 @@ fn check_data(
 struct Session<'a> {
     run: &'a RunConfig,
     data: &'a TrainingData,
-    device: &'a Device,
+    /// The main device, without autodiff.
+    device: Device,
     folder: RunFolder,
     best: PathBuf,
     origin: Origin,
@@ -185,10 +192,11 @@ impl<'a> Session<'a> {
         model: &MarScfConfig,
         run: &'a RunConfig,
         data: &'a TrainingData,
-        device: &'a Device,
+        parallel: DataParallel,
         start: Start,
         observer: &mut dyn Observer,
     ) -> Result<Self, TrainError> {
+        let device = parallel.main().clone().without_autodiff();
         let folder = RunFolder::new(&run.out_dir);
         let origin = Origin {
             data: Some(data.info.clone()),
@@ -196,7 +204,7 @@ impl<'a> Session<'a> {
         };
         let resumed = match claim_or_find_state(&folder, start, observer)? {
             Some(state) => Some(restore(
-                &state, model, &origin, run, &folder, device, observer,
+                &state, model, &origin, run, &folder, &device, observer,
             )?),
             None => None,
         };
@@ -204,10 +212,11 @@ impl<'a> Session<'a> {
         let (training, position) = match resumed {
             Some(restored) => restored,
             None => (
-                initial_training(model, run, data, device)?,
+                initial_training(model, run, data, &device)?,
                 RunPosition::default(),
             ),
         };
+        let training = training.with_devices(parallel)?;
         let order = EpochOrder {
             seed: run.seed,
             len: data.train.len(),
@@ -254,12 +263,9 @@ impl<'a> Session<'a> {
             &self.data.train,
             indices,
             self.position.batches,
-            self.device,
+            &self.device,
         );
-        // Dropout masks come from the device's RNG: seeded per batch, so that a resumed run
-        // draws the same ones.
-        self.device
-            .seed(stream_seed(run.seed, TRAIN_STREAM, self.position.batches));
+        self.seed_dropout();
         let started = Instant::now();
         let outcome = self.training.step(batch)?;
         let images_per_second = run.batch_size as f64 / started.elapsed().as_secs_f64();
@@ -282,6 +288,18 @@ impl<'a> Session<'a> {
             }
         }
         Ok(epoch_ended)
+    }
+
+    /// Dropout masks come from each device's RNG: seeded per batch, so that a resumed run
+    /// draws the same ones (device `i` from its own stream; a device listed twice once).
+    fn seed_dropout(&self) {
+        let devices = self.training.devices();
+        for (i, device) in devices.iter().enumerate() {
+            if !devices[..i].contains(device) {
+                let tag = TRAIN_STREAM + ((i as u64) << 16);
+                device.seed(stream_seed(self.run.seed, tag, self.position.batches));
+            }
+        }
     }
 
     /// Moves the position past one batch; returns whether the epoch ended.
@@ -320,7 +338,7 @@ impl<'a> Session<'a> {
             &self.data.test,
             run.eval_batch_size,
             run.seed,
-            self.device,
+            &self.device,
         )?;
         let improved = bits_per_dim.is_finite()
             && self

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,7 @@ use crate::train::TrainError;
 use crate::train::adamax::AdamaxConfig;
 use crate::train::ema::Ema;
 use crate::train::gradients::{clip_to_norm, global_norm};
+use crate::train::parallel::{BatchGradient, DataParallel};
 use crate::train::schedule::warmup_lr;
 use crate::{MarScf, ModelError};
 
@@ -89,6 +90,7 @@ pub struct Training {
     optimizer: ModuleOptimizer,
     params: BTreeMap<String, ParamInfo>,
     options: OptimOptions,
+    parallel: DataParallel,
 }
 
 impl Training {
@@ -99,10 +101,11 @@ impl Training {
             .into_iter()
             .next()
             .expect("a model has parameters");
-        let model = model.fork(&device.autodiff()).train();
+        let model = model.fork(&device.clone().autodiff()).train();
         let ema = options.ema.map(|decay| Ema::new(&model, decay));
         Self {
             params: param_paths(&model),
+            parallel: DataParallel::single(&device),
             model,
             ema,
             counters: Counters::default(),
@@ -111,25 +114,43 @@ impl Training {
         }
     }
 
+    /// Spreads the steps over `parallel`'s devices (see [`DataParallel`]); its main device
+    /// must be the model's.
+    pub fn with_devices(mut self, parallel: DataParallel) -> Result<Self, TrainError> {
+        if parallel.main() != self.parallel.main() {
+            return Err(TrainError::Devices(format!(
+                "the model is on {:?}, the main device given is {:?}",
+                self.parallel.main(),
+                parallel.main()
+            )));
+        }
+        self.parallel = parallel;
+        Ok(self)
+    }
+
+    /// The devices the steps run on, main first.
+    pub fn devices(&self) -> &[Device] {
+        self.parallel.devices()
+    }
+
     /// The options in use.
     pub fn options(&self) -> &OptimOptions {
         &self.options
     }
 
-    /// One optimizer step on a dequantised batch `(B, C, H, W)`: the mean bits/dim, its
-    /// gradient, clipping, Adamax, the weight average. A non-finite loss or gradient skips
-    /// the step; `nan_patience` of them in a row is [`TrainError::Diverged`].
+    /// One optimizer step on a dequantised batch `(B, C, H, W)` (on the main device): the
+    /// mean bits/dim, its gradient (over the devices, see [`DataParallel::gradient`]),
+    /// clipping, Adamax, the weight average. A non-finite loss or gradient skips the step;
+    /// `nan_patience` of them in a row is [`TrainError::Diverged`].
     pub fn step(&mut self, batch: Tensor<4>) -> Result<StepOutcome, TrainError> {
-        let loss = self.model.forward(batch)?.bits_per_dim.mean();
-        let bits_per_dim = loss.clone().into_scalar::<f32>() as f64;
-        let (grads, grad_norm) = if bits_per_dim.is_finite() {
-            let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-            let norm = global_norm(&grads, &self.params);
-            (Some(grads), norm)
-        } else {
-            (None, f64::NAN)
-        };
-        let Some(grads) = grads.filter(|_| grad_norm.is_finite()) else {
+        let BatchGradient {
+            bits_per_dim,
+            gradients,
+        } = self.parallel.gradient(&self.model, batch)?;
+        let grad_norm = gradients
+            .as_ref()
+            .map_or(f64::NAN, |grads| global_norm(grads, &self.params));
+        let Some(grads) = gradients.filter(|_| grad_norm.is_finite()) else {
             let reason = if bits_per_dim.is_finite() {
                 "gradient"
             } else {
@@ -231,6 +252,7 @@ impl Training {
         ))?;
         Ok(Self {
             params: param_paths(&model),
+            parallel: DataParallel::single(device),
             model,
             ema,
             counters,

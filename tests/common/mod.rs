@@ -10,6 +10,15 @@ pub fn device() -> Device {
     marscf::select_device().expect("a backend is compiled in")
 }
 
+/// Holds Burn's device random generator for one test. It is one generator per device and
+/// process: a test that seeds it and expects what follows (a resumed run that must equal
+/// the uninterrupted one) fails when another test's draws come in between. Every test of a
+/// binary that draws takes this first.
+pub fn exclusive_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Adds N(0, std²) noise to every trainable parameter, leaving the fixed buffers (the
 /// permutation `p`, `sign_s`, the `initialized` flags) alone, so that tests exercise
 /// parameters away from their initial values (zero convolutions included).

@@ -9,7 +9,7 @@ use marscf::checkpoint::{CheckpointInfo, Origin};
 use marscf::core::MultiScaleFlowConfig;
 use marscf::data::datasets::DatasetName;
 use marscf::train::{OptimOptions, RunConfig, Start, TrainingData, saved_run, train};
-use marscf::{DataInfo, MarScfConfig, select_device};
+use marscf::{DataInfo, MarScfConfig, select_devices};
 use serde_json::Value;
 
 use crate::args::{DataArgs, Given, ModelArgs, PriorArg, TRAIN_MODEL};
@@ -82,6 +82,10 @@ pub struct TrainArgs {
     /// be empty or missing unless --resume or --overwrite.
     #[arg(long, default_value = "runs/marscf")]
     out: PathBuf,
+    /// Split each batch over N devices of the backend (GPUs; on a CPU backend, N shards on
+    /// its one device). The run does not depend on N: it may resume on another number.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    devices: u32,
     /// Continue the run saved in --out.
     #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
@@ -153,15 +157,16 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
     };
     let model = plan.model;
     model.validate()?;
-    let device = select_device()?;
+    let devices = select_devices(args.devices as usize)?;
     let (train_set, test_set) = load_data(&info, &args.data)?;
     println!(
-        "training mAR-SCF on {} ({} train / {} test images {:?}) with {}, out {}",
+        "training mAR-SCF on {} ({} train / {} test images {:?}) with {}{}, out {}",
         info.dataset,
         train_set.len(),
         test_set.len(),
         train_set.shape,
         marscf::device::selected_backend_name(),
+        device_count(&devices),
         args.out.display()
     );
     let start = match (args.resume, args.overwrite) {
@@ -175,7 +180,7 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
         test: test_set,
     };
     let mut observer = ProgressBarObserver::new(run.max_steps, run.max_minutes);
-    let summary = train(&model, &run, &data, &device, start, &mut observer)?;
+    let summary = train(&model, &run, &data, &devices, start, &mut observer)?;
     drop(observer);
     println!(
         "done: {} steps ({} skipped), {} epochs, {:.0} s; test bits/dim {:.4} (best {:.4}, saved as {})",
@@ -188,6 +193,17 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
         summary.best_checkpoint.display()
     );
     Ok(())
+}
+
+/// `""` for one device, else how many and whether they are distinct.
+fn device_count(devices: &[burn::tensor::Device]) -> String {
+    match devices {
+        [_] => String::new(),
+        [first, ..] if devices.iter().all(|d| d == first) => {
+            format!(" ({} shards on its one device)", devices.len())
+        }
+        _ => format!(" on {} devices", devices.len()),
+    }
 }
 
 /// The run the options describe, defaults filling the rest.
