@@ -313,3 +313,21 @@ fn import_says_what_it_assumed_about_the_image_size() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_run_on_two_devices_resumes_on_one() {
+    let dir = temp_dir("safety-devices");
+    let out = dir.join("run");
+    let two = tiny_train(&out, &["--max-steps", "2", "--devices", "2"]);
+    assert_success(&two);
+    let said = String::from_utf8_lossy(&two.stdout);
+    assert!(said.contains("2 shards on its one device"), "{said}");
+    // The device count is no setting of the run: the resume on one device is not refused.
+    let resumed = marscf(&["train", "--resume", "--out", path(&out), "--max-steps", "3"]);
+    assert_success(&resumed);
+    let said = String::from_utf8_lossy(&resumed.stdout);
+    assert!(said.contains("done: 3 steps"), "{said}");
+    let none = tiny_train(&dir.join("none"), &["--devices", "0"]);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    std::fs::remove_dir_all(dir).ok();
+}
