@@ -322,7 +322,7 @@ mod tests {
         for bits in [0, 9] {
             let config = MarScfConfig::new(flow.clone()).with_bits(bits);
             assert!(matches!(
-                config.init(&Device::default()),
+                config.init(&crate::select_device().expect("a backend is compiled in")),
                 Err(ModelError::BitDepth { bits: b }) if b == bits
             ));
         }

@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn the_objective_starts_at_minus_d_ln_2_to_the_bits() {
-        let device = burn::tensor::Device::default();
+        let device = crate::select_device().expect("a backend is compiled in");
         let start = |bits| objective_start(1, 10, bits, &device).into_scalar::<f32>();
         // 8 bits: today's constant, -D ln 256, bit for bit.
         assert_eq!(start(8), (-(10f64) * 256f64.ln()) as f32);

@@ -49,9 +49,17 @@ pub enum TrainError {
         /// The last one's cause.
         reason: String,
     },
-    /// The devices given cannot train together.
-    #[error("devices: {0}")]
-    Devices(String),
+    /// Data-parallel training was given no device.
+    #[error("data-parallel training needs at least one device")]
+    NoDevices,
+    /// The main device of data-parallel training is not the model's.
+    #[error("the model is on {model}, but the main device given is {given}")]
+    OtherMainDevice {
+        /// The model's device.
+        model: String,
+        /// The main device given.
+        given: String,
+    },
     /// The data does not fit the model.
     #[error("data: {0}")]
     Data(String),

@@ -1,8 +1,14 @@
 //! Data parallelism: one training step's batch split into a shard per device, each shard's
-//! loss and gradient computed on its own device at the same time, and the gradients moved
-//! to the main device and summed there (burn-train 0.22.1's `MultiDevice` strategy with
-//! the optimizer on the main device). One optimizer update follows, on the main device, so
-//! every replica starts the next step from the same weights.
+//! loss and gradient computed on its own device, and the gradients moved to the main device
+//! and summed there (burn-train 0.22.1's `MultiDevice` strategy with the optimizer on the
+//! main device). One optimizer update follows, on the main device, so every replica starts
+//! the next step from the same weights.
+//!
+//! The shards are queued in order from one thread: every shard's forward pass is queued
+//! before any loss is read, so devices that compute asynchronously (the GPU backends) work
+//! at the same time, and the random draws of dropout come in the same order in every run
+//! (Burn keeps one generator per backend, shared by its devices). On a CPU backend the
+//! shards run one after the other.
 
 use std::ops::Range;
 
@@ -34,9 +40,7 @@ impl DataParallel {
     /// Training on `devices` (made autodiff devices), the first the main one.
     pub fn new(devices: Vec<Device>) -> Result<Self, TrainError> {
         if devices.is_empty() {
-            return Err(TrainError::Devices(
-                "data-parallel training needs at least one device".into(),
-            ));
+            return Err(TrainError::NoDevices);
         }
         Ok(Self {
             devices: devices.into_iter().map(Device::autodiff).collect(),
@@ -64,83 +68,43 @@ impl DataParallel {
     /// its gradient. With N devices, device `i` takes the `i`-th of N contiguous shards
     /// (sizes differing by at most one image; fewer shards when `B < N`), computes
     /// `Σ_shard bits/dim / B` and its gradient on a fork of the model, and the N gradients
-    /// are summed on the main device: the gradient of the global batch's mean.
+    /// are summed on the main device: the gradient of the global batch's mean. A loss that
+    /// is not finite runs no backward pass.
     pub fn gradient(&self, model: &MarScf, batch: Tensor<4>) -> Result<BatchGradient, ModelError> {
-        if self.devices.len() == 1 {
-            let loss = model.forward(batch)?.bits_per_dim.mean();
-            return Ok(backward(loss, model));
-        }
         let size = batch.dims()[0];
-        let shards = std::thread::scope(|scope| {
-            let workers: Vec<_> = shard_ranges(size, self.devices.len())
+        let mut shards = Vec::with_capacity(self.devices.len());
+        if self.devices.len() == 1 {
+            shards.push((model.clone(), model.forward(batch)?.bits_per_dim.mean()));
+        } else {
+            for (range, device) in shard_ranges(size, self.devices.len())
                 .into_iter()
                 .zip(&self.devices)
-                .map(|(range, device)| {
-                    let shard = batch
-                        .clone()
-                        .narrow(0, range.start, range.len())
-                        .to_device(device);
-                    let replica = model.clone().fork(device);
-                    scope.spawn(move || shard_gradient(replica, shard, size, self.main()))
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|worker| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect::<Result<Vec<_>, ModelError>>()
-        })?;
-        let bits_per_dim = shards.iter().map(|shard| shard.bits_per_dim).sum();
-        let mut sum = GradientsAccumulator::new();
-        for shard in shards {
-            match shard.gradients {
-                Some(gradients) => sum.accumulate(model, gradients),
-                None => {
-                    return Ok(BatchGradient {
-                        bits_per_dim,
-                        gradients: None,
-                    });
-                }
+            {
+                let replica = model.clone().fork(device);
+                let shard = batch.clone().narrow(0, range.start, range.len());
+                let bits_per_dim = replica.forward(shard.to_device(device))?.bits_per_dim;
+                shards.push((replica, bits_per_dim.sum().div_scalar(size as f64)));
             }
+        }
+        let bits_per_dim: f64 = shards
+            .iter()
+            .map(|(_, loss)| loss.clone().into_scalar::<f32>() as f64)
+            .sum();
+        if !bits_per_dim.is_finite() {
+            return Ok(BatchGradient {
+                bits_per_dim,
+                gradients: None,
+            });
+        }
+        let mut sum = GradientsAccumulator::new();
+        for (replica, loss) in shards {
+            let gradients = GradientsParams::from_grads(loss.backward(), &replica);
+            sum.accumulate(model, gradients.to_device(self.main(), &replica));
         }
         Ok(BatchGradient {
             bits_per_dim,
             gradients: Some(sum.grads()),
         })
-    }
-}
-
-/// `Σ_shard bits/dim / batch` and its gradient under `replica`, moved to `main`.
-fn shard_gradient(
-    replica: MarScf,
-    shard: Tensor<4>,
-    batch: usize,
-    main: &Device,
-) -> Result<BatchGradient, ModelError> {
-    let loss = replica
-        .forward(shard)?
-        .bits_per_dim
-        .sum()
-        .div_scalar(batch as f64);
-    let mut gradient = backward(loss, &replica);
-    gradient.gradients = gradient
-        .gradients
-        .map(|gradients| gradients.to_device(main, &replica));
-    Ok(gradient)
-}
-
-/// The loss's value and, when finite, its gradient with respect to `model`'s parameters.
-fn backward(loss: Tensor<1>, model: &MarScf) -> BatchGradient {
-    let bits_per_dim = loss.clone().into_scalar::<f32>() as f64;
-    let gradients = bits_per_dim
-        .is_finite()
-        .then(|| GradientsParams::from_grads(loss.backward(), model));
-    BatchGradient {
-        bits_per_dim,
-        gradients,
     }
 }
 

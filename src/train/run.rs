@@ -90,8 +90,9 @@ pub fn saved_run(out_dir: &Path) -> Result<Option<CheckpointInfo>, TrainError> {
 /// a resumed run continues exactly where the saved one stopped.
 ///
 /// Each step's batch is split over `devices` ([`DataParallel`]; the first is the main
-/// device, which evaluates and saves). The run's checkpoints and its course do not depend
-/// on how many devices there are: a run may resume on another number of them.
+/// device, which evaluates and saves). The checkpoints record no device count, so a run may
+/// resume on another number of devices; without dropout it is the same training up to
+/// rounding, with dropout the masks depend on the number of shards.
 pub fn train(
     model: &MarScfConfig,
     run: &RunConfig,
@@ -290,8 +291,10 @@ impl<'a> Session<'a> {
         Ok(epoch_ended)
     }
 
-    /// Dropout masks come from each device's RNG: seeded per batch, so that a resumed run
-    /// draws the same ones (device `i` from its own stream; a device listed twice once).
+    /// Dropout masks come from the devices' generators: seeded per batch, so that a resumed
+    /// run draws the same ones (device `i` from its own stream, a device listed twice once;
+    /// devices of one backend share its generator, which the shards then draw from in
+    /// order).
     fn seed_dropout(&self) {
         let devices = self.training.devices();
         for (i, device) in devices.iter().enumerate() {

@@ -118,11 +118,10 @@ impl Training {
     /// must be the model's.
     pub fn with_devices(mut self, parallel: DataParallel) -> Result<Self, TrainError> {
         if parallel.main() != self.parallel.main() {
-            return Err(TrainError::Devices(format!(
-                "the model is on {:?}, the main device given is {:?}",
-                self.parallel.main(),
-                parallel.main()
-            )));
+            return Err(TrainError::OtherMainDevice {
+                model: format!("{:?}", self.parallel.main()),
+                given: format!("{:?}", parallel.main()),
+            });
         }
         self.parallel = parallel;
         Ok(self)

@@ -10,7 +10,7 @@ pub fn device() -> Device {
     marscf::select_device().expect("a backend is compiled in")
 }
 
-/// Holds Burn's device random generator for one test. It is one generator per device and
+/// Holds Burn's device random generator for one test. It is one generator per backend and
 /// process: a test that seeds it and expects what follows (a resumed run that must equal
 /// the uninterrupted one) fails when another test's draws come in between. Every test of a
 /// binary that draws takes this first.

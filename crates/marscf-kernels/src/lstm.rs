@@ -81,16 +81,29 @@ pub fn lstm_cell_portable(
 /// On Flex (float32) the whole sequence is one operation, forward and backward, with the
 /// states of all steps in one buffer each; the weight gradient is one product over all
 /// steps. Elsewhere, [`conv_lstm_layer_portable`].
+///
+/// # Panics
+/// If `steps` does not divide the gates into equal steps, or the kernel does not map
+/// `h` channels to the gates' `4h`.
 pub fn conv_lstm_layer(
     gates: Tensor<4>,
     weight_hh: Tensor<4>,
     steps: usize,
     spec: ConvSpec,
 ) -> Tensor<4> {
+    let ([n, four_hidden, _, _], [k_out, hidden, _, _]) = (gates.dims(), weight_hh.dims());
+    assert!(
+        steps > 0 && n.is_multiple_of(steps),
+        "conv_lstm_layer: {n} gate maps are not {steps} equal steps"
+    );
+    assert!(
+        four_hidden == k_out && k_out == 4 * hidden,
+        "conv_lstm_layer: gates of {four_hidden} channels, recurrent kernel {k_out} x {hidden}"
+    );
     #[cfg(feature = "flex")]
     if crate::flex::runs(&gates.device(), gates.dtype()) {
-        let [n, _, h, w] = gates.dims();
-        let state = [n / steps, weight_hh.dims()[1], h, w];
+        let [_, _, h, w] = gates.dims();
+        let state = [n / steps, hidden, h, w];
         if crate::flex::conv_supported(state, weight_hh.dims(), spec) {
             return crate::flex::conv_lstm_layer(gates, weight_hh, steps, spec);
         }

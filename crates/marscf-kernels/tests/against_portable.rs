@@ -10,6 +10,14 @@ use marscf_kernels::{
     mixture_log_densities, mixture_log_densities_portable, softmax, softmax_portable,
 };
 
+/// Holds Burn's random generator (one per backend and process) for one test: the dropout
+/// test seeds it and expects the same mask again, which another test's draws in between
+/// would change. Every test here draws, so every test takes it first.
+fn exclusive_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn device() -> Device {
     let device = Device::flex().autodiff();
     assert!(
@@ -42,6 +50,7 @@ fn assert_close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
 
 #[test]
 fn convolution_forward_and_gradients() {
+    let _rng = exclusive_rng();
     let cases = [
         // (batch, c_in, c_out, h, w, kernel, dilation)
         (1, 3, 5, 4, 4, 1, 1),
@@ -87,6 +96,7 @@ fn convolution_forward_and_gradients() {
 
 #[test]
 fn convolution_without_bias_or_autodiff() {
+    let _rng = exclusive_rng();
     let spec = ConvSpec::same([3, 3], [1, 1]);
     let x = random([3, 4, 8, 8]).inner();
     let weight = random([5, 4, 3, 3]).inner();
@@ -99,6 +109,7 @@ fn convolution_without_bias_or_autodiff() {
 
 #[test]
 fn lstm_cell_forward_and_gradients() {
+    let _rng = exclusive_rng();
     for (batch, hidden, h, w) in [
         (1, 3, 4, 4),
         (17, 5, 4, 4),
@@ -143,6 +154,7 @@ fn lstm_cell_forward_and_gradients() {
 
 #[test]
 fn conv_lstm_layer_forward_and_gradients() {
+    let _rng = exclusive_rng();
     for (steps, batch, hidden, h, w, k, d) in [
         // (steps, batch, hidden, h, w, kernel, dilation)
         (1, 2, 3, 4, 4, 3, 1),
@@ -188,6 +200,7 @@ fn conv_lstm_layer_forward_and_gradients() {
 
 #[test]
 fn lstm_cell_first_step_from_zeros() {
+    let _rng = exclusive_rng();
     let gates = random([2, 12, 4, 4]);
     let s = lstm_cell(gates.clone(), None, None);
     let s0 = lstm_cell_portable(gates, None, None);
@@ -197,6 +210,7 @@ fn lstm_cell_first_step_from_zeros() {
 
 #[test]
 fn concat_elu_forward_and_gradient() {
+    let _rng = exclusive_rng();
     for shape in [[1, 3, 4, 4], [17, 5, 8, 8], [2, 96, 16, 16], [3, 2, 5, 7]] {
         let x = (random(shape) * 3.0).detach().require_grad();
         let [b, c, h, w] = shape;
@@ -215,6 +229,7 @@ fn concat_elu_forward_and_gradient() {
 
 #[test]
 fn gate_forward_and_gradient() {
+    let _rng = exclusive_rng();
     for (shape, dim) in [
         ([2, 6, 4, 4], 1),
         ([17, 4, 5, 6], 1),
@@ -239,6 +254,7 @@ fn gate_forward_and_gradient() {
 
 #[test]
 fn mixture_bisection() {
+    let _rng = exclusive_rng();
     for [b, k, c, h, w] in [[2, 3, 3, 4, 4], [17, 32, 6, 8, 8], [1, 5, 2, 5, 7]] {
         let d = Device::flex();
         let uniform = |shape, lo, hi| Tensor::<5>::random(shape, Distribution::Uniform(lo, hi), &d);
@@ -276,6 +292,7 @@ fn mixture_bisection() {
 
 #[test]
 fn mixture_log_densities_forward_and_gradients() {
+    let _rng = exclusive_rng();
     // (batch, components, c, h, w): odd sizes, blocks that do not divide the positions.
     for (b, k, c, h, w) in [(1, 2, 1, 1, 3), (3, 4, 3, 5, 7), (2, 32, 2, 8, 9)] {
         let what = format!("B{b} k{k} {c}x{h}x{w}");
@@ -315,6 +332,7 @@ fn mixture_log_densities_forward_and_gradients() {
 
 #[test]
 fn softmax_forward_and_gradient() {
+    let _rng = exclusive_rng();
     for shape in [[2, 3, 5, 7], [16, 4, 17, 256], [1, 1, 3, 5]] {
         let x = (random(shape) * 4.0).detach().require_grad();
         let probe = random(shape).detach();
@@ -332,6 +350,7 @@ fn softmax_forward_and_gradient() {
 
 #[test]
 fn dropout_masks_like_the_portable_default() {
+    let _rng = exclusive_rng();
     // Both draw Bernoulli(1 - p) masks, from different generators: compare what a mask
     // must satisfy: the kept share within 5 sigma of 1 - p, over 2^20 elements (or 1,024
     // channels).

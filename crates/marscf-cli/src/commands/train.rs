@@ -83,8 +83,9 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs/marscf")]
     out: PathBuf,
     /// Split each batch over N devices of the backend (GPUs; on a CPU backend, N shards on
-    /// its one device). The run does not depend on N: it may resume on another number.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// its one device). N is not recorded: a run may resume on another number (dropout
+    /// masks depend on it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     devices: u32,
     /// Continue the run saved in --out.
     #[arg(long, conflicts_with = "overwrite")]

@@ -56,10 +56,9 @@ pub fn forward(gates: &[f32], w: &[f32], g: &ConvGeometry, steps: usize) -> Trac
 }
 
 /// `(d G, d W)` given the forward's `[a, h, c]` (a [`Trace`]'s buffers) and `dh`
-/// `(T B, h, H, W)`, the gradient of every step's `h_t`. Back
-/// through the steps, `dh_t` gains the recurrent convolution's input gradient from step
-/// `t + 1` and `dc_t` the cell's; `d W` is one product over all `(T - 1) B` pairs
-/// `(h_{t-1}, d a_t)`.
+/// `(T B, h, H, W)`, the gradient of every step's `h_t`. Back through the steps, `dh_t`
+/// gains the recurrent convolution's input gradient from step `t + 1` and `dc_t` the
+/// cell's; `d W` is one product over all `(T - 1) B` pairs `(h_{t-1}, d a_t)`.
 pub fn backward(
     [pre, h, c]: [&[f32]; 3],
     w: &[f32],
