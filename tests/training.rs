@@ -2,7 +2,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use burn::optim::Optimizer;
 use burn::tensor::{Tensor, TensorData};
@@ -136,6 +137,37 @@ fn run_config(out: PathBuf, max_steps: u64) -> RunConfig {
     }
 }
 
+/// `model` trained on `data` by [`run_config`] into `out` for `max_steps` steps, on
+/// `devices`, starting as `start` says.
+fn train_tiny(
+    model: &MarScfConfig,
+    data: &TrainingData,
+    out: &Path,
+    max_steps: u64,
+    devices: &[burn::tensor::Device],
+    start: Start,
+) -> marscf::train::RunSummary {
+    let run = run_config(out.to_path_buf(), max_steps);
+    train(model, &run, data, devices, start, &mut Silent).unwrap()
+}
+
+/// The weights of the state a run saved in `dir`, by path.
+fn saved_weights(dir: &Path, device: &burn::tensor::Device) -> BTreeMap<String, Tensor<1>> {
+    param_values(&marscf::checkpoint::load(&dir.join("last/model"), device).unwrap())
+}
+
+/// Every tensor of `a` equals its namesake in `b` bit for bit.
+fn assert_identical(what: &str, a: &BTreeMap<String, Tensor<1>>, b: &BTreeMap<String, Tensor<1>>) {
+    assert_eq!(a.len(), b.len(), "{what}: other parameters");
+    for (path, value) in a {
+        assert_eq!(
+            max_abs_diff(value.clone(), b[path].clone()),
+            0.0,
+            "{path} {what}"
+        );
+    }
+}
+
 /// Fifteen Adamax steps on 16 embedded digits lower `config`'s training bits/dim by more
 /// than 0.3.
 fn check_loss_falls(name: &str, config: &MarScfConfig) {
@@ -199,47 +231,18 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
     let model = tiny_model();
     let straight = temp_dir("straight");
     let interrupted = temp_dir("interrupted");
-    train(
-        &model,
-        &run_config(straight.clone(), 7),
-        &data,
-        std::slice::from_ref(&device),
-        Start::New,
-        &mut Silent,
-    )
-    .unwrap();
+    let devices = std::slice::from_ref(&device);
+    train_tiny(&model, &data, &straight, 7, devices, Start::New);
     // Stop after 3 steps (a checkpoint), then resume to 7: crossing an epoch boundary (5 batches).
-    train(
-        &model,
-        &run_config(interrupted.clone(), 3),
-        &data,
-        std::slice::from_ref(&device),
-        Start::New,
-        &mut Silent,
-    )
-    .unwrap();
-    let summary = train(
-        &model,
-        &run_config(interrupted.clone(), 7),
-        &data,
-        std::slice::from_ref(&device),
-        Start::Resume,
-        &mut Silent,
-    )
-    .unwrap();
+    train_tiny(&model, &data, &interrupted, 3, devices, Start::New);
+    let summary = train_tiny(&model, &data, &interrupted, 7, devices, Start::Resume);
     assert_eq!(summary.steps, 7);
     assert_eq!(summary.position.epoch, 1);
-    let a = marscf::checkpoint::load(&straight.join("last/model"), &device).unwrap();
-    let b = marscf::checkpoint::load(&interrupted.join("last/model"), &device).unwrap();
-    let (a, b) = (param_values(&a), param_values(&b));
-    assert_eq!(a.len(), b.len());
-    for (path, value) in &a {
-        assert_eq!(
-            max_abs_diff(value.clone(), b[path].clone()),
-            0.0,
-            "{path} differs after resume"
-        );
-    }
+    assert_identical(
+        "differs after resume",
+        &saved_weights(&straight, &device),
+        &saved_weights(&interrupted, &device),
+    );
     // Both runs wrote the same metrics, the plot, the samples and the best checkpoint.
     let log = |dir: &PathBuf| {
         std::fs::read_to_string(dir.join("metrics.jsonl"))
@@ -630,8 +633,8 @@ fn two_devices() -> Vec<burn::tensor::Device> {
 /// Every tensor of `a` equals its namesake in `b` within `rel` of its largest magnitude.
 fn assert_close_tensors(
     what: &str,
-    a: &std::collections::BTreeMap<String, Tensor<1>>,
-    b: &std::collections::BTreeMap<String, Tensor<1>>,
+    a: &BTreeMap<String, Tensor<1>>,
+    b: &BTreeMap<String, Tensor<1>>,
     rel: f64,
 ) {
     assert_eq!(
@@ -653,7 +656,7 @@ fn assert_close_tensors(
 fn gradients_by_path(
     model: &marscf::MarScf,
     grads: &burn::optim::GradientsParams,
-) -> std::collections::BTreeMap<String, Tensor<1>> {
+) -> BTreeMap<String, Tensor<1>> {
     marscf::params::param_paths(model)
         .into_iter()
         .filter_map(|(path, info)| marscf::params::flat_gradient(grads, &info).map(|g| (path, g)))
@@ -720,74 +723,41 @@ fn a_step_over_two_devices_is_the_step_on_the_whole_batch() {
 fn a_two_device_run_initialises_as_one_device_and_resumes_on_one() {
     let _rng = exclusive_rng();
     let device = device();
+    let one = std::slice::from_ref(&device);
     let data = training_data(digits(40, false), digits(16, true));
     let model = tiny_model();
-    let last = |dir: &PathBuf| {
-        param_values(&marscf::checkpoint::load(&dir.join("last/model"), &device).unwrap())
-    };
     // ActNorm's data-dependent initialisation sees the whole first batch, whatever the
     // number of devices: the saved initial states are identical.
     let (init_one, init_two) = (temp_dir("init-one"), temp_dir("init-two"));
-    for (dir, devices) in [
-        (&init_one, vec![device.clone()]),
-        (&init_two, two_devices()),
-    ] {
-        let summary = train(
-            &model,
-            &run_config(dir.clone(), 0),
-            &data,
-            &devices,
-            Start::New,
-            &mut Silent,
-        )
-        .unwrap();
-        assert_eq!(summary.steps, 0);
-    }
-    let (a, b) = (last(&init_one), last(&init_two));
-    for (path, value) in &a {
-        assert_eq!(
-            max_abs_diff(value.clone(), b[path].clone()),
-            0.0,
-            "{path} initialised differently"
-        );
-    }
+    assert_eq!(
+        train_tiny(&model, &data, &init_one, 0, one, Start::New).steps,
+        0
+    );
+    assert_eq!(
+        train_tiny(&model, &data, &init_two, 0, &two_devices(), Start::New).steps,
+        0
+    );
+    assert_identical(
+        "initialised differently",
+        &saved_weights(&init_one, &device),
+        &saved_weights(&init_two, &device),
+    );
 
     // Three steps on two devices, resumed on one to five: the one-device run's weights.
     let (straight, interrupted) = (temp_dir("dp-straight"), temp_dir("dp-interrupted"));
-    train(
-        &model,
-        &run_config(straight.clone(), 5),
-        &data,
-        std::slice::from_ref(&device),
-        Start::New,
-        &mut Silent,
-    )
-    .unwrap();
-    train(
-        &model,
-        &run_config(interrupted.clone(), 3),
-        &data,
-        &two_devices(),
-        Start::New,
-        &mut Silent,
-    )
-    .unwrap();
-    let summary = train(
-        &model,
-        &run_config(interrupted.clone(), 5),
-        &data,
-        std::slice::from_ref(&device),
-        Start::Resume,
-        &mut Silent,
-    )
-    .unwrap();
+    train_tiny(&model, &data, &straight, 5, one, Start::New);
+    train_tiny(&model, &data, &interrupted, 3, &two_devices(), Start::New);
+    let summary = train_tiny(&model, &data, &interrupted, 5, one, Start::Resume);
     assert_eq!(summary.steps, 5);
     // The shards' sums round differently from the whole batch's, and Adamax moves a weight
     // by up to lr per step whatever its gradient's size: the runs agree to 1 % of the
     // largest movement five steps allow (a lost batch or optimizer state moves weights by
     // a good part of it).
     let bound = 0.01 * run_config(straight.clone(), 5).optim.lr * 5.0;
-    let (a, b) = (last(&straight), last(&interrupted));
+    let (a, b) = (
+        saved_weights(&straight, &device),
+        saved_weights(&interrupted, &device),
+    );
     for (path, value) in &a {
         let diff = max_abs_diff(value.clone(), b[path].clone());
         assert!(
@@ -817,28 +787,14 @@ fn a_two_device_run_with_dropout_is_reproducible() {
     // (and a draw of something else in between) ends with the same weights.
     let runs = [temp_dir("dp-dropout-a"), temp_dir("dp-dropout-b")];
     for dir in &runs {
-        train(
-            &model,
-            &run_config(dir.clone(), 2),
-            &data,
-            &two_devices(),
-            Start::New,
-            &mut Silent,
-        )
-        .unwrap();
+        train_tiny(&model, &data, dir, 2, &two_devices(), Start::New);
         Tensor::<1>::random([7], burn::tensor::Distribution::Default, &device);
     }
-    let last = |dir: &PathBuf| {
-        param_values(&marscf::checkpoint::load(&dir.join("last/model"), &device).unwrap())
-    };
-    let (a, b) = (last(&runs[0]), last(&runs[1]));
-    for (path, value) in &a {
-        assert_eq!(
-            max_abs_diff(value.clone(), b[path].clone()),
-            0.0,
-            "{path} differs"
-        );
-    }
+    assert_identical(
+        "differs",
+        &saved_weights(&runs[0], &device),
+        &saved_weights(&runs[1], &device),
+    );
     for dir in runs {
         std::fs::remove_dir_all(dir).ok();
     }
