@@ -3,6 +3,7 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
+use marscf_kernels::actnorm;
 
 use crate::layer::{InvertibleLayer, per_sample};
 
@@ -49,7 +50,12 @@ impl ActNorm {
 
     /// `(x + bias) * exp(logs)` without the log-det: `(B, C, H, W) -> (B, C, H, W)`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        (x + self.bias.val()) * self.logs.val().exp()
+        actnorm(x, self.bias.val(), self.logs.val(), false)
+    }
+
+    /// `max((x + bias) * exp(logs), 0)`, [`Self::apply`] and a ReLU in one operation.
+    pub fn apply_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        actnorm(x, self.bias.val(), self.logs.val(), true)
     }
 
     fn logdet(&self, x: &Tensor<4>) -> Tensor<1> {

@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
-use burn::tensor::activation::{log_sigmoid, relu};
+use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use marscf_kernels::conv2d_module;
@@ -80,8 +80,8 @@ impl AffineCouplingNetConfig {
     }
 }
 
-/// A bias-free convolution followed by its own [`ActNorm`] (whose log-det is discarded):
-/// `(B, C_in, H, W) -> (B, C_out, H, W)`.
+/// A bias-free convolution followed by its own [`ActNorm`] (whose log-det is discarded)
+/// and a ReLU: `(B, C_in, H, W) -> (B, C_out, H, W)`.
 #[derive(Module, Debug)]
 pub struct ConvActNorm {
     /// The convolution, no bias.
@@ -92,13 +92,13 @@ pub struct ConvActNorm {
 
 impl ConvActNorm {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.actnorm.apply(conv2d_module(&self.conv, x))
+        self.actnorm.apply_relu(conv2d_module(&self.conv, x))
     }
 
     fn initialize(self, x: &Tensor<4>) -> (Self, Tensor<4>) {
         let h = conv2d_module(&self.conv, x.clone());
         let actnorm = self.actnorm.initialize(&h);
-        let out = actnorm.apply(h);
+        let out = actnorm.apply_relu(h);
         (
             Self {
                 conv: self.conv,
@@ -124,15 +124,15 @@ pub struct AffineCouplingNet {
 impl AffineCouplingNet {
     /// `(B, C/2, H, W) -> (B, C_out, H, W)`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = relu(self.conv1.forward(x));
-        let h = relu(self.conv2.forward(h));
+        let h = self.conv1.forward(x);
+        let h = self.conv2.forward(h);
         self.conv3.forward(h)
     }
 
     /// Data-dependent initialisation of both ActNorms from a batch of the network's input.
     pub(crate) fn initialize(self, x: &Tensor<4>) -> Self {
         let (conv1, h) = self.conv1.initialize(x);
-        let (conv2, _) = self.conv2.initialize(&relu(h));
+        let (conv2, _) = self.conv2.initialize(&h);
         Self {
             conv1,
             conv2,

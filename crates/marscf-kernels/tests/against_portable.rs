@@ -4,10 +4,11 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use marscf_kernels::{
-    ConvSpec, LogMixture, MixtureCdf, MixtureLogDensities, bisect_mixture, bisect_mixture_portable,
-    concat_elu, concat_elu_portable, conv_lstm_layer, conv_lstm_layer_portable, conv2d,
-    conv2d_portable, dropout, dropout_portable, gate, gate_portable, lstm_cell, lstm_cell_portable,
-    mixture_log_densities, mixture_log_densities_portable, softmax, softmax_portable,
+    ConvSpec, LogMixture, MixtureCdf, MixtureLogDensities, actnorm, actnorm_portable,
+    bisect_mixture, bisect_mixture_portable, concat_elu, concat_elu_portable, conv_lstm_layer,
+    conv_lstm_layer_portable, conv2d, conv2d_portable, dropout, dropout_portable, gate,
+    gate_portable, lstm_cell, lstm_cell_portable, mixture_log_densities,
+    mixture_log_densities_portable, softmax, softmax_portable,
 };
 
 /// Holds Burn's random generator (one per backend and process) for one test: the dropout
@@ -206,6 +207,40 @@ fn lstm_cell_first_step_from_zeros() {
     let s0 = lstm_cell_portable(gates, None, None);
     assert_close("first step h", s.h, s0.h);
     assert_close("first step c", s.c, s0.c);
+}
+
+#[test]
+fn actnorm_forward_and_gradients() {
+    let _rng = exclusive_rng();
+    for ([b, c, h, w], relu) in [
+        ([1, 3, 4, 4], false),
+        ([17, 5, 8, 8], true),
+        ([2, 128, 16, 16], true),
+        ([3, 12, 5, 7], false),
+        ([16, 7, 1, 1], true),
+    ] {
+        let what = format!("actnorm {:?} relu {relu}", [b, c, h, w]);
+        let x = random([b, c, h, w]);
+        let bias = (random([1, c, 1, 1]) * 0.5).detach().require_grad();
+        let logs = (random([1, c, 1, 1]) * 0.5).detach().require_grad();
+        let probe = random([b, c, h, w]).detach();
+        let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>, bool) -> Tensor<4>| {
+            let y = f(x.clone(), bias.clone(), logs.clone(), relu);
+            let grads = (y.clone() * probe.clone()).sum().backward();
+            (
+                y,
+                x.grad(&grads).expect("dx"),
+                bias.grad(&grads).expect("d bias"),
+                logs.grad(&grads).expect("d logs"),
+            )
+        };
+        let (y, dx, db, dl) = run(actnorm);
+        let (y0, dx0, db0, dl0) = run(actnorm_portable);
+        assert_close(&format!("{what} y"), y, y0);
+        assert_close(&format!("{what} dx"), dx, dx0);
+        assert_close(&format!("{what} d bias"), db, db0);
+        assert_close(&format!("{what} d logs"), dl, dl0);
+    }
 }
 
 #[test]

@@ -10,10 +10,13 @@
 //! - input gradient: `dcols_t[K, P] = Wᵀ[K, Co] · dY_t[Co, P]`, scattered back and added
 //!   into `dx` (col2im); these tiles hold whole samples, so no two write the same pixel.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
+
+use super::math::{add_assign, add_scalar, sum, with_widest_simd};
 
 /// Output pixels per tile: large enough for the gemm micro-kernels, small enough that a
 /// tile's columns stay in the caches and the tiles spread over the cores.
@@ -73,6 +76,32 @@ impl ConvGeometry {
 
     fn out(&self) -> [usize; 2] {
         self.out_size().expect("a valid convolution geometry")
+    }
+
+    /// The convolution whose forward is this one's input gradient, if its padding is not
+    /// negative: `dy` `(N, Co, Ho, Wo)` correlated with the flipped kernel `(Ci, Co, kh, kw)`
+    /// ([`flipped`]) and padding `d (k - 1) - p` on each side gives `dx` `(N, Ci, H, W)`.
+    fn transposed(&self) -> Option<ConvGeometry> {
+        let pad = |i: usize| {
+            let span = self.dilation[i] * (self.kernel[i] - 1);
+            let (lo, hi) = self.padding[i];
+            Some((span.checked_sub(lo)?, span.checked_sub(hi)?))
+        };
+        Some(ConvGeometry {
+            batch: self.batch,
+            c_in: self.c_out,
+            size: self.out(),
+            c_out: self.c_in,
+            kernel: self.kernel,
+            padding: [pad(0)?, pad(1)?],
+            dilation: self.dilation,
+        })
+    }
+
+    /// Whether the kernel is 1x1 without padding: a sample's columns are then its input
+    /// planes `[Ci, H W]` as they lie, and each product reads and writes the tensors in place.
+    fn pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.padding == [(0, 0); 2]
     }
 
     /// Where kernel tap `(i, j)` reads, relative to the output pixel: `(dh i - pt, dw j - pl)`.
@@ -144,6 +173,42 @@ struct Scratch {
     out: Vec<f32>,
 }
 
+thread_local! {
+    /// Each thread's [`Scratch`], kept across calls so that it is neither allocated nor
+    /// zeroed again once it is large enough.
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Runs `f` with this thread's scratch, or with a fresh one if a caller further up the
+/// thread's stack holds it (a worker waiting inside gemm's own threading may take up
+/// another tile).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
+/// The length of the contiguous runs that cut `items` into one run per worker: each run
+/// sums its own partial weight gradient, and the partial sums are added in order, so
+/// that the result does not depend on which worker took which run.
+fn run_len(items: usize) -> usize {
+    items.div_ceil(rayon::current_num_threads()).max(1)
+}
+
+/// The element-wise sum of the runs' partial `(dW, db)`, in order (zeros of `lens` if
+/// there are none).
+fn sum_runs(partials: Vec<(Vec<f32>, Vec<f32>)>, lens: [usize; 2]) -> (Vec<f32>, Vec<f32>) {
+    partials
+        .into_iter()
+        .reduce(|(mut dw, mut db), (dw2, db2)| {
+            add_assign(&mut dw, &dw2);
+            add_assign(&mut db, &db2);
+            (dw, db)
+        })
+        .unwrap_or_else(|| (vec![0.0; lens[0]], vec![0.0; lens[1]]))
+}
+
 /// Sizes `buf` to `len` (contents unspecified: every element is written before it is read).
 fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buf.resize(len, 0.0);
@@ -208,6 +273,7 @@ fn gather_shifted(
 
 /// The adjoint of [`gather_shifted`]: `plane[oh + sy, ow + sx] += src[(oh - oh0) Wo + ow]`
 /// where inside the plane.
+#[inline(always)]
 fn scatter_add_shifted(
     src: &[f32],
     plane: &mut [f32],
@@ -249,19 +315,24 @@ fn im2col(x: &[f32], g: &ConvGeometry, tile: &Tile, cols: &mut [f32]) {
 /// was read from. The tile must hold whole samples, which no other tile touches.
 fn col2im(cols: &[f32], g: &ConvGeometry, tile: &Tile, dx: SharedOut) {
     let ([h, w], [_, wo], [kh, kw]) = (g.size, g.out(), g.kernel);
-    for seg in &tile.segments {
-        for ci in 0..g.c_in {
-            // SAFETY: plane (n, ci) lies inside dx, and only this tile holds sample n.
-            let plane = unsafe { dx.slice((seg.n * g.c_in + ci) * h * w, h * w) };
-            for i in 0..kh {
-                for j in 0..kw {
-                    let src = &cols[((ci * kh + i) * kw + j) * tile.width + seg.col..]
-                        [..seg.rows.len() * wo];
-                    scatter_add_shifted(src, plane, [h, w], wo, &seg.rows, g.shift(i, j));
+    with_widest_simd(
+        #[inline(always)]
+        || {
+            for seg in &tile.segments {
+                for ci in 0..g.c_in {
+                    // SAFETY: plane (n, ci) lies inside dx, and only this tile holds sample n.
+                    let plane = unsafe { dx.slice((seg.n * g.c_in + ci) * h * w, h * w) };
+                    for i in 0..kh {
+                        for j in 0..kw {
+                            let src = &cols[((ci * kh + i) * kw + j) * tile.width + seg.col..]
+                                [..seg.rows.len() * wo];
+                            scatter_add_shifted(src, plane, [h, w], wo, &seg.rows, g.shift(i, j));
+                        }
+                    }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 /// `dst[co, p] = src[n, co, oh, ow]` for the tile's pixels `p = (n, oh, ow)`: a tile's
@@ -341,6 +412,111 @@ fn inner_parallelism(tiles: usize, flops: usize) -> Parallelism {
     }
 }
 
+/// The gemm's own threading for the per-sample products of a pointwise convolution: only
+/// when there are fewer samples than workers.
+fn per_sample_parallelism(batch: usize) -> Parallelism {
+    if batch < rayon::current_num_threads() {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// [`forward_into`] of a pointwise convolution: `Y[n] = W[Co, Ci] · X[n][Ci, H W] + b` per
+/// sample, straight from `x` into `y`.
+fn pointwise_forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    let (p, ci, co) = (g.size[0] * g.size[1], g.c_in, g.c_out);
+    let bias = bias.filter(|b| b.iter().any(|&v| v != 0.0));
+    let parallelism = per_sample_parallelism(g.batch);
+    y.par_chunks_mut(co * p)
+        .zip(x.par_chunks(ci * p))
+        .for_each(|(y, x)| {
+            if let Some(bias) = bias {
+                for (row, &b) in y.chunks_exact_mut(p).zip(bias) {
+                    if accumulate {
+                        add_scalar(row, b);
+                    } else {
+                        row.fill(b);
+                    }
+                }
+            }
+            matmul(
+                [co, p, ci],
+                y,
+                [p as isize, 1],
+                w,
+                [ci as isize, 1],
+                x,
+                [p as isize, 1],
+                accumulate || bias.is_some(),
+                parallelism,
+            );
+        });
+}
+
+/// [`weight_grad`] of a pointwise convolution: `dW[Co, Ci] = Σ_n dY[n] · X[n]ᵀ`, the inner
+/// dimension `H W` per sample, summed per worker.
+fn pointwise_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f32>) {
+    let (p, ci, co) = (g.size[0] * g.size[1], g.c_in, g.c_out);
+    let parallelism = per_sample_parallelism(g.batch);
+    let run = run_len(g.batch);
+    let partials = x
+        .par_chunks(run * ci * p)
+        .zip(dy.par_chunks(run * co * p))
+        .map(|(x, dy)| {
+            let (mut dw, mut db) = (vec![0.0f32; co * ci], vec![0.0f32; co]);
+            for (x, dy) in x.chunks_exact(ci * p).zip(dy.chunks_exact(co * p)) {
+                for (db_c, row) in db.iter_mut().zip(dy.chunks_exact(p)) {
+                    *db_c += sum(row);
+                }
+                matmul(
+                    [co, ci, p],
+                    &mut dw,
+                    [ci as isize, 1],
+                    dy,
+                    [p as isize, 1],
+                    x,
+                    [1, p as isize],
+                    true,
+                    parallelism,
+                );
+            }
+            (dw, db)
+        })
+        .collect();
+    sum_runs(partials, [co * ci, co])
+}
+
+/// [`input_grad`] of a pointwise convolution: `dX[n] = Wᵀ[Ci, Co] · dY[n]` per sample.
+fn pointwise_input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (p, ci, co) = (g.size[0] * g.size[1], g.c_in, g.c_out);
+    let parallelism = per_sample_parallelism(g.batch);
+    let mut dx = vec![0.0f32; g.batch * ci * p];
+    dx.par_chunks_mut(ci * p)
+        .zip(dy.par_chunks(co * p))
+        .for_each(|(dx, dy)| {
+            matmul(
+                [ci, p, co],
+                dx,
+                [p as isize, 1],
+                w,
+                [1, ci as isize],
+                dy,
+                [p as isize, 1],
+                false,
+                parallelism,
+            );
+        });
+    dx
+}
+
 /// `y = conv(x, w) + bias`: `x` `(N, Ci, H, W)`, `w` `(Co, Ci, kh, kw)`, `bias` `(Co)`,
 /// `y` `(N, Co, Ho, Wo)`.
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
@@ -361,12 +537,14 @@ pub fn forward_into(
 ) {
     let ([ho, wo], k, co) = (g.out(), g.patch_len(), g.c_out);
     assert_eq!(y.len(), g.batch * co * ho * wo, "convolution output size");
+    if g.pointwise() {
+        return pointwise_forward(x, w, bias, g, y, accumulate);
+    }
     let out = SharedOut(y.as_mut_ptr());
     let tiles = g.tiles(false);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
-    tiles
-        .par_iter()
-        .for_each_init(Scratch::default, |scratch, tile| {
+    tiles.par_iter().for_each(|tile| {
+        with_scratch(|scratch| {
             let width = tile.width;
             let cols = sized(&mut scratch.cols, k * width);
             im2col(x, g, tile, cols);
@@ -391,52 +569,62 @@ pub fn forward_into(
                     let dst =
                         unsafe { out.slice(((seg.n * co + c) * ho + seg.rows.start) * wo, len) };
                     let src = &product[seg.col..][..len];
-                    if accumulate {
-                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s + b);
-                    } else {
-                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + b);
-                    }
+                    with_widest_simd(
+                        #[inline(always)]
+                        || {
+                            if accumulate {
+                                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s + b);
+                            } else {
+                                dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + b);
+                            }
+                        },
+                    );
                 }
             }
-        });
+        })
+    });
 }
 
 /// `(dW, db)` of `y = conv(x, w) + b` given `dy` `(N, Co, Ho, Wo)`: `dW` `(Co, Ci, kh, kw)`,
 /// `db` `(Co)`.
 pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f32>) {
+    if g.pointwise() {
+        return pointwise_weight_grad(x, dy, g);
+    }
     let ([ho, wo], k, co) = (g.out(), g.patch_len(), g.c_out);
     let tiles = g.tiles(false);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
-    let zeros = || (vec![0.0f32; k * co], vec![0.0f32; co], Scratch::default());
-    let (dwt, db, _) = tiles
-        .par_iter()
-        .fold(zeros, |(mut dwt, mut db, mut scratch), tile| {
-            let width = tile.width;
-            let cols = sized(&mut scratch.cols, k * width);
-            im2col(x, g, tile, cols);
-            let dy_tile = sized(&mut scratch.out, co * width);
-            gather_tile(dy, g, tile, dy_tile);
-            for (db_c, row) in db.iter_mut().zip(dy_tile.chunks_exact(width)) {
-                *db_c += row.iter().sum::<f32>();
-            }
-            matmul(
-                [k, co, width],
-                &mut dwt,
-                [co as isize, 1],
-                cols,
-                [width as isize, 1],
-                dy_tile,
-                [1, width as isize],
-                true,
-                parallelism,
-            );
-            (dwt, db, scratch)
+    let partials = tiles
+        .par_chunks(run_len(tiles.len()))
+        .map(|run| {
+            let (mut dwt, mut db) = (vec![0.0f32; k * co], vec![0.0f32; co]);
+            with_scratch(|scratch| {
+                for tile in run {
+                    let width = tile.width;
+                    let cols = sized(&mut scratch.cols, k * width);
+                    im2col(x, g, tile, cols);
+                    let dy_tile = sized(&mut scratch.out, co * width);
+                    gather_tile(dy, g, tile, dy_tile);
+                    for (db_c, row) in db.iter_mut().zip(dy_tile.chunks_exact(width)) {
+                        *db_c += sum(row);
+                    }
+                    matmul(
+                        [k, co, width],
+                        &mut dwt,
+                        [co as isize, 1],
+                        cols,
+                        [width as isize, 1],
+                        dy_tile,
+                        [1, width as isize],
+                        true,
+                        parallelism,
+                    );
+                }
+            });
+            (dwt, db)
         })
-        .reduce(zeros, |(mut dwt, mut db, s), (dwt2, db2, _)| {
-            dwt.iter_mut().zip(dwt2).for_each(|(a, b)| *a += b);
-            db.iter_mut().zip(db2).for_each(|(a, b)| *a += b);
-            (dwt, db, s)
-        });
+        .collect();
+    let (dwt, db) = sum_runs(partials, [k * co, co]);
     let mut dw = vec![0.0f32; co * k];
     for (p, row) in dwt.chunks_exact(co).enumerate() {
         for (c, v) in row.iter().enumerate() {
@@ -446,16 +634,43 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f3
     (dw, db)
 }
 
+/// `w'[ci, co, i, j] = w[co, ci, kh - 1 - i, kw - 1 - j]`: the kernel of
+/// [`ConvGeometry::transposed`].
+fn flipped(w: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let [kh, kw] = g.kernel;
+    let mut out = vec![0.0f32; w.len()];
+    for (co, w) in w.chunks_exact(g.c_in * kh * kw).enumerate() {
+        for (ci, w) in w.chunks_exact(kh * kw).enumerate() {
+            let dst = &mut out[(ci * g.c_out + co) * kh * kw..][..kh * kw];
+            for (d, &v) in dst.iter_mut().rev().zip(w) {
+                *d = v;
+            }
+        }
+    }
+    out
+}
+
 /// `dx` `(N, Ci, H, W)` of `y = conv(x, w)` given `dy` `(N, Co, Ho, Wo)`.
+///
+/// With fewer output than input channels, the forward of [`ConvGeometry::transposed`]:
+/// its columns (`Co kh kw` rows) are fewer than the `Ci kh kw` rows that the col2im of
+/// `Wᵀ dY` would add back.
 pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    if g.pointwise() {
+        return pointwise_input_grad(dy, w, g);
+    }
+    if g.c_out < g.c_in
+        && let Some(t) = g.transposed()
+    {
+        return forward(dy, &flipped(w, g), None, &t);
+    }
     let ([h, wd], [ho, wo], k, co) = (g.size, g.out(), g.patch_len(), g.c_out);
     let mut dx = vec![0.0f32; g.batch * g.c_in * h * wd];
     let out = SharedOut(dx.as_mut_ptr());
     let tiles = g.tiles(true);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
-    tiles
-        .par_iter()
-        .for_each_init(Scratch::default, |scratch, tile| {
+    tiles.par_iter().for_each(|tile| {
+        with_scratch(|scratch| {
             let width = tile.width;
             let dy_tile = sized(&mut scratch.out, co * width);
             gather_tile(dy, g, tile, dy_tile);
@@ -472,7 +687,8 @@ pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
                 parallelism,
             );
             col2im(cols, g, tile, out);
-        });
+        })
+    });
     dx
 }
 
@@ -580,15 +796,26 @@ mod tests {
     #[test]
     fn gradients_match_the_adjoint_of_the_definition() {
         // <dy, conv(x, w)> is linear in x and in w: its gradients are the adjoints.
-        for (batch, size, k, d, pad) in [
-            (2, 5, 3, 1, (1, 1)),
-            (3, 6, 5, 2, (4, 4)),
-            (2, 6, 2, 1, (0, 1)),
+        // Both orders of the channel counts: fewer outputs than inputs take the
+        // transposed forward for dx; 1x1 kernels take the per-sample products.
+        for ((batch, size, k, d, pad), [ci, co]) in [
+            ((2, 5, 3, 1, (1, 1)), [3, 5]),
+            ((3, 6, 5, 2, (4, 4)), [3, 5]),
+            ((2, 6, 2, 1, (0, 1)), [3, 5]),
+            ((2, 5, 3, 1, (1, 1)), [5, 3]),
+            ((3, 6, 5, 2, (4, 4)), [5, 3]),
+            ((2, 6, 2, 1, (0, 1)), [5, 3]),
+            ((3, 4, 1, 1, (0, 0)), [5, 3]),
+            ((1, 4, 1, 1, (0, 0)), [3, 5]),
         ] {
-            let g = geometry(batch, size, k, d, pad);
-            let x = values(batch * 3 * size * (size + 1), 4);
-            let w = values(5 * 3 * k * k, 5);
-            let dy = values(batch * 5 * g.out().iter().product::<usize>(), 6);
+            let g = ConvGeometry {
+                c_in: ci,
+                c_out: co,
+                ..geometry(batch, size, k, d, pad)
+            };
+            let x = values(batch * ci * size * (size + 1), 4);
+            let w = values(co * ci * k * k, 5);
+            let dy = values(batch * co * g.out().iter().product::<usize>(), 6);
             let loss = |x: &[f32], w: &[f32]| -> f64 {
                 direct(x, w, &g)
                     .iter()
@@ -603,12 +830,12 @@ mod tests {
             };
             let dx_want: Vec<f64> = (0..x.len()).map(|i| loss(&unit(x.len(), i), &w)).collect();
             let dw_want: Vec<f64> = (0..w.len()).map(|i| loss(&x, &unit(w.len(), i))).collect();
-            let db_want: Vec<f64> = (0..5)
+            let db_want: Vec<f64> = (0..co)
                 .map(|c| {
                     let plane = g.out().iter().product::<usize>();
                     dy.iter()
                         .enumerate()
-                        .filter(|(i, _)| (i / plane) % 5 == c)
+                        .filter(|(i, _)| (i / plane) % co == c)
                         .map(|(_, v)| *v as f64)
                         .sum()
                 })

@@ -112,12 +112,81 @@ pub fn with_widest_simd<R>(body: impl FnOnce() -> R) -> R {
     body()
 }
 
+/// `dst += src`, element by element.
+pub fn add_assign(dst: &mut [f32], src: &[f32]) {
+    with_widest_simd(
+        #[inline(always)]
+        || dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
+    )
+}
+
+/// `dst += b` for every element.
+pub fn add_scalar(dst: &mut [f32], b: f32) {
+    with_widest_simd(
+        #[inline(always)]
+        || dst.iter_mut().for_each(|d| *d += b),
+    )
+}
+
+/// `Σ xs`, in vector lanes.
+pub fn sum(xs: &[f32]) -> f32 {
+    with_widest_simd(
+        #[inline(always)]
+        || lanes(xs, 0.0, |s, v| s + v),
+    )
+}
+
+/// `xs` folded by `f` from `init` in 8 independent lanes (so that the loop vectorises),
+/// then across the lanes.
+#[inline(always)]
+pub fn lanes(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder().iter().fold(init, |a, &v| f(a, v));
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = f(*a, v);
+        }
+    }
+    acc.into_iter().fold(rest, &f)
+}
+
+/// `Σ a_i b_i` over the common length, in 8 independent lanes.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let full = n - n % 8;
+    let mut acc = [0.0f32; 8];
+    for (a, b) in a[..full].chunks_exact(8).zip(b[..full].chunks_exact(8)) {
+        for ((s, &x), &y) in acc.iter_mut().zip(a).zip(b) {
+            *s += x * y;
+        }
+    }
+    let rest: f32 = a[full..n]
+        .iter()
+        .zip(&b[full..n])
+        .map(|(&x, &y)| x * y)
+        .sum();
+    acc.iter().sum::<f32>() + rest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn grid() -> impl Iterator<Item = f32> {
         (-4000..=4000).map(|i| i as f32 * 0.01)
+    }
+
+    #[test]
+    fn sum_and_dot_add_every_term() {
+        for len in [0, 1, 15, 16, 17, 100] {
+            let xs: Vec<f32> = (0..len).map(|i| (i % 7) as f32 - 2.5).collect();
+            let want: f64 = xs.iter().map(|&x| x as f64).sum();
+            assert_eq!(sum(&xs) as f64, want, "length {len}");
+            let twos = vec![2.0f32; len];
+            assert_eq!(dot(&xs, &twos) as f64, 2.0 * want, "length {len}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Our kernels on Burn's Flex CPU backend, as a backend extension: the forward on `Flex`,
 //! and on `Autodiff<Flex>` the same forward with a hand-written backward.
 
+mod actnorm;
 mod bisect;
 mod conv;
 mod conv_lstm;
@@ -40,6 +41,14 @@ pub trait FlexKernels: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         spec: ConvSpec,
+    ) -> FloatTensor<Self>;
+
+    /// ActNorm `(x + bias) e^logs` (then a ReLU): `(N, C, H, W), (1, C, 1, 1) x 2 -> (N, C, H, W)`.
+    fn marscf_actnorm(
+        x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        logs: FloatTensor<Self>,
+        relu: bool,
     ) -> FloatTensor<Self>;
 
     /// The ConvLSTM cell from its pre-activations: `(B, 4h, H, W), (B, h, H, W) ->
@@ -177,6 +186,16 @@ fn recurrent_geometry(
         weight,
         spec,
     )
+}
+
+/// The Flex kernel of [`crate::actnorm`].
+pub fn actnorm(x: Tensor<4>, bias: Tensor<4>, logs: Tensor<4>, relu: bool) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_actnorm(
+        x.into_dispatch(),
+        bias.into_dispatch(),
+        logs.into_dispatch(),
+        relu,
+    ))
 }
 
 /// The Flex kernel of [`crate::concat_elu`].
@@ -339,6 +358,18 @@ impl FlexKernels for Flex {
         tensor(y, [g.batch, g.c_out, ho, wo])
     }
 
+    fn marscf_actnorm(x: FlexTensor, bias: FlexTensor, logs: FlexTensor, relu: bool) -> FlexTensor {
+        let shape = dims4(&x);
+        let y = actnorm::forward(
+            &values(&x),
+            &values(&bias),
+            &values(&logs),
+            shape[2] * shape[3],
+            relu,
+        );
+        tensor(y, shape)
+    }
+
     fn marscf_lstm_cell(pre: FlexTensor, c: FlexTensor) -> FlexTensor {
         let [b, h, height, width] = dims4(&c);
         let out = lstm::forward(CellInputs {
@@ -466,6 +497,39 @@ impl Backward<Flex, 3> for Conv2dBackward {
             }
             if let Some(node) = node_b {
                 grads.register::<Flex>(node.id, tensor(db, [g.c_out]));
+            }
+        }
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_actnorm`]: parents `[x, bias, logs]`, state the
+/// output, `logs` and whether a ReLU followed.
+#[derive(Debug)]
+struct ActNormBackward;
+
+impl Backward<Flex, 3> for ActNormBackward {
+    type State = (FlexTensor, FlexTensor, bool);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let (y, logs, relu) = ops.state;
+        let shape = dims4(&y);
+        let g = actnorm::backward(
+            &values(&y),
+            &values(&dy),
+            &values(&logs),
+            shape[2] * shape[3],
+            relu,
+        );
+        let channel = [1, shape[1], 1, 1];
+        let gradients = [
+            tensor(g.x, shape),
+            tensor(g.bias, channel),
+            tensor(g.logs, channel),
+        ];
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, gradient);
             }
         }
     }
@@ -629,6 +693,26 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         let y = Flex::marscf_conv2d(x.clone(), weight.clone(), bias, spec);
         match prep {
             OpsKind::Tracked(prep) => prep.finish((x, weight, spec), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn marscf_actnorm(
+        x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        logs: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let ((x, x_node), (bias, b_node), (logs, l_node)) =
+            (x.into_parts(), bias.into_parts(), logs.into_parts());
+        let prep = ActNormBackward
+            .prepare::<C>([x_node, b_node, l_node])
+            .compute_bound()
+            .stateful();
+        let logs = contiguous(logs);
+        let y = Flex::marscf_actnorm(contiguous(x), bias, logs.clone(), relu);
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), logs, relu), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }

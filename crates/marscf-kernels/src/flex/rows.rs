@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{exp, with_widest_simd};
+use super::math::{exp, lanes, with_widest_simd};
 
 /// Rows per parallel task: enough work per task to outweigh scheduling.
 const ROWS_PER_TASK: usize = 64;
@@ -33,21 +33,6 @@ fn softmax_row(x: &[f32], p: &mut [f32]) {
     }
     let inv = 1.0 / lanes(p, 0.0, |s, v| s + v);
     p.iter_mut().for_each(|p| *p *= inv);
-}
-
-/// `xs` folded by `f` from `init` in 8 independent lanes (so that the loop vectorises),
-/// then across the lanes.
-#[inline(always)]
-fn lanes(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [init; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder().iter().fold(init, |a, &v| f(a, v));
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a = f(*a, v);
-        }
-    }
-    acc.into_iter().fold(rest, &f)
 }
 
 /// `dx = p ⊙ (dp - Σ_row dp ⊙ p)`, the gradient of `p = softmax(x)`.

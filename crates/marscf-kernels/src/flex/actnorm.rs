@@ -1,0 +1,91 @@
+//! ActNorm (and a ReLU) on contiguous `f32` slices of `(N, C, P)`:
+//! `y = (x + b_c) s_c` with `s_c = e^{logs_c}` (then `max(y, 0)`), and its gradients
+//! `dx = dy m s_c`, `db_c = Σ dx`, `dlogs_c = Σ dy y`, with `m = [y > 0]` after a ReLU
+//! (else 1), the sums over `(N, P)`. One worker per sample.
+
+use rayon::prelude::*;
+
+use super::math::{dot, exp, lanes, with_widest_simd};
+
+/// `y` from `x`, `bias` and `logs` (`C` each), `p` pixels per plane.
+pub fn forward(x: &[f32], bias: &[f32], logs: &[f32], p: usize, relu: bool) -> Vec<f32> {
+    let c = bias.len();
+    let scale: Vec<f32> = logs.iter().map(|&l| exp(l)).collect();
+    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(c * p)
+        .zip(x.par_chunks(c * p))
+        .for_each(|(y, x)| {
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    for (((y, x), &b), &s) in y
+                        .chunks_exact_mut(p)
+                        .zip(x.chunks_exact(p))
+                        .zip(bias)
+                        .zip(&scale)
+                    {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = ((x + b) * s).max(floor);
+                        }
+                    }
+                },
+            )
+        });
+    y
+}
+
+/// The three gradients of [`forward`]'s inputs.
+pub struct Gradients {
+    /// `dx`, `(N, C, P)`.
+    pub x: Vec<f32>,
+    /// `d bias`, `C`.
+    pub bias: Vec<f32>,
+    /// `d logs`, `C`.
+    pub logs: Vec<f32>,
+}
+
+/// The gradients from the output `y`, `dy` and `logs`.
+pub fn backward(y: &[f32], dy: &[f32], logs: &[f32], p: usize, relu: bool) -> Gradients {
+    let c = logs.len();
+    let scale: Vec<f32> = logs.iter().map(|&l| exp(l)).collect();
+    // Every output passes the gradient without a ReLU; after one, the positive ones.
+    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    let mut dx = vec![0.0f32; y.len()];
+    // Per sample, per channel: (Σ dx, Σ dy y).
+    let sums: Vec<Vec<[f32; 2]>> = dx
+        .par_chunks_mut(c * p)
+        .zip(y.par_chunks(c * p).zip(dy.par_chunks(c * p)))
+        .map(|(dx, (y, dy))| {
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    let mut sums = Vec::with_capacity(c);
+                    let planes = dx
+                        .chunks_exact_mut(p)
+                        .zip(y.chunks_exact(p).zip(dy.chunks_exact(p)));
+                    for ((dx, (y, dy)), &s) in planes.zip(&scale) {
+                        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+                            *dx = if y > floor { dy * s } else { 0.0 };
+                        }
+                        sums.push([lanes(dx, 0.0, |s, v| s + v), dot(dy, y)]);
+                    }
+                    sums
+                },
+            )
+        })
+        .collect();
+    let (mut bias, mut d_logs) = (vec![0.0f64; c], vec![0.0f64; c]);
+    for sample in sums {
+        for ((db, dl), [sdx, sdy]) in bias.iter_mut().zip(&mut d_logs).zip(sample) {
+            *db += sdx as f64;
+            *dl += sdy as f64;
+        }
+    }
+    let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    Gradients {
+        x: dx,
+        bias: narrow(bias),
+        logs: narrow(d_logs),
+    }
+}
