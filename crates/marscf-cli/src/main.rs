@@ -11,10 +11,6 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{bench, eval, import, interpolate, reconstruct, sample, train};
 
-/// mimalloc keeps freed tensor buffers for reuse (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// mAR-SCF normalizing flows with multi-scale autoregressive priors.
 #[derive(Parser, Debug)]
 #[command(name = "marscf", version, about)]

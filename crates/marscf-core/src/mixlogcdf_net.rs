@@ -6,7 +6,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
-use marscf_kernels::{gate, softmax};
+use marscf_kernels::{gate, layer_norm, softmax};
 
 /// `elu(cat(x, -x))` along the channels, `(B, C, H, W) -> (B, 2C, H, W)` (kept here, where
 /// the network uses it, for the crate's users).
@@ -175,11 +175,15 @@ impl ConvAttnBlockConfig {
             gated_conv: GatedConvConfig::new(h)
                 .with_dropout(self.dropout)
                 .init(device)?,
-            norm_1: LayerNormConfig::new(h).init(device),
+            norm_1: LayerNormConfig::new(h)
+                .with_epsilon(LAYER_NORM_EPSILON)
+                .init(device),
             attention: GatedAttentionConfig::new(h, self.heads)
                 .with_dropout(self.dropout)
                 .init(device)?,
-            norm_2: LayerNormConfig::new(h).init(device),
+            norm_2: LayerNormConfig::new(h)
+                .with_epsilon(LAYER_NORM_EPSILON)
+                .init(device),
         })
     }
 }
@@ -203,11 +207,21 @@ impl ConvAttnBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let x = self.gated_conv.forward(x.clone()) + x;
-        let x = self
-            .norm_1
-            .forward(x.permute([0, 2, 3, 1]).reshape([b, h * w, c]));
-        let x = self.norm_2.forward(self.attention.forward(x.clone()) + x);
+        let x = normalise(&self.norm_1, x.permute([0, 2, 3, 1]).reshape([b, h * w, c]));
+        let x = normalise(&self.norm_2, self.attention.forward(x.clone()) + x);
         x.reshape([b, h, w, c]).permute([0, 3, 1, 2])
+    }
+}
+
+/// The `ε` of the blocks' layer norms (PyTorch's and Burn's default).
+const LAYER_NORM_EPSILON: f64 = 1e-5;
+
+/// `norm`'s forward through [`layer_norm`], with the `ε` it was made with
+/// ([`LAYER_NORM_EPSILON`]; Burn keeps a module's own private).
+fn normalise(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+    match &norm.beta {
+        Some(beta) => layer_norm(x, norm.gamma.val(), beta.val(), LAYER_NORM_EPSILON),
+        None => norm.forward(x),
     }
 }
 

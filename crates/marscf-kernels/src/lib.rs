@@ -18,6 +18,7 @@ mod dropout;
 #[cfg(feature = "flex")]
 mod flex;
 mod gate;
+mod layer_norm;
 mod lstm;
 mod mixture;
 mod softmax;
@@ -28,6 +29,7 @@ pub use concat_elu::{concat_elu, concat_elu_portable};
 pub use conv::{ConvSpec, conv2d, conv2d_module, conv2d_portable};
 pub use dropout::{dropout, dropout_portable};
 pub use gate::{gate, gate_portable};
+pub use layer_norm::{layer_norm, layer_norm_portable};
 pub use lstm::{
     LstmCellState, conv_lstm_layer, conv_lstm_layer_portable, lstm_cell, lstm_cell_portable,
 };

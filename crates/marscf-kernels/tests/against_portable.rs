@@ -7,8 +7,8 @@ use marscf_kernels::{
     ConvSpec, LogMixture, MixtureCdf, MixtureLogDensities, actnorm, actnorm_portable,
     bisect_mixture, bisect_mixture_portable, concat_elu, concat_elu_portable, conv_lstm_layer,
     conv_lstm_layer_portable, conv2d, conv2d_portable, dropout, dropout_portable, gate,
-    gate_portable, lstm_cell, lstm_cell_portable, mixture_log_densities,
-    mixture_log_densities_portable, softmax, softmax_portable,
+    gate_portable, layer_norm, layer_norm_portable, lstm_cell, lstm_cell_portable,
+    mixture_log_densities, mixture_log_densities_portable, softmax, softmax_portable,
 };
 
 /// Holds Burn's random generator (one per backend and process) for one test: the dropout
@@ -240,6 +240,34 @@ fn actnorm_forward_and_gradients() {
         assert_close(&format!("{what} dx"), dx, dx0);
         assert_close(&format!("{what} d bias"), db, db0);
         assert_close(&format!("{what} d logs"), dl, dl0);
+    }
+}
+
+#[test]
+fn layer_norm_forward_and_gradients() {
+    let _rng = exclusive_rng();
+    for [b, l, c] in [[1, 5, 3], [17, 4, 96], [16, 256, 96], [2, 7, 33]] {
+        let what = format!("layer_norm {:?}", [b, l, c]);
+        let x = (random([b, l, c]) * 3.0 + 0.5).detach().require_grad();
+        let gamma = random([c]);
+        let beta = random([c]);
+        let probe = random([b, l, c]).detach();
+        let run = |f: fn(Tensor<3>, Tensor<1>, Tensor<1>, f64) -> Tensor<3>| {
+            let y = f(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let grads = (y.clone() * probe.clone()).sum().backward();
+            (
+                y,
+                x.grad(&grads).expect("dx"),
+                gamma.grad(&grads).expect("d gamma"),
+                beta.grad(&grads).expect("d beta"),
+            )
+        };
+        let (y, dx, dg, db) = run(layer_norm);
+        let (y0, dx0, dg0, db0) = run(layer_norm_portable);
+        assert_close(&format!("{what} y"), y, y0);
+        assert_close(&format!("{what} dx"), dx, dx0);
+        assert_close(&format!("{what} d gamma"), dg, dg0);
+        assert_close(&format!("{what} d beta"), db, db0);
     }
 }
 

@@ -16,7 +16,7 @@ use std::ops::Range;
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::math::{add_assign, add_scalar, sum, with_widest_simd};
+use super::math::{add_scalar, run_len, sum, sum_runs, with_widest_simd};
 
 /// Output pixels per tile: large enough for the gemm micro-kernels, small enough that a
 /// tile's columns stay in the caches and the tiles spread over the cores.
@@ -187,26 +187,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
         Ok(mut scratch) => f(&mut scratch),
         Err(_) => f(&mut Scratch::default()),
     })
-}
-
-/// The length of the contiguous runs that cut `items` into one run per worker: each run
-/// sums its own partial weight gradient, and the partial sums are added in order, so
-/// that the result does not depend on which worker took which run.
-fn run_len(items: usize) -> usize {
-    items.div_ceil(rayon::current_num_threads()).max(1)
-}
-
-/// The element-wise sum of the runs' partial `(dW, db)`, in order (zeros of `lens` if
-/// there are none).
-fn sum_runs(partials: Vec<(Vec<f32>, Vec<f32>)>, lens: [usize; 2]) -> (Vec<f32>, Vec<f32>) {
-    partials
-        .into_iter()
-        .reduce(|(mut dw, mut db), (dw2, db2)| {
-            add_assign(&mut dw, &dw2);
-            add_assign(&mut db, &db2);
-            (dw, db)
-        })
-        .unwrap_or_else(|| (vec![0.0; lens[0]], vec![0.0; lens[1]]))
 }
 
 /// Sizes `buf` to `len` (contents unspecified: every element is written before it is read).

@@ -120,6 +120,26 @@ pub fn add_assign(dst: &mut [f32], src: &[f32]) {
     )
 }
 
+/// The length of the contiguous runs that cut `items` into one run per worker: each run
+/// sums its own partial gradient, and the partial sums are added in order, so
+/// that the result does not depend on which worker took which run.
+pub fn run_len(items: usize) -> usize {
+    items.div_ceil(rayon::current_num_threads()).max(1)
+}
+
+/// The element-wise sum of the runs' partial gradients (pairs such as `(dW, db)`), in order (zeros of `lens` if
+/// there are none).
+pub fn sum_runs(partials: Vec<(Vec<f32>, Vec<f32>)>, lens: [usize; 2]) -> (Vec<f32>, Vec<f32>) {
+    partials
+        .into_iter()
+        .reduce(|(mut dw, mut db), (dw2, db2)| {
+            add_assign(&mut dw, &dw2);
+            add_assign(&mut db, &db2);
+            (dw, db)
+        })
+        .unwrap_or_else(|| (vec![0.0; lens[0]], vec![0.0; lens[1]]))
+}
+
 /// `dst += b` for every element.
 pub fn add_scalar(dst: &mut [f32], b: f32) {
     with_widest_simd(

@@ -7,6 +7,7 @@ mod conv;
 mod conv_lstm;
 mod elu;
 mod gate;
+mod layer_norm;
 mod lstm;
 mod math;
 mod mixture;
@@ -49,6 +50,15 @@ pub trait FlexKernels: Backend {
         bias: FloatTensor<Self>,
         logs: FloatTensor<Self>,
         relu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// Layer normalisation over the last dimension `C` ([`crate::layer_norm`]): `x` any
+    /// shape, `gamma` and `beta` `(C)`.
+    fn marscf_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
     ) -> FloatTensor<Self>;
 
     /// The ConvLSTM cell from its pre-activations: `(B, 4h, H, W), (B, h, H, W) ->
@@ -195,6 +205,21 @@ pub fn actnorm(x: Tensor<4>, bias: Tensor<4>, logs: Tensor<4>, relu: bool) -> Te
         bias.into_dispatch(),
         logs.into_dispatch(),
         relu,
+    ))
+}
+
+/// The Flex kernel of [`crate::layer_norm`].
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_layer_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
     ))
 }
 
@@ -370,6 +395,16 @@ impl FlexKernels for Flex {
         tensor(y, shape)
     }
 
+    fn marscf_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let y = layer_norm::forward(&values(&x), &values(&gamma), &values(&beta), epsilon as f32);
+        tensor(y, x.shape())
+    }
+
     fn marscf_lstm_cell(pre: FlexTensor, c: FlexTensor) -> FlexTensor {
         let [b, h, height, width] = dims4(&c);
         let out = lstm::forward(CellInputs {
@@ -526,6 +561,32 @@ impl Backward<Flex, 3> for ActNormBackward {
             tensor(g.x, shape),
             tensor(g.bias, channel),
             tensor(g.logs, channel),
+        ];
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, gradient);
+            }
+        }
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_layer_norm`]: parents `[x, gamma, beta]`, state the
+/// contiguous `x`, `gamma` and `epsilon`.
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    type State = (FlexTensor, FlexTensor, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, gamma, epsilon) = ops.state;
+        let g = layer_norm::backward(&values(&x), &values(&gamma), &values(&dy), epsilon as f32);
+        let c = g.gamma.len();
+        let gradients = [
+            tensor(g.x, x.shape()),
+            tensor(g.gamma, [c]),
+            tensor(g.beta, [c]),
         ];
         for (node, gradient) in ops.parents.into_iter().zip(gradients) {
             if let Some(node) = node {
@@ -713,6 +774,26 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         let y = Flex::marscf_actnorm(contiguous(x), bias, logs.clone(), relu);
         match prep {
             OpsKind::Tracked(prep) => prep.finish((y.clone(), logs, relu), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn marscf_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let ((x, x_node), (gamma, g_node), (beta, b_node)) =
+            (x.into_parts(), gamma.into_parts(), beta.into_parts());
+        let prep = LayerNormBackward
+            .prepare::<C>([x_node, g_node, b_node])
+            .compute_bound()
+            .stateful();
+        let (x, gamma) = (contiguous(x), contiguous(gamma));
+        let y = Flex::marscf_layer_norm(x.clone(), gamma.clone(), beta, epsilon);
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, epsilon), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }

@@ -66,15 +66,30 @@ pub fn softmax_backward(p: &[f32], dp: &[f32], len: usize) -> Vec<f32> {
     dx
 }
 
-/// Whether element (or channel) `index` is kept by the dropout mask of `seed`:
-/// `u < keep`, `u` the top 24 bits of SplitMix64's output for `seed + index`.
+/// `GOLDEN = ⌊2^32 / φ⌋`, the multiplier that spreads counters over the hash's input.
+const GOLDEN: u32 = 0x9E37_79B9;
+
+/// Whether element (or channel) `index` is kept by the dropout mask of `seed`: `u < keep`,
+/// `u` the top 24 bits of a 32-bit counter hash of `index` ([`hash`]).
 #[inline(always)]
 fn kept(seed: u64, index: u64, threshold: u32) -> bool {
-    let mut z = seed.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((z >> 40) as u32) < threshold
+    let counter = (index as u32) ^ ((index >> 32) as u32).wrapping_mul(GOLDEN);
+    (hash(counter, seed) >> 8) < threshold
+}
+
+/// murmur3's finaliser twice, keyed by the two halves of `seed`: 32-bit products, which
+/// vectorise.
+#[inline(always)]
+fn hash(counter: u32, seed: u64) -> u32 {
+    let fmix = |mut h: u32| {
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85EB_CA6B);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xC2B2_AE35);
+        h ^ (h >> 16)
+    };
+    let h = fmix(counter.wrapping_mul(GOLDEN) ^ seed as u32);
+    fmix(h ^ (seed >> 32) as u32)
 }
 
 /// How dropout draws its mask: `seed`, the probability `keep` of keeping, and the length
@@ -101,23 +116,32 @@ pub fn dropout(x: &[f32], mask: Mask) -> Vec<f32> {
         .enumerate()
         .for_each(|(c, (y, x))| {
             let first = (c * chunk / run) as u64;
-            let factor = |r: usize| {
-                if kept(mask.seed, first + r as u64, threshold) {
-                    scale
-                } else {
-                    0.0
-                }
-            };
-            if run == 1 {
-                for (r, (y, x)) in y.iter_mut().zip(x).enumerate() {
-                    *y = x * factor(r);
-                }
-            } else {
-                for (r, (y, x)) in y.chunks_mut(run).zip(x.chunks(run)).enumerate() {
-                    let s = factor(r);
-                    y.iter_mut().zip(x).for_each(|(y, x)| *y = x * s);
-                }
-            }
+            with_widest_simd(
+                #[inline(always)]
+                move || {
+                    if run == 1 {
+                        // The chunk's indices share their top 32 bits (a chunk is 2^14
+                        // elements from a multiple of 2^14), so the counter of `kept` is
+                        // the low half's, offset, xor one constant.
+                        let (low, high) =
+                            (first as u32, ((first >> 32) as u32).wrapping_mul(GOLDEN));
+                        for ((y, x), r) in y.iter_mut().zip(x).zip(0u32..) {
+                            let counter = low.wrapping_add(r) ^ high;
+                            let keep = (hash(counter, mask.seed) >> 8) < threshold;
+                            *y = if keep { x * scale } else { 0.0 };
+                        }
+                    } else {
+                        for (r, (y, x)) in y.chunks_mut(run).zip(x.chunks(run)).enumerate() {
+                            let s = if kept(mask.seed, first + r as u64, threshold) {
+                                scale
+                            } else {
+                                0.0
+                            };
+                            y.iter_mut().zip(x).for_each(|(y, x)| *y = x * s);
+                        }
+                    }
+                },
+            )
         });
     y
 }
