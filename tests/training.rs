@@ -675,6 +675,7 @@ fn a_step_over_two_devices_is_the_step_on_the_whole_batch() {
         grad_clip: Some(1.0),
         ..OptimOptions::default()
     };
+    let lr = options.lr;
     let mut one = Training::new(model.clone(), options.clone());
     let parallel = DataParallel::new(two_devices()).unwrap();
     let mut two = Training::new(model, options)
@@ -711,12 +712,31 @@ fn a_step_over_two_devices_is_the_step_on_the_whole_batch() {
             other => panic!("{other:?}"),
         }
     }
-    assert_close_tensors(
+    // Adamax moves a weight by up to lr per step whatever its gradient's size, so the
+    // gradients' rounding differences move small-gradient weights differently: the two
+    // agree to 1 % of the largest movement two steps allow.
+    assert_within(
         "updated parameter",
         &param_values(&one.model),
         &param_values(&two.model),
-        1e-5,
+        0.01 * lr * 2.0,
     );
+}
+
+/// Every tensor of `a` is within `bound` of its namesake in `b`, element by element.
+fn assert_within(
+    what: &str,
+    a: &BTreeMap<String, Tensor<1>>,
+    b: &BTreeMap<String, Tensor<1>>,
+    bound: f64,
+) {
+    for (path, value) in a {
+        let diff = max_abs_diff(value.clone(), b[path].clone());
+        assert!(
+            diff <= bound,
+            "{what} {path}: differs by {diff:e} (bound {bound:e})"
+        );
+    }
 }
 
 #[test]
@@ -754,17 +774,12 @@ fn a_two_device_run_initialises_as_one_device_and_resumes_on_one() {
     // largest movement five steps allow (a lost batch or optimizer state moves weights by
     // a good part of it).
     let bound = 0.01 * run_config(straight.clone(), 5).optim.lr * 5.0;
-    let (a, b) = (
-        saved_weights(&straight, &device),
-        saved_weights(&interrupted, &device),
+    assert_within(
+        "weight after resume",
+        &saved_weights(&straight, &device),
+        &saved_weights(&interrupted, &device),
+        bound,
     );
-    for (path, value) in &a {
-        let diff = max_abs_diff(value.clone(), b[path].clone());
-        assert!(
-            diff <= bound,
-            "{path}: differs by {diff:e} after resume (bound {bound:e})"
-        );
-    }
     for dir in [init_one, init_two, straight, interrupted] {
         std::fs::remove_dir_all(dir).ok();
     }

@@ -11,22 +11,24 @@ use super::math::{dot, exp, lanes, with_widest_simd};
 pub fn forward(x: &[f32], bias: &[f32], logs: &[f32], p: usize, relu: bool) -> Vec<f32> {
     let c = bias.len();
     let scale: Vec<f32> = logs.iter().map(|&l| exp(l)).collect();
-    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    let scale = scale.as_slice();
     let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(c * p)
         .zip(x.par_chunks(c * p))
         .for_each(|(y, x)| {
             with_widest_simd(
                 #[inline(always)]
-                || {
+                move || {
                     for (((y, x), &b), &s) in y
                         .chunks_exact_mut(p)
                         .zip(x.chunks_exact(p))
                         .zip(bias)
-                        .zip(&scale)
+                        .zip(scale)
                     {
                         for (y, &x) in y.iter_mut().zip(x) {
-                            *y = ((x + b) * s).max(floor);
+                            let v = (x + b) * s;
+                            // `v <= 0` is false for NaN, which passes through as in Burn.
+                            *y = if relu && v <= 0.0 { 0.0 } else { v };
                         }
                     }
                 },
@@ -49,8 +51,7 @@ pub struct Gradients {
 pub fn backward(y: &[f32], dy: &[f32], logs: &[f32], p: usize, relu: bool) -> Gradients {
     let c = logs.len();
     let scale: Vec<f32> = logs.iter().map(|&l| exp(l)).collect();
-    // Every output passes the gradient without a ReLU; after one, the positive ones.
-    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    let scale = scale.as_slice();
     let mut dx = vec![0.0f32; y.len()];
     // Per sample, per channel: (Σ dx, Σ dy y).
     let sums: Vec<Vec<[f32; 2]>> = dx
@@ -59,14 +60,15 @@ pub fn backward(y: &[f32], dy: &[f32], logs: &[f32], p: usize, relu: bool) -> Gr
         .map(|(dx, (y, dy))| {
             with_widest_simd(
                 #[inline(always)]
-                || {
+                move || {
                     let mut sums = Vec::with_capacity(c);
                     let planes = dx
                         .chunks_exact_mut(p)
                         .zip(y.chunks_exact(p).zip(dy.chunks_exact(p)));
-                    for ((dx, (y, dy)), &s) in planes.zip(&scale) {
+                    for ((dx, (y, dy)), &s) in planes.zip(scale) {
                         for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
-                            *dx = if y > floor { dy * s } else { 0.0 };
+                            // After a ReLU the outputs `<= 0` pass no gradient.
+                            *dx = if relu && y <= 0.0 { 0.0 } else { dy * s };
                         }
                         sums.push([lanes(dx, 0.0, |s, v| s + v), dot(dy, y)]);
                     }

@@ -40,7 +40,7 @@ pub fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32>
         .for_each(|(y, x)| {
             with_widest_simd(
                 #[inline(always)]
-                || {
+                move || {
                     for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
                         let (mean, r) = moments(x, epsilon);
                         for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
@@ -75,7 +75,7 @@ pub fn backward(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f32) -> Gradients
         .map(|(dx, (x, dy))| {
             with_widest_simd(
                 #[inline(always)]
-                || {
+                move || {
                     let (mut d_gamma, mut d_beta) = (vec![0.0f64; c], vec![0.0f64; c]);
                     let mut g = vec![0.0f32; c];
                     let rows = dx
