@@ -11,6 +11,7 @@ use marscf::report::save_image_grid;
 use marscf::{checkpoint, import, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    marscf::keep_freed_memory();
     let mut args = std::env::args().skip(1);
     let path = PathBuf::from(
         args.next()

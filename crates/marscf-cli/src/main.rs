@@ -11,19 +11,6 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{bench, eval, import, interpolate, reconstruct, sample, train};
 
-/// Tells glibc's allocator to keep freed tensor buffers in the process for reuse instead of
-/// returning each large one to the kernel (and faulting in and zeroing fresh pages for the
-/// next): blocks up to 1 GiB come from the heap, which is trimmed only above 2 GiB free
-/// (docs/performance.md).
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes the allocator's parameters; called before any thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
 /// mAR-SCF normalizing flows with multi-scale autoregressive priors.
 #[derive(Parser, Debug)]
 #[command(name = "marscf", version, about)]
@@ -51,7 +38,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
+    marscf::keep_freed_memory();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let given = args::Given::of(&matches);
