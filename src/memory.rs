@@ -1,8 +1,8 @@
 //! The host allocator's policy for tensor buffers.
 
 /// Tells glibc's allocator to keep freed memory in the process for reuse: blocks up to
-/// 1 GiB come from the heap instead of their own mappings, and the heap is not trimmed
-/// below 2 GiB free. Flex allocates every tensor afresh, and by default each large freed
+/// 1 GiB come from the heap instead of their own mappings, and the heap is trimmed only
+/// when more than 2 GiB lie free at its top. Flex allocates every tensor afresh, and by default each large freed
 /// buffer goes back to the kernel, so the next one of that size is faulted in and zeroed
 /// page by page (docs/performance.md has the A/B). Process-wide; call it at the start of
 /// `main`, before other threads exist. Does nothing on other C libraries.

@@ -120,14 +120,8 @@ pub fn dropout(x: &[f32], mask: Mask) -> Vec<f32> {
                 #[inline(always)]
                 move || {
                     if run == 1 {
-                        // The chunk's indices share their top 32 bits (a chunk is 2^14
-                        // elements from a multiple of 2^14), so the counter of `kept` is
-                        // the low half's, offset, xor one constant.
-                        let (low, high) =
-                            (first as u32, ((first >> 32) as u32).wrapping_mul(GOLDEN));
-                        for ((y, x), r) in y.iter_mut().zip(x).zip(0u32..) {
-                            let counter = low.wrapping_add(r) ^ high;
-                            let keep = (hash(counter, mask.seed) >> 8) < threshold;
+                        for (r, (y, x)) in y.iter_mut().zip(x).enumerate() {
+                            let keep = kept(mask.seed, first + r as u64, threshold);
                             *y = if keep { x * scale } else { 0.0 };
                         }
                     } else {
