@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::{Flag, Module, Param};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use crate::CoreError;
 
@@ -55,9 +55,20 @@ pub struct Dropout {
 impl Dropout {
     /// Any shape, `(B, C, ...)` for whole channels; same shape out.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if self.prob == 0.0 || !self.training.is_enabled() || !x.device().is_autodiff() {
+        let prob = self.active_prob(&x.device());
+        if prob == 0.0 {
             return x;
         }
-        marscf_kernels::dropout(x, self.prob, self.whole_channels)
+        marscf_kernels::dropout(x, prob, self.whole_channels)
+    }
+
+    /// The probability the layer drops with on `device`: `p` while training on an autodiff
+    /// device, else 0.
+    pub fn active_prob(&self, device: &Device) -> f64 {
+        if self.training.is_enabled() && device.is_autodiff() {
+            self.prob
+        } else {
+            0.0
+        }
     }
 }

@@ -6,7 +6,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
-use marscf_kernels::{gate, layer_norm, softmax};
+use marscf_kernels::{gate, layer_norm, multi_head_attention};
 
 /// `elu(cat(x, -x))` along the channels, `(B, C, H, W) -> (B, 2C, H, W)` (kept here, where
 /// the network uses it, for the crate's users).
@@ -135,19 +135,11 @@ pub struct GatedAttention {
 impl GatedAttention {
     /// `(B, L, c) -> (B, L, c)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, l, c] = x.dims();
-        let (n, d) = (self.heads, c / self.heads);
+        let [_, l, c] = x.dims();
         let encoding = position_encoding(l, c, &x.device());
         let x = x + encoding.unsqueeze_dim::<3>(0);
-        let projected = self.in_proj.forward(x);
-        let heads = |t: Tensor<3>| t.reshape([b, l, n, d]).swap_dims(1, 2);
-        let key = heads(projected.clone().narrow(2, 0, c));
-        let value = heads(projected.clone().narrow(2, c, c));
-        let query = heads(projected.narrow(2, 2 * c, c)).mul_scalar((d as f64).powf(-0.5));
-        let weights = self
-            .dropout
-            .forward(softmax(query.matmul(key.swap_dims(2, 3))));
-        let attended = weights.matmul(value).swap_dims(1, 2).reshape([b, l, c]);
+        let dropout = self.dropout.active_prob(&x.device());
+        let attended = multi_head_attention(self.in_proj.forward(x), self.heads, dropout);
         gate(self.gate.forward(attended), 2)
     }
 }

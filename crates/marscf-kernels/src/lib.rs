@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod actnorm;
+mod attention;
 mod bisect;
 mod concat_elu;
 mod conv;
@@ -24,6 +25,7 @@ mod mixture;
 mod softmax;
 
 pub use actnorm::{actnorm, actnorm_portable};
+pub use attention::{multi_head_attention, multi_head_attention_portable};
 pub use bisect::{MixtureCdf, bisect_mixture, bisect_mixture_portable};
 pub use concat_elu::{concat_elu, concat_elu_portable};
 pub use conv::{ConvSpec, conv2d, conv2d_module, conv2d_portable};

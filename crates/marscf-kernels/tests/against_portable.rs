@@ -8,7 +8,8 @@ use marscf_kernels::{
     bisect_mixture, bisect_mixture_portable, concat_elu, concat_elu_portable, conv_lstm_layer,
     conv_lstm_layer_portable, conv2d, conv2d_portable, dropout, dropout_portable, gate,
     gate_portable, layer_norm, layer_norm_portable, lstm_cell, lstm_cell_portable,
-    mixture_log_densities, mixture_log_densities_portable, softmax, softmax_portable,
+    mixture_log_densities, mixture_log_densities_portable, multi_head_attention,
+    multi_head_attention_portable, softmax, softmax_portable,
 };
 
 /// Holds Burn's random generator (one per backend and process) for one test: the dropout
@@ -408,6 +409,38 @@ fn softmax_forward_and_gradient() {
         let (p0, dx0) = run(softmax_portable);
         assert_close(&format!("softmax {shape:?}"), p, p0);
         assert_close(&format!("softmax {shape:?} dx"), dx, dx0);
+    }
+}
+
+#[test]
+fn attention_forward_and_gradient() {
+    let _rng = exclusive_rng();
+    // Odd sizes, one sample (the products threaded) and 17 (one sample per worker), the
+    // level-1 size of the model; with dropout the portable default's masks come from the
+    // Flex dropout kernel, seeded alike, so the two drop the same weights.
+    for [b, l, heads, d] in [
+        [3, 7, 2, 5],
+        [1, 64, 4, 24],
+        [17, 16, 4, 6],
+        [16, 256, 4, 24],
+    ] {
+        for prob in [0.0, 0.2] {
+            let what = format!("attention {:?} p {prob}", [b, l, heads, d]);
+            let packed = (random([b, l, 3 * heads * d]) * 2.0)
+                .detach()
+                .require_grad();
+            let probe = random([b, l, heads * d]).detach();
+            let run = |f: fn(Tensor<3>, usize, f64) -> Tensor<3>| {
+                device().seed(5);
+                let y = f(packed.clone(), heads, prob);
+                let grads = (y.clone() * probe.clone()).sum().backward();
+                (y, packed.grad(&grads).expect("d packed"))
+            };
+            let (y, dp) = run(multi_head_attention);
+            let (y0, dp0) = run(multi_head_attention_portable);
+            assert_close(&format!("{what} y"), y, y0);
+            assert_close(&format!("{what} d packed"), dp, dp0);
+        }
     }
 }
 

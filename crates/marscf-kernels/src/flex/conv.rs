@@ -10,13 +10,14 @@
 //! - input gradient: `dcols_t[K, P] = Wᵀ[K, Co] · dY_t[Co, P]`, scattered back and added
 //!   into `dx` (col2im); these tiles hold whole samples, so no two write the same pixel.
 
-use std::cell::RefCell;
 use std::ops::Range;
 
-use gemm::{Parallelism, gemm};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::math::{add_scalar, run_len, sum, sum_runs, with_widest_simd};
+use super::math::{
+    add_scalar, matmul, run_len, sized, sum, sum_runs, with_scratch, with_widest_simd,
+};
 
 /// Output pixels per tile: large enough for the gemm micro-kernels, small enough that a
 /// tile's columns stay in the caches and the tiles spread over the cores.
@@ -166,35 +167,6 @@ impl SharedOut {
     }
 }
 
-/// Per-worker scratch: the tile's columns and its output (or output gradient).
-#[derive(Default)]
-struct Scratch {
-    cols: Vec<f32>,
-    out: Vec<f32>,
-}
-
-thread_local! {
-    /// Each thread's [`Scratch`], kept across calls so that it is neither allocated nor
-    /// zeroed again once it is large enough.
-    static SCRATCH: RefCell<Scratch> = RefCell::default();
-}
-
-/// Runs `f` with this thread's scratch, or with a fresh one if a caller further up the
-/// thread's stack holds it (a worker waiting inside gemm's own threading may take up
-/// another tile).
-fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => f(&mut scratch),
-        Err(_) => f(&mut Scratch::default()),
-    })
-}
-
-/// Sizes `buf` to `len` (contents unspecified: every element is written before it is read).
-fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buf.resize(len, 0.0);
-    &mut buf[..len]
-}
-
 /// `dst[(oh - oh0) Wo + ow] = plane[oh + sy, ow + sx]` (zero outside the plane) for the
 /// output rows `rows = oh0..oh1` of one channel of one sample.
 fn gather_shifted(
@@ -325,61 +297,6 @@ fn gather_tile(src: &[f32], g: &ConvGeometry, tile: &Tile, dst: &mut [f32]) {
             dst[seg.col..][..len]
                 .copy_from_slice(&src[((seg.n * co + c) * ho + seg.rows.start) * wo..][..len]);
         }
-    }
-}
-
-/// `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`), `m x n` from `m x k` and
-/// `k x n`, each given by its (row, column) strides.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    [m, n, k]: [usize; 3],
-    dst: &mut [f32],
-    dst_strides: [isize; 2],
-    lhs: &[f32],
-    lhs_strides: [isize; 2],
-    rhs: &[f32],
-    rhs_strides: [isize; 2],
-    accumulate: bool,
-    parallelism: Parallelism,
-) {
-    let extent = |[rs, cs]: [isize; 2], rows: usize, cols: usize| {
-        (rows.max(1) - 1) * rs as usize + (cols.max(1) - 1) * cs as usize + 1
-    };
-    assert!(
-        dst.len() >= extent(dst_strides, m, n),
-        "gemm destination too small"
-    );
-    assert!(
-        lhs.len() >= extent(lhs_strides, m, k),
-        "gemm left operand too small"
-    );
-    assert!(
-        rhs.len() >= extent(rhs_strides, k, n),
-        "gemm right operand too small"
-    );
-    // SAFETY: the three extents were checked against the slices above.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dst_strides[1],
-            dst_strides[0],
-            accumulate,
-            lhs.as_ptr(),
-            lhs_strides[1],
-            lhs_strides[0],
-            rhs.as_ptr(),
-            rhs_strides[1],
-            rhs_strides[0],
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
     }
 }
 
@@ -524,11 +441,11 @@ pub fn forward_into(
     let tiles = g.tiles(false);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
     tiles.par_iter().for_each(|tile| {
-        with_scratch(|scratch| {
+        with_scratch(|[cols_buf, out_buf]| {
             let width = tile.width;
-            let cols = sized(&mut scratch.cols, k * width);
+            let cols = sized(cols_buf, k * width);
             im2col(x, g, tile, cols);
-            let product = sized(&mut scratch.out, co * width);
+            let product = sized(out_buf, co * width);
             matmul(
                 [co, width, k],
                 product,
@@ -578,12 +495,12 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f3
         .par_chunks(run_len(tiles.len()))
         .map(|run| {
             let (mut dwt, mut db) = (vec![0.0f32; k * co], vec![0.0f32; co]);
-            with_scratch(|scratch| {
+            with_scratch(|[cols_buf, out_buf]| {
                 for tile in run {
                     let width = tile.width;
-                    let cols = sized(&mut scratch.cols, k * width);
+                    let cols = sized(cols_buf, k * width);
                     im2col(x, g, tile, cols);
-                    let dy_tile = sized(&mut scratch.out, co * width);
+                    let dy_tile = sized(out_buf, co * width);
                     gather_tile(dy, g, tile, dy_tile);
                     for (db_c, row) in db.iter_mut().zip(dy_tile.chunks_exact(width)) {
                         *db_c += sum(row);
@@ -650,11 +567,11 @@ pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let tiles = g.tiles(true);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
     tiles.par_iter().for_each(|tile| {
-        with_scratch(|scratch| {
+        with_scratch(|[cols_buf, out_buf]| {
             let width = tile.width;
-            let dy_tile = sized(&mut scratch.out, co * width);
+            let dy_tile = sized(out_buf, co * width);
             gather_tile(dy, g, tile, dy_tile);
-            let cols = sized(&mut scratch.cols, k * width);
+            let cols = sized(cols_buf, k * width);
             matmul(
                 [k, width, co],
                 cols,

@@ -1,6 +1,11 @@
 //! Branch-free `exp`, `ln`, `sigmoid` and `tanh` on `f32` that the compiler vectorises (Cephes'
 //! single-precision polynomials: a few ulp from libm's), and the runtime choice of the
-//! widest instruction set for the loops that use them.
+//! widest instruction set for the loops that use them; the strided gemm and the per-thread
+//! scratch buffers that the matrix-product kernels share; sums over runs of work.
+
+use std::cell::RefCell;
+
+use gemm::{Parallelism, gemm};
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split into a part exact in few bits and the rest (Cody-Waite reduction).
@@ -188,6 +193,83 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(&x, &y)| x * y)
         .sum();
     acc.iter().sum::<f32>() + rest
+}
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`), `m x n` from `m x k` and
+/// `k x n`, each given by its (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    [m, n, k]: [usize; 3],
+    dst: &mut [f32],
+    dst_strides: [isize; 2],
+    lhs: &[f32],
+    lhs_strides: [isize; 2],
+    rhs: &[f32],
+    rhs_strides: [isize; 2],
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    let extent = |[rs, cs]: [isize; 2], rows: usize, cols: usize| {
+        (rows.max(1) - 1) * rs as usize + (cols.max(1) - 1) * cs as usize + 1
+    };
+    assert!(
+        dst.len() >= extent(dst_strides, m, n),
+        "gemm destination too small"
+    );
+    assert!(
+        lhs.len() >= extent(lhs_strides, m, k),
+        "gemm left operand too small"
+    );
+    assert!(
+        rhs.len() >= extent(rhs_strides, k, n),
+        "gemm right operand too small"
+    );
+    // SAFETY: the three extents were checked against the slices above.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_strides[1],
+            dst_strides[0],
+            accumulate,
+            lhs.as_ptr(),
+            lhs_strides[1],
+            lhs_strides[0],
+            rhs.as_ptr(),
+            rhs_strides[1],
+            rhs_strides[0],
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+thread_local! {
+    /// Each thread's two scratch buffers, kept across calls so that they are neither
+    /// allocated nor zeroed again once they are large enough.
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = RefCell::default();
+}
+
+/// Runs `f` with this thread's two scratch buffers, or with fresh ones if a caller further
+/// up the thread's stack holds them (a worker waiting inside gemm's own threading may take
+/// up another task).
+pub fn with_scratch<R>(f: impl FnOnce(&mut [Vec<f32>; 2]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Default::default()),
+    })
+}
+
+/// Sizes `buf` to `len` (contents unspecified: every element is written before it is read).
+pub fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..len]
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! and on `Autodiff<Flex>` the same forward with a hand-written backward.
 
 mod actnorm;
+mod attention;
 mod bisect;
 mod conv;
 mod conv_lstm;
@@ -29,6 +30,7 @@ use burn::backend::{
 use burn::tensor::{DType, Device, Distribution, Shape, Tensor, TensorData};
 
 use crate::ConvSpec;
+use attention::AttentionShape;
 use conv::ConvGeometry;
 use lstm::CellInputs;
 use rows::Mask;
@@ -106,6 +108,14 @@ pub trait FlexKernels: Backend {
 
     /// `x ⊙ m / keep` for the dropout mask `m` drawn as `mask` says, any shape.
     fn marscf_dropout(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self>;
+
+    /// [`crate::multi_head_attention`] of `packed` `(B, L, 3c)`, its weights dropped out by
+    /// `mask` (per element) if given: `(B, L, c)`.
+    fn marscf_attention(
+        packed: FloatTensor<Self>,
+        heads: usize,
+        mask: Option<Mask>,
+    ) -> FloatTensor<Self>;
 }
 
 /// Whether our Flex kernels take tensors on `device` of type `dtype`: on Flex, float32,
@@ -301,22 +311,25 @@ pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_softmax(x.into_dispatch()))
 }
 
-/// The Flex kernel of [`crate::dropout`]: the mask's seed is two draws of the device's
-/// generator (48 random bits).
-pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, whole_channels: bool) -> Tensor<D> {
-    let draws = Tensor::<1>::random([2], Distribution::Default, &x.device())
+/// A dropout mask's seed: two draws of `device`'s generator (48 random bits).
+fn mask_seed(device: &Device) -> u64 {
+    let draws = Tensor::<1>::random([2], Distribution::Default, device)
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
         .expect("two float32 draws");
-    let seed = (u64::from(draws[0].to_bits()) << 32) | u64::from(draws[1].to_bits());
+    (u64::from(draws[0].to_bits()) << 32) | u64::from(draws[1].to_bits())
+}
+
+/// The Flex kernel of [`crate::dropout`], its mask seeded by [`mask_seed`].
+pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, whole_channels: bool) -> Tensor<D> {
     let run = if whole_channels {
         x.dims().iter().skip(2).product()
     } else {
         1
     };
     let mask = Mask {
-        seed,
+        seed: mask_seed(&x.device()),
         keep: 1.0 - prob,
         run,
     };
@@ -324,6 +337,32 @@ pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, whole_channels: bool) ->
         x.into_dispatch(),
         mask,
     ))
+}
+
+/// The Flex kernel of [`crate::multi_head_attention`]; a dropout mask is seeded as
+/// [`dropout`]'s is, so both drop the same weights.
+pub fn multi_head_attention(packed: Tensor<3>, heads: usize, dropout: f64) -> Tensor<3> {
+    let mask = (dropout > 0.0).then(|| Mask {
+        seed: mask_seed(&packed.device()),
+        keep: 1.0 - dropout,
+        run: 1,
+    });
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_attention(
+        packed.into_dispatch(),
+        heads,
+        mask,
+    ))
+}
+
+/// The sizes of the attention of `packed` `(B, L, 3c)` over `heads` heads.
+fn attention_shape(packed: &FlexTensor, heads: usize) -> AttentionShape {
+    let shape = packed.shape();
+    AttentionShape {
+        batch: shape[0],
+        len: shape[1],
+        heads,
+        width: shape[2] / (3 * heads),
+    }
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
@@ -505,6 +544,12 @@ impl FlexKernels for Flex {
     fn marscf_dropout(x: FlexTensor, mask: Mask) -> FlexTensor {
         let y = rows::dropout(&values(&x), mask);
         tensor(y, x.shape())
+    }
+
+    fn marscf_attention(packed: FlexTensor, heads: usize, mask: Option<Mask>) -> FlexTensor {
+        let s = attention_shape(&packed, heads);
+        let out = attention::forward(&values(&packed), s, mask, None);
+        tensor(out, [s.batch, s.len, heads * s.width])
     }
 }
 
@@ -696,6 +741,31 @@ impl Backward<Flex, 4> for MixtureBackward {
             if let Some(node) = node {
                 grads.register::<Flex>(node.id, gradient);
             }
+        }
+    }
+}
+
+/// Backward of [`FlexKernels::marscf_attention`]: parent `packed`, state the contiguous
+/// `packed`, the softmax weights, the sizes and the dropout mask.
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 1> for AttentionBackward {
+    type State = (FlexTensor, FlexTensor, AttentionShape, Option<Mask>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let d_out = contiguous(grads.consume::<Flex>(&ops.node));
+        let (packed, weights, s, mask) = ops.state;
+        if let Some(node) = node {
+            let d_packed = attention::backward(
+                &values(&packed),
+                &values(&weights),
+                &values(&d_out),
+                s,
+                mask,
+            );
+            grads.register::<Flex>(node.id, tensor(d_packed, packed.shape()));
         }
     }
 }
@@ -932,5 +1002,29 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
             |x| (mask, Flex::marscf_dropout(x, mask)),
             |mask, dy| Flex::marscf_dropout(dy.clone(), mask),
         )
+    }
+
+    fn marscf_attention(
+        packed: FloatTensor<Self>,
+        heads: usize,
+        mask: Option<Mask>,
+    ) -> FloatTensor<Self> {
+        let (packed, node) = packed.into_parts();
+        let prep = AttentionBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful();
+        let packed = contiguous(packed);
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let s = attention_shape(&packed, heads);
+                let mut weights = vec![0.0f32; s.batch * heads * s.len * s.len];
+                let out = attention::forward(&values(&packed), s, mask, Some(&mut weights));
+                let out = tensor(out, [s.batch, s.len, heads * s.width]);
+                let weights = tensor(weights, [s.batch, heads, s.len, s.len]);
+                prep.finish((packed, weights, s, mask), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::marscf_attention(packed, heads, mask)),
+        }
     }
 }

@@ -1,69 +1,63 @@
-//! Softmax over the last dimension and dropout, on contiguous `f32` slices.
+//! Softmax over the last dimension and dropout, on contiguous `f32` slices, whole tensors
+//! or row by row.
 
 use rayon::prelude::*;
 
-use super::math::{exp, lanes, with_widest_simd};
+use super::math::{dot, exp, lanes, with_widest_simd};
 
 /// Rows per parallel task: enough work per task to outweigh scheduling.
 const ROWS_PER_TASK: usize = 64;
 
 /// `p = softmax(x)` over each row of length `len`.
 pub fn softmax_forward(x: &[f32], len: usize) -> Vec<f32> {
-    let mut p = vec![0.0f32; x.len()];
-    p.par_chunks_mut(len * ROWS_PER_TASK)
-        .zip(x.par_chunks(len * ROWS_PER_TASK))
-        .for_each(|(p, x)| {
-            with_widest_simd(
-                #[inline(always)]
-                || {
-                    for (p, x) in p.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
-                        softmax_row(x, p);
-                    }
-                },
-            )
-        });
+    let mut p = x.to_vec();
+    p.par_chunks_mut(len * ROWS_PER_TASK).for_each(|p| {
+        with_widest_simd(
+            #[inline(always)]
+            || {
+                p.chunks_exact_mut(len)
+                    .for_each(|row| softmax_in_place(row, 1.0))
+            },
+        )
+    });
     p
 }
 
+/// `row = softmax(scale row)` in place (`scale > 0`).
 #[inline(always)]
-fn softmax_row(x: &[f32], p: &mut [f32]) {
-    let max = lanes(x, f32::NEG_INFINITY, |m, v| m.max(v));
-    for (p, &x) in p.iter_mut().zip(x) {
-        *p = exp(x - max);
-    }
-    let inv = 1.0 / lanes(p, 0.0, |s, v| s + v);
-    p.iter_mut().for_each(|p| *p *= inv);
+pub fn softmax_in_place(row: &mut [f32], scale: f32) {
+    let max = lanes(row, f32::NEG_INFINITY, |m, v| m.max(v));
+    row.iter_mut().for_each(|v| *v = exp(scale * (*v - max)));
+    let inv = 1.0 / lanes(row, 0.0, |s, v| s + v);
+    row.iter_mut().for_each(|p| *p *= inv);
 }
 
 /// `dx = p ⊙ (dp - Σ_row dp ⊙ p)`, the gradient of `p = softmax(x)`.
 pub fn softmax_backward(p: &[f32], dp: &[f32], len: usize) -> Vec<f32> {
-    let mut dx = vec![0.0f32; p.len()];
+    let mut dx = dp.to_vec();
     dx.par_chunks_mut(len * ROWS_PER_TASK)
-        .zip(
-            p.par_chunks(len * ROWS_PER_TASK)
-                .zip(dp.par_chunks(len * ROWS_PER_TASK)),
-        )
-        .for_each(|(dx, (p, dp))| {
+        .zip(p.par_chunks(len * ROWS_PER_TASK))
+        .for_each(|(dx, p)| {
             with_widest_simd(
                 #[inline(always)]
                 || {
-                    for ((dx, p), dp) in dx
-                        .chunks_exact_mut(len)
-                        .zip(p.chunks_exact(len))
-                        .zip(dp.chunks_exact(len))
-                    {
-                        for ((dx, p), dp) in dx.iter_mut().zip(p).zip(dp) {
-                            *dx = p * dp;
-                        }
-                        let dot = lanes(dx, 0.0, |s, v| s + v);
-                        for (dx, p) in dx.iter_mut().zip(p) {
-                            *dx -= p * dot;
-                        }
+                    for (dx, p) in dx.chunks_exact_mut(len).zip(p.chunks_exact(len)) {
+                        softmax_grad_in_place(p, dx, 1.0);
                     }
                 },
             )
         });
     dx
+}
+
+/// `d = scale p ⊙ (d - Σ d ⊙ p)` in place: from `d = ∂/∂p` of one row `p = softmax(scale
+/// x)`, the gradient with respect to `x`.
+#[inline(always)]
+pub fn softmax_grad_in_place(p: &[f32], d: &mut [f32], scale: f32) {
+    let dot = dot(p, d);
+    for (d, p) in d.iter_mut().zip(p) {
+        *d = scale * p * (*d - dot);
+    }
 }
 
 /// `GOLDEN = ⌊2^32 / φ⌋`, the multiplier that spreads counters over the hash's input.
@@ -104,40 +98,59 @@ pub struct Mask {
     pub run: usize,
 }
 
+impl Mask {
+    /// `keep` as a bound on the hash's top 24 bits.
+    fn threshold(&self) -> u32 {
+        (self.keep * (1u64 << 24) as f64).round() as u32
+    }
+
+    /// `1 / keep`, the scale of the kept elements.
+    fn scale(&self) -> f32 {
+        (1.0 / self.keep) as f32
+    }
+}
+
 /// `y = x ⊙ m / keep` with `m` the mask; also its own gradient (`dx = dy ⊙ m / keep`).
 pub fn dropout(x: &[f32], mask: Mask) -> Vec<f32> {
-    let threshold = (mask.keep * (1u64 << 24) as f64).round() as u32;
-    let scale = (1.0 / mask.keep) as f32;
+    let (threshold, scale) = (mask.threshold(), mask.scale());
     let run = mask.run.max(1);
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = x.to_vec();
     let chunk = run * (16384 / run).max(1);
-    y.par_chunks_mut(chunk)
-        .zip(x.par_chunks(chunk))
-        .enumerate()
-        .for_each(|(c, (y, x))| {
-            let first = (c * chunk / run) as u64;
-            with_widest_simd(
-                #[inline(always)]
-                move || {
-                    if run == 1 {
-                        for (r, (y, x)) in y.iter_mut().zip(x).enumerate() {
-                            let keep = kept(mask.seed, first + r as u64, threshold);
-                            *y = if keep { x * scale } else { 0.0 };
-                        }
-                    } else {
-                        for (r, (y, x)) in y.chunks_mut(run).zip(x.chunks(run)).enumerate() {
-                            let s = if kept(mask.seed, first + r as u64, threshold) {
-                                scale
-                            } else {
-                                0.0
-                            };
-                            y.iter_mut().zip(x).for_each(|(y, x)| *y = x * s);
-                        }
+    y.par_chunks_mut(chunk).enumerate().for_each(|(c, y)| {
+        let first = (c * chunk / run) as u64;
+        with_widest_simd(
+            #[inline(always)]
+            move || {
+                if run == 1 {
+                    mask_in_place(y, first, mask);
+                } else {
+                    for (r, y) in y.chunks_mut(run).enumerate() {
+                        let s = if kept(mask.seed, first + r as u64, threshold) {
+                            scale
+                        } else {
+                            0.0
+                        };
+                        y.iter_mut().for_each(|y| *y *= s);
                     }
-                },
-            )
-        });
+                }
+            },
+        )
+    });
     y
+}
+
+/// `v[e] = v[e] m[first + e] / keep` for the single-element mask `mask`: elements
+/// `first..` of a tensor dropped out by it.
+#[inline(always)]
+pub fn mask_in_place(v: &mut [f32], first: u64, mask: Mask) {
+    let (threshold, scale) = (mask.threshold(), mask.scale());
+    for (e, v) in v.iter_mut().enumerate() {
+        *v = if kept(mask.seed, first + e as u64, threshold) {
+            *v * scale
+        } else {
+            0.0
+        };
+    }
 }
 
 #[cfg(test)]

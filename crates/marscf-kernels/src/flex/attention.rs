@@ -1,0 +1,235 @@
+//! Multi-head self-attention straight from the packed projections `[K | V | Q]`
+//! `(B, L, 3c)`, one sample at a time and head after head, on contiguous `f32` slices.
+//!
+//! Per sample and head `h` (channels `h d..(h + 1) d` of each third, `d = c / heads`):
+//! `S = Q Kᵀ` (`L x L`), `P = softmax(S / √d)` row by row, `D = P ⊙ M / keep` (dropout,
+//! training only), `O = D V` written into the output's channels of the head. The operands
+//! are read in place through their strides: no per-head copies, no `(B, heads, L, L)`
+//! tensor unless the backward needs `P`.
+//!
+//! Backward, with `s = 1 / √d`: `dV = Dᵀ dO`, `dD = dO Vᵀ`, `dP = dD ⊙ M / keep`,
+//! `dS = s P ⊙ (dP - Σ_row dP ⊙ P)`, `dQ = dS K`, `dK = dSᵀ Q`.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::math::{matmul, sized, with_scratch, with_widest_simd};
+use super::rows::{Mask, mask_in_place, softmax_grad_in_place, softmax_in_place};
+
+/// The sizes of one attention: `batch` samples of `len` positions, `heads` heads of
+/// `width` channels each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    /// Samples `B`.
+    pub batch: usize,
+    /// Positions `L`.
+    pub len: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Channels per head `d`.
+    pub width: usize,
+}
+
+impl AttentionShape {
+    /// Channels `c = heads d` of the output.
+    fn channels(&self) -> usize {
+        self.heads * self.width
+    }
+
+    /// `1 / √d`, the scale of the scores.
+    fn scale(&self) -> f32 {
+        (self.width as f64).powf(-0.5) as f32
+    }
+
+    /// The dropout index of the first weight of head `head` of sample `sample` in the
+    /// `(B, heads, L, L)` weights (the numbering [`super::rows::dropout`] uses).
+    fn first_weight(&self, sample: usize, head: usize) -> u64 {
+        ((sample * self.heads + head) * self.len * self.len) as u64
+    }
+
+    /// One sample per worker, or, with fewer samples than workers, each product threaded.
+    fn parallelism(&self) -> Parallelism {
+        if self.batch < rayon::current_num_threads() {
+            Parallelism::Rayon(0)
+        } else {
+            Parallelism::None
+        }
+    }
+}
+
+/// `D = P ⊙ M / keep` in `buf` for the weights `p` numbered from `first` in the mask, or
+/// `p` itself without dropout.
+fn dropped_out<'a>(
+    p: &'a [f32],
+    buf: &'a mut Vec<f32>,
+    mask: Option<Mask>,
+    first: u64,
+) -> &'a [f32] {
+    let Some(mask) = mask else { return p };
+    let dropped = sized(buf, p.len());
+    dropped.copy_from_slice(p);
+    with_widest_simd(
+        #[inline(always)]
+        || mask_in_place(dropped, first, mask),
+    );
+    dropped
+}
+
+/// The forward: the output `(B, L, c)`; the softmax weights `P` before dropout are written
+/// to `weights` `(B, heads, L, L)` if given.
+pub fn forward(
+    packed: &[f32],
+    s: AttentionShape,
+    mask: Option<Mask>,
+    weights: Option<&mut [f32]>,
+) -> Vec<f32> {
+    let (l, c, d) = (s.len, s.channels(), s.width);
+    let block = l * l;
+    let mut out = vec![0.0f32; s.batch * l * c];
+    let parallelism = s.parallelism();
+    let sample = |b: usize, out: &mut [f32], mut weights: Option<&mut [f32]>| {
+        let packed = &packed[b * l * 3 * c..][..l * 3 * c];
+        with_scratch(|[scores, dropped]| {
+            for h in 0..s.heads {
+                let p = match weights.as_deref_mut() {
+                    Some(w) => &mut w[h * block..][..block],
+                    None => sized(scores, block),
+                };
+                let (key, value, query) = (h * d, c + h * d, 2 * c + h * d);
+                let stride = 3 * c as isize;
+                matmul(
+                    [l, l, d],
+                    p,
+                    [l as isize, 1],
+                    &packed[query..],
+                    [stride, 1],
+                    &packed[key..],
+                    [1, stride],
+                    false,
+                    parallelism,
+                );
+                let scale = s.scale();
+                with_widest_simd(
+                    #[inline(always)]
+                    || {
+                        p.chunks_exact_mut(l)
+                            .for_each(|row| softmax_in_place(row, scale))
+                    },
+                );
+                let p = dropped_out(p, dropped, mask, s.first_weight(b, h));
+                matmul(
+                    [l, d, l],
+                    &mut out[h * d..],
+                    [c as isize, 1],
+                    p,
+                    [l as isize, 1],
+                    &packed[value..],
+                    [stride, 1],
+                    false,
+                    parallelism,
+                );
+            }
+        });
+    };
+    let outs = out.par_chunks_mut(l * c).enumerate();
+    match weights {
+        Some(w) => outs
+            .zip(w.par_chunks_mut(s.heads * block))
+            .for_each(|((b, out), w)| sample(b, out, Some(w))),
+        None => outs.for_each(|(b, out)| sample(b, out, None)),
+    }
+    out
+}
+
+/// The backward from the saved `packed` input and weights `P` and the output gradient
+/// `d_out` `(B, L, c)`: the gradient of `packed`, `(B, L, 3c)`.
+pub fn backward(
+    packed: &[f32],
+    weights: &[f32],
+    d_out: &[f32],
+    s: AttentionShape,
+    mask: Option<Mask>,
+) -> Vec<f32> {
+    let (l, c, d) = (s.len, s.channels(), s.width);
+    let block = l * l;
+    let stride = 3 * c as isize;
+    let parallelism = s.parallelism();
+    let mut d_packed = vec![0.0f32; packed.len()];
+    d_packed
+        .par_chunks_mut(l * 3 * c)
+        .enumerate()
+        .for_each(|(b, d_packed)| {
+            let packed = &packed[b * l * 3 * c..][..l * 3 * c];
+            let d_out = &d_out[b * l * c..][..l * c];
+            let weights = &weights[b * s.heads * block..][..s.heads * block];
+            with_scratch(|[dropped, d_scores]| {
+                for h in 0..s.heads {
+                    let p = &weights[h * block..][..block];
+                    let (key, value, query) = (h * d, c + h * d, 2 * c + h * d);
+                    let first = s.first_weight(b, h);
+                    let dropped = dropped_out(p, dropped, mask, first);
+                    // dV = Dᵀ dO.
+                    matmul(
+                        [l, d, l],
+                        &mut d_packed[value..],
+                        [stride, 1],
+                        dropped,
+                        [1, l as isize],
+                        &d_out[h * d..],
+                        [c as isize, 1],
+                        false,
+                        parallelism,
+                    );
+                    // dD = dO Vᵀ, then dP and dS in place.
+                    let ds = sized(d_scores, block);
+                    matmul(
+                        [l, l, d],
+                        ds,
+                        [l as isize, 1],
+                        &d_out[h * d..],
+                        [c as isize, 1],
+                        &packed[value..],
+                        [1, stride],
+                        false,
+                        parallelism,
+                    );
+                    let scale = s.scale();
+                    with_widest_simd(
+                        #[inline(always)]
+                        || {
+                            if let Some(mask) = mask {
+                                mask_in_place(ds, first, mask);
+                            }
+                            for (p, ds) in p.chunks_exact(l).zip(ds.chunks_exact_mut(l)) {
+                                softmax_grad_in_place(p, ds, scale);
+                            }
+                        },
+                    );
+                    // dQ = dS K, dK = dSᵀ Q.
+                    matmul(
+                        [l, d, l],
+                        &mut d_packed[query..],
+                        [stride, 1],
+                        ds,
+                        [l as isize, 1],
+                        &packed[key..],
+                        [stride, 1],
+                        false,
+                        parallelism,
+                    );
+                    matmul(
+                        [l, d, l],
+                        &mut d_packed[key..],
+                        [stride, 1],
+                        ds,
+                        [1, l as isize],
+                        &packed[query..],
+                        [stride, 1],
+                        false,
+                        parallelism,
+                    );
+                }
+            });
+        });
+    d_packed
+}
