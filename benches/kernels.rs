@@ -1,12 +1,18 @@
-//! Our Flex convolution against its portable default (Burn's convolution) at the prior's
-//! shapes, forward and forward + backward, with the rate in GFLOP/s (`2 N Co Ci k² H W`
-//! per pass; forward + backward counts three passes): the ConvLSTM input-to-gates
-//! convolutions of the affine L3 K8 C128 model at batch 16 (levels 1 to 3) and one
-//! hidden-to-gates step.
+//! Our Flex kernels against their portable defaults, forward and forward + backward, with
+//! the rate in GFLOP/s (forward + backward counts three passes):
+//! - the convolution (`2 N Co Ci k² H W` per pass) at the prior's shapes: the ConvLSTM
+//!   input-to-gates convolutions of the affine L3 K8 C128 model at batch 16 (levels 1 to 3)
+//!   and one hidden-to-gates step; and the 3x3 convolution of the MixLogCDF coupling's
+//!   gated blocks at level 1 (`2h = 192 -> h = 96`, Winograd's F(2x2, 3x3) on Flex);
+//! - the multi-head attention (`4 B L² c` per pass, the two products) of the MixLogCDF
+//!   coupling's blocks at level 1 (batch 16, 16x16 positions, 96 channels, 4 heads), with
+//!   the training's dropout of 0.2 in the forward + backward.
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use marscf::kernels::{ConvSpec, conv2d, conv2d_portable};
+use marscf::kernels::{
+    ConvSpec, conv2d, conv2d_portable, multi_head_attention, multi_head_attention_portable,
+};
 
 type Conv = fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvSpec) -> Tensor<4>;
 
@@ -19,6 +25,7 @@ fn convolutions(c: &mut Criterion) {
         ("l2_input_gates", 192, 32, 128, 8, 5, 1),
         ("l3_input_gates", 768, 32, 128, 4, 3, 1),
         ("l1_hidden_step", 16, 32, 128, 16, 5, 2),
+        ("mixlogcdf_gated", 16, 192, 96, 16, 3, 1),
     ];
     for (name, n, ci, co, size, k, d) in shapes {
         let flops = 2 * n * co * ci * k * k * size * size;
@@ -57,5 +64,46 @@ fn convolutions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, convolutions);
+type Attention = fn(Tensor<3>, usize, f64) -> Tensor<3>;
+
+fn attention(c: &mut Criterion) {
+    let mut group = c.benchmark_group("attention");
+    group.sample_size(10);
+    let (batch, len, channels, heads) = (16, 256, 96, 4);
+    let flops = 4 * batch * len * len * channels;
+    for (path, attend) in [
+        ("ours", multi_head_attention as Attention),
+        ("portable", multi_head_attention_portable as Attention),
+    ] {
+        for backward in [false, true] {
+            let device = match backward {
+                false => Device::flex(),
+                true => Device::flex().autodiff(),
+            };
+            let packed = Tensor::random(
+                [batch, len, 3 * channels],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let (packed, dropout, passes, label) = match backward {
+                false => (packed, 0.0, 1, "fwd"),
+                true => (packed.require_grad(), 0.2, 3, "fwd_bwd"),
+            };
+            group.throughput(Throughput::Elements((passes * flops) as u64));
+            group.bench_function(format!("l1_b16/{path}/{label}"), |bench| {
+                bench.iter(|| {
+                    let y = attend(packed.clone(), heads, dropout);
+                    if backward {
+                        let _ = y.sum().backward();
+                    } else {
+                        let _ = y.into_data();
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, convolutions, attention);
 criterion_main!(benches);

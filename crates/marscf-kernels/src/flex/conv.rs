@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use super::math::{
     add_scalar, matmul, run_len, sized, sum, sum_runs, with_scratch, with_widest_simd,
 };
+use super::winograd;
 
 /// Output pixels per tile: large enough for the gemm micro-kernels, small enough that a
 /// tile's columns stay in the caches and the tiles spread over the cores.
@@ -436,6 +437,9 @@ pub fn forward_into(
     assert_eq!(y.len(), g.batch * co * ho * wo, "convolution output size");
     if g.pointwise() {
         return pointwise_forward(x, w, bias, g, y, accumulate);
+    }
+    if winograd::applies(g) {
+        return winograd::forward_into(x, w, bias, g, y, accumulate);
     }
     let out = SharedOut(y.as_mut_ptr());
     let tiles = g.tiles(false);

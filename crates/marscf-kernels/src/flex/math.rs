@@ -266,9 +266,13 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut [Vec<f32>; 2]) -> R) -> R {
     })
 }
 
-/// Sizes `buf` to `len` (contents unspecified: every element is written before it is read).
+/// The first `len` elements of `buf`, grown if it is shorter (contents unspecified: every
+/// element is written before it is read). It never shrinks, so that a larger request after
+/// a smaller one zeroes nothing.
 pub fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buf.resize(len, 0.0);
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
     &mut buf[..len]
 }
 

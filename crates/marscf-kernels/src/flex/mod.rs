@@ -13,6 +13,7 @@ mod lstm;
 mod math;
 mod mixture;
 mod rows;
+mod winograd;
 
 use std::borrow::Cow;
 use std::fmt::Debug;
