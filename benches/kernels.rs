@@ -3,7 +3,7 @@
 //! - the convolution (`2 N Co Ci k² H W` per pass) at the prior's shapes: the ConvLSTM
 //!   input-to-gates convolutions of the affine L3 K8 C128 model at batch 16 (levels 1 to 3)
 //!   and one hidden-to-gates step; and the 3x3 convolution of the MixLogCDF coupling's
-//!   gated blocks at level 1 (`2h = 192 -> h = 96`, Winograd's F(2x2, 3x3) on Flex);
+//!   gated blocks at levels 1 and 2 (`2h = 192 -> h = 96`, Winograd's F(2x2, 3x3) on Flex);
 //! - the multi-head attention (`4 B L² c` per pass, the two products) of the MixLogCDF
 //!   coupling's blocks at level 1 (batch 16, 16x16 positions, 96 channels, 4 heads), with
 //!   the training's dropout of 0.2 in the forward + backward.
@@ -25,7 +25,8 @@ fn convolutions(c: &mut Criterion) {
         ("l2_input_gates", 192, 32, 128, 8, 5, 1),
         ("l3_input_gates", 768, 32, 128, 4, 3, 1),
         ("l1_hidden_step", 16, 32, 128, 16, 5, 2),
-        ("mixlogcdf_gated", 16, 192, 96, 16, 3, 1),
+        ("mixlogcdf_gated_l1", 16, 192, 96, 16, 3, 1),
+        ("mixlogcdf_gated_l2", 16, 192, 96, 8, 3, 1),
     ];
     for (name, n, ci, co, size, k, d) in shapes {
         let flops = 2 * n * co * ci * k * k * size * size;

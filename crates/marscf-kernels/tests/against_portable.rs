@@ -65,8 +65,8 @@ fn convolution_forward_and_gradients() {
         (2, 33, 12, 16, 16, 3, 1),
         // Winograd's F(2x2, 3x3): odd maps, one sample and 17, fewer output channels
         // (the input gradient is then the transposed forward, Winograd too).
-        (3, 40, 36, 9, 7, 3, 1),
-        (17, 32, 48, 4, 4, 3, 1),
+        (3, 40, 36, 9, 11, 3, 1),
+        (17, 32, 48, 8, 8, 3, 1),
         (1, 64, 32, 16, 16, 3, 1),
         // Maps smaller than the kernel's reach: taps that only see padding are left out
         // (a 5x5 kernel with dilation 2 acts as its inner 3x3 on 4x4 maps).

@@ -1,5 +1,5 @@
 //! The forward of a 3x3 "same" convolution (padding 1, dilation 1, stride 1) as Winograd's
-//! F(2x2, 3x3), on contiguous `f32` NCHW slices.
+//! F(2x2, 3x3), on contiguous `f32` NCHW slices, for maps of at least 8x8.
 //!
 //! Each 2x2 block of output pixels is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` of the 4x4 input patch
 //! `d` around it, summed over the input channels. With `U = G g Gᵀ` (per kernel, once per
@@ -23,6 +23,10 @@ use super::math::{matmul, sized, with_scratch, with_widest_simd};
 /// multiplications they save.
 const MIN_CHANNELS: usize = 32;
 
+/// The smallest map side: on smaller maps the 4x4 input patches overlap too much (a 4x4
+/// map has 16 pixels, its four patches 64 values).
+const MIN_SIDE: usize = 8;
+
 /// Output blocks per chunk: the chunk's transformed input and products stay in the caches.
 const BLOCKS_PER_CHUNK: usize = 64;
 
@@ -33,6 +37,7 @@ pub fn applies(g: &ConvGeometry) -> bool {
         && g.padding == [(1, 1), (1, 1)]
         && g.c_in >= MIN_CHANNELS
         && g.c_out >= MIN_CHANNELS
+        && g.size.iter().all(|&side| side >= MIN_SIDE)
 }
 
 /// `conv(x, w) + bias` written into `y` `(N, Co, H, W)`, or added to it with `accumulate`.
