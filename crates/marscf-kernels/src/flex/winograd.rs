@@ -19,8 +19,8 @@ use rayon::prelude::*;
 use super::conv::ConvGeometry;
 use super::math::{matmul, sized, with_scratch, with_widest_simd};
 
-/// The fewest input and output channels for which the transforms cost less than the
-/// multiplications they save.
+/// The fewest input and output channels Winograd takes: its transforms cost about
+/// `16 (Ci + Co)` additions per block, against `20 Ci Co` multiplications saved.
 const MIN_CHANNELS: usize = 32;
 
 /// The smallest map side: on smaller maps the 4x4 input patches overlap too much (a 4x4
