@@ -126,7 +126,8 @@ pub struct GatedAttention {
     pub in_proj: WnLinear,
     /// `c -> 2c`: value and gate halves.
     pub gate: WnLinear,
-    /// Dropout on the attention weights (training only).
+    /// Dropout on the attention weights (training only), per element: its
+    /// `whole_channels` is not used.
     pub dropout: Dropout,
     /// Number of heads.
     pub heads: usize,

@@ -8,19 +8,16 @@ use burn::tensor::Tensor;
 /// the attention weights are dropped out per element, as [`crate::dropout`] does, before
 /// the product with `v`.
 ///
-/// On Flex (float32) one sample at a time, head after head, the projections read in
-/// place; the backward keeps only the softmax weights. Elsewhere,
+/// On Flex (float32) one sample per task, head after head, the projections read in
+/// place; the backward keeps only the softmax weights. Elsewhere, and for empty tensors,
 /// [`multi_head_attention_portable`].
 ///
 /// # Panics
 /// If `heads` is zero or `3 heads` does not divide the last dimension.
 pub fn multi_head_attention(packed: Tensor<3>, heads: usize, dropout: f64) -> Tensor<3> {
-    assert!(
-        heads > 0 && packed.dims()[2].is_multiple_of(3 * heads),
-        "the packed projections do not split into 3 x {heads} heads"
-    );
+    check_heads(&packed, heads);
     #[cfg(feature = "flex")]
-    if crate::flex::runs(&packed.device(), packed.dtype()) {
+    if crate::flex::runs(&packed.device(), packed.dtype()) && packed.shape().num_elements() > 0 {
         return crate::flex::multi_head_attention(packed, heads, dropout);
     }
     multi_head_attention_portable(packed, heads, dropout)
@@ -28,7 +25,11 @@ pub fn multi_head_attention(packed: Tensor<3>, heads: usize, dropout: f64) -> Te
 
 /// The portable default of [`multi_head_attention`]: the heads split out by reshapes,
 /// batched matrix products, [`crate::softmax`] and [`crate::dropout`].
+///
+/// # Panics
+/// As [`multi_head_attention`].
 pub fn multi_head_attention_portable(packed: Tensor<3>, heads: usize, dropout: f64) -> Tensor<3> {
+    check_heads(&packed, heads);
     let [b, l, packed_width] = packed.dims();
     let c = packed_width / 3;
     let d = c / heads;
@@ -46,4 +47,12 @@ pub fn multi_head_attention_portable(packed: Tensor<3>, heads: usize, dropout: f
         weights = crate::dropout(weights, dropout, false);
     }
     weights.matmul(value).swap_dims(1, 2).reshape([b, l, c])
+}
+
+/// Panics unless `heads` is positive and `3 heads` divides the last dimension of `packed`.
+fn check_heads(packed: &Tensor<3>, heads: usize) {
+    assert!(
+        heads > 0 && packed.dims()[2].is_multiple_of(3 * heads),
+        "the packed projections do not split into 3 x {heads} heads"
+    );
 }

@@ -1,5 +1,5 @@
 //! Multi-head self-attention straight from the packed projections `[K | V | Q]`
-//! `(B, L, 3c)`, one sample at a time and head after head, on contiguous `f32` slices.
+//! `(B, L, 3c)`, one sample per task and head after head, on contiguous `f32` slices.
 //!
 //! Per sample and head `h` (channels `h d..(h + 1) d` of each third, `d = c / heads`):
 //! `S = Q Kᵀ` (`L x L`), `P = softmax(S / √d)` row by row, `D = P ⊙ M / keep` (dropout,
@@ -10,10 +10,9 @@
 //! Backward, with `s = 1 / √d`: `dV = Dᵀ dO`, `dD = dO Vᵀ`, `dP = dD ⊙ M / keep`,
 //! `dS = s P ⊙ (dP - Σ_row dP ⊙ P)`, `dQ = dS K`, `dK = dSᵀ Q`.
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::math::{matmul, sized, with_scratch, with_widest_simd};
+use super::math::{matmul, per_sample_parallelism, sized, with_scratch, with_widest_simd};
 use super::rows::{Mask, mask_in_place, softmax_grad_in_place, softmax_in_place};
 
 /// The sizes of one attention: `batch` samples of `len` positions, `heads` heads of
@@ -47,13 +46,10 @@ impl AttentionShape {
         ((sample * self.heads + head) * self.len * self.len) as u64
     }
 
-    /// One sample per worker, or, with fewer samples than workers, each product threaded.
-    fn parallelism(&self) -> Parallelism {
-        if self.batch < rayon::current_num_threads() {
-            Parallelism::Rayon(0)
-        } else {
-            Parallelism::None
-        }
+    /// The offsets of head `h`'s key, value and query channels in a packed row.
+    fn offsets(&self, h: usize) -> (usize, usize, usize) {
+        let (c, d) = (self.channels(), self.width);
+        (h * d, c + h * d, 2 * c + h * d)
     }
 }
 
@@ -86,16 +82,16 @@ pub fn forward(
     let (l, c, d) = (s.len, s.channels(), s.width);
     let block = l * l;
     let mut out = vec![0.0f32; s.batch * l * c];
-    let parallelism = s.parallelism();
+    let parallelism = per_sample_parallelism(s.batch);
     let sample = |b: usize, out: &mut [f32], mut weights: Option<&mut [f32]>| {
         let packed = &packed[b * l * 3 * c..][..l * 3 * c];
-        with_scratch(|[scores, dropped]| {
+        with_scratch(|[scores, dropped_buf]| {
             for h in 0..s.heads {
                 let p = match weights.as_deref_mut() {
                     Some(w) => &mut w[h * block..][..block],
                     None => sized(scores, block),
                 };
-                let (key, value, query) = (h * d, c + h * d, 2 * c + h * d);
+                let (key, value, query) = s.offsets(h);
                 let stride = 3 * c as isize;
                 matmul(
                     [l, l, d],
@@ -116,7 +112,7 @@ pub fn forward(
                             .for_each(|row| softmax_in_place(row, scale))
                     },
                 );
-                let p = dropped_out(p, dropped, mask, s.first_weight(b, h));
+                let p = dropped_out(p, dropped_buf, mask, s.first_weight(b, h));
                 matmul(
                     [l, d, l],
                     &mut out[h * d..],
@@ -153,7 +149,7 @@ pub fn backward(
     let (l, c, d) = (s.len, s.channels(), s.width);
     let block = l * l;
     let stride = 3 * c as isize;
-    let parallelism = s.parallelism();
+    let parallelism = per_sample_parallelism(s.batch);
     let mut d_packed = vec![0.0f32; packed.len()];
     d_packed
         .par_chunks_mut(l * 3 * c)
@@ -162,12 +158,12 @@ pub fn backward(
             let packed = &packed[b * l * 3 * c..][..l * 3 * c];
             let d_out = &d_out[b * l * c..][..l * c];
             let weights = &weights[b * s.heads * block..][..s.heads * block];
-            with_scratch(|[dropped, d_scores]| {
+            with_scratch(|[dropped_buf, d_scores]| {
                 for h in 0..s.heads {
                     let p = &weights[h * block..][..block];
-                    let (key, value, query) = (h * d, c + h * d, 2 * c + h * d);
+                    let (key, value, query) = s.offsets(h);
                     let first = s.first_weight(b, h);
-                    let dropped = dropped_out(p, dropped, mask, first);
+                    let dropped = dropped_out(p, dropped_buf, mask, first);
                     // dV = Dᵀ dO.
                     matmul(
                         [l, d, l],

@@ -9,6 +9,10 @@
 //!   accumulator per worker), so the inner dimension of the product is the whole `N H W`;
 //! - input gradient: `dcols_t[K, P] = Wᵀ[K, Co] · dY_t[Co, P]`, scattered back and added
 //!   into `dx` (col2im); these tiles hold whole samples, so no two write the same pixel.
+//!
+//! 1x1 kernels without padding skip the tiles (one product per sample), and the forward of
+//! 3x3 "same" kernels with enough channels on maps of 8x8 or more is Winograd's
+//! ([`super::winograd`]).
 
 use std::ops::Range;
 
@@ -16,7 +20,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::math::{
-    add_scalar, matmul, run_len, sized, sum, sum_runs, with_scratch, with_widest_simd,
+    add_scalar, matmul, per_sample_parallelism, run_len, sized, sum, sum_runs, with_scratch,
+    with_widest_simd,
 };
 use super::winograd;
 
@@ -304,16 +309,6 @@ fn gather_tile(src: &[f32], g: &ConvGeometry, tile: &Tile, dst: &mut [f32]) {
 /// The gemm's own threading, used only when the whole product is one tile.
 fn inner_parallelism(tiles: usize, flops: usize) -> Parallelism {
     if tiles == 1 && flops >= 1 << 22 {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    }
-}
-
-/// The gemm's own threading for the per-sample products of a pointwise convolution: only
-/// when there are fewer samples than workers.
-fn per_sample_parallelism(batch: usize) -> Parallelism {
-    if batch < rayon::current_num_threads() {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
@@ -745,6 +740,38 @@ mod tests {
             let (dw, db) = weight_grad(&x, &dy, &g);
             assert_close(&dw, &dw_want);
             assert_close(&db, &db_want);
+        }
+    }
+
+    #[test]
+    fn winograd_forward_matches_the_definition() {
+        // Odd and even sides, one sample and three, written and added to `y`.
+        for (batch, size, [ci, co]) in [(1, 8, [32, 40]), (3, 9, [33, 32])] {
+            let g = ConvGeometry {
+                c_in: ci,
+                c_out: co,
+                ..geometry(batch, size, 3, 1, (1, 1))
+            };
+            assert!(super::winograd::applies(&g), "{g:?} takes Winograd");
+            let x = values(batch * ci * size * (size + 1), 7);
+            let w = values(co * ci * 9, 8);
+            let bias = values(co, 9);
+            let plane = g.out().iter().product::<usize>();
+            let want: Vec<f64> = direct(&x, &w, &g)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + bias[(i / plane) % co] as f64)
+                .collect();
+            assert_close(&forward(&x, &w, Some(&bias), &g), &want);
+            let start = values(want.len(), 10);
+            let mut y = start.clone();
+            forward_into(&x, &w, Some(&bias), &g, &mut y, true);
+            let added: Vec<f64> = want
+                .iter()
+                .zip(&start)
+                .map(|(w, s)| w + *s as f64)
+                .collect();
+            assert_close(&y, &added);
         }
     }
 }

@@ -250,6 +250,16 @@ pub fn matmul(
     }
 }
 
+/// The gemm's own threading for products done one sample per task: only when there are
+/// fewer samples than workers.
+pub fn per_sample_parallelism(batch: usize) -> Parallelism {
+    if batch < rayon::current_num_threads() {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    }
+}
+
 thread_local! {
     /// Each thread's two scratch buffers, kept across calls so that they are neither
     /// allocated nor zeroed again once they are large enough.

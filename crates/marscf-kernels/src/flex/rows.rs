@@ -143,6 +143,7 @@ pub fn dropout(x: &[f32], mask: Mask) -> Vec<f32> {
 /// `first..` of a tensor dropped out by it.
 #[inline(always)]
 pub fn mask_in_place(v: &mut [f32], first: u64, mask: Mask) {
+    debug_assert!(mask.run <= 1, "a per-element mask");
     let (threshold, scale) = (mask.threshold(), mask.scale());
     for (e, v) in v.iter_mut().enumerate() {
         *v = if kept(mask.seed, first + e as u64, threshold) {

@@ -27,12 +27,15 @@ const MIN_CHANNELS: usize = 32;
 /// map has 16 pixels, its four patches 64 values).
 const MIN_SIDE: usize = 8;
 
-/// Output blocks per chunk: the chunk's transformed input and products stay in the caches.
+/// Output blocks per chunk at least (chunks hold whole samples): enough for wide products,
+/// few enough that a chunk's transformed input and products stay in the caches on the
+/// model's maps (16x16 and smaller).
 const BLOCKS_PER_CHUNK: usize = 64;
 
 /// Whether [`forward_into`] computes this convolution.
 pub fn applies(g: &ConvGeometry) -> bool {
-    g.kernel == [3, 3]
+    g.batch > 0
+        && g.kernel == [3, 3]
         && g.dilation == [1, 1]
         && g.padding == [(1, 1), (1, 1)]
         && g.c_in >= MIN_CHANNELS
