@@ -10,10 +10,14 @@
 //! Backward, with `s = 1 / √d`: `dV = Dᵀ dO`, `dD = dO Vᵀ`, `dP = dD ⊙ M / keep`,
 //! `dS = s P ⊙ (dP - Σ_row dP ⊙ P)`, `dQ = dS K`, `dK = dSᵀ Q`.
 
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::math::{matmul, per_sample_parallelism, sized, with_scratch, with_widest_simd};
 use super::rows::{Mask, mask_in_place, softmax_grad_in_place, softmax_in_place};
+
+/// A matrix operand: its elements and the distance between its rows.
+type Rows<'a> = (&'a [f32], usize);
 
 /// The sizes of one attention: `batch` samples of `len` positions, `heads` heads of
 /// `width` channels each.
@@ -44,6 +48,58 @@ impl AttentionShape {
     /// `(B, heads, L, L)` weights (the numbering [`super::rows::dropout`] uses).
     fn first_weight(&self, sample: usize, head: usize) -> u64 {
         ((sample * self.heads + head) * self.len * self.len) as u64
+    }
+
+    /// `dst[L, L] = a[L, d] · b[L, d]ᵀ` (the scores, or their gradient), each of `a` and `b`
+    /// given with the distance between its rows.
+    fn scores(
+        &self,
+        dst: &mut [f32],
+        (a, a_rows): Rows<'_>,
+        (b, b_rows): Rows<'_>,
+        parallelism: Parallelism,
+    ) {
+        let (l, d) = (self.len, self.width);
+        matmul(
+            [l, l, d],
+            dst,
+            [l as isize, 1],
+            a,
+            [a_rows as isize, 1],
+            b,
+            [1, b_rows as isize],
+            false,
+            parallelism,
+        );
+    }
+
+    /// `dst[L, d] = w[L, L] · v[L, d]`, or `wᵀ · v` with `transposed`, `dst` and `v` given
+    /// with the distance between their rows.
+    fn weighted(
+        &self,
+        (dst, dst_rows): (&mut [f32], usize),
+        w: &[f32],
+        transposed: bool,
+        (v, v_rows): Rows<'_>,
+        parallelism: Parallelism,
+    ) {
+        let (l, d) = (self.len, self.width);
+        let w_strides = if transposed {
+            [1, l as isize]
+        } else {
+            [l as isize, 1]
+        };
+        matmul(
+            [l, d, l],
+            dst,
+            [dst_rows as isize, 1],
+            w,
+            w_strides,
+            v,
+            [v_rows as isize, 1],
+            false,
+            parallelism,
+        );
     }
 
     /// The offsets of head `h`'s key, value and query channels in a packed row.
@@ -81,6 +137,7 @@ pub fn forward(
 ) -> Vec<f32> {
     let (l, c, d) = (s.len, s.channels(), s.width);
     let block = l * l;
+    let stride = 3 * c;
     let mut out = vec![0.0f32; s.batch * l * c];
     let parallelism = per_sample_parallelism(s.batch);
     let sample = |b: usize, out: &mut [f32], mut weights: Option<&mut [f32]>| {
@@ -92,16 +149,11 @@ pub fn forward(
                     None => sized(scores, block),
                 };
                 let (key, value, query) = s.offsets(h);
-                let stride = 3 * c as isize;
-                matmul(
-                    [l, l, d],
+                // S = Q Kᵀ, P = softmax(S / √d) in place, D = P ⊙ M / keep, O = D V.
+                s.scores(
                     p,
-                    [l as isize, 1],
-                    &packed[query..],
-                    [stride, 1],
-                    &packed[key..],
-                    [1, stride],
-                    false,
+                    (&packed[query..], stride),
+                    (&packed[key..], stride),
                     parallelism,
                 );
                 let scale = s.scale();
@@ -113,17 +165,8 @@ pub fn forward(
                     },
                 );
                 let p = dropped_out(p, dropped_buf, mask, s.first_weight(b, h));
-                matmul(
-                    [l, d, l],
-                    &mut out[h * d..],
-                    [c as isize, 1],
-                    p,
-                    [l as isize, 1],
-                    &packed[value..],
-                    [stride, 1],
-                    false,
-                    parallelism,
-                );
+                let o_head = (&mut out[h * d..], c);
+                s.weighted(o_head, p, false, (&packed[value..], stride), parallelism);
             }
         });
     };
@@ -148,7 +191,7 @@ pub fn backward(
 ) -> Vec<f32> {
     let (l, c, d) = (s.len, s.channels(), s.width);
     let block = l * l;
-    let stride = 3 * c as isize;
+    let stride = 3 * c;
     let parallelism = per_sample_parallelism(s.batch);
     let mut d_packed = vec![0.0f32; packed.len()];
     d_packed
@@ -165,28 +208,14 @@ pub fn backward(
                     let first = s.first_weight(b, h);
                     let dropped = dropped_out(p, dropped_buf, mask, first);
                     // dV = Dᵀ dO.
-                    matmul(
-                        [l, d, l],
-                        &mut d_packed[value..],
-                        [stride, 1],
-                        dropped,
-                        [1, l as isize],
-                        &d_out[h * d..],
-                        [c as isize, 1],
-                        false,
-                        parallelism,
-                    );
+                    let dv = (&mut d_packed[value..], stride);
+                    s.weighted(dv, dropped, true, (&d_out[h * d..], c), parallelism);
                     // dD = dO Vᵀ, then dP and dS in place.
                     let ds = sized(d_scores, block);
-                    matmul(
-                        [l, l, d],
+                    s.scores(
                         ds,
-                        [l as isize, 1],
-                        &d_out[h * d..],
-                        [c as isize, 1],
-                        &packed[value..],
-                        [1, stride],
-                        false,
+                        (&d_out[h * d..], c),
+                        (&packed[value..], stride),
                         parallelism,
                     );
                     let scale = s.scale();
@@ -202,28 +231,10 @@ pub fn backward(
                         },
                     );
                     // dQ = dS K, dK = dSᵀ Q.
-                    matmul(
-                        [l, d, l],
-                        &mut d_packed[query..],
-                        [stride, 1],
-                        ds,
-                        [l as isize, 1],
-                        &packed[key..],
-                        [stride, 1],
-                        false,
-                        parallelism,
-                    );
-                    matmul(
-                        [l, d, l],
-                        &mut d_packed[key..],
-                        [stride, 1],
-                        ds,
-                        [1, l as isize],
-                        &packed[query..],
-                        [stride, 1],
-                        false,
-                        parallelism,
-                    );
+                    let dq = (&mut d_packed[query..], stride);
+                    s.weighted(dq, ds, false, (&packed[key..], stride), parallelism);
+                    let dk = (&mut d_packed[key..], stride);
+                    s.weighted(dk, ds, true, (&packed[query..], stride), parallelism);
                 }
             });
         });
