@@ -7,11 +7,12 @@
 
 use std::path::PathBuf;
 
+use marscf::data::atomic_file::Existing;
 use marscf::report::save_image_grid;
 use marscf::{checkpoint, import, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    marscf::keep_freed_memory();
+    marscf::keep_freed_memory()?;
     let mut args = std::env::args().skip(1);
     let path = PathBuf::from(
         args.next()
@@ -27,8 +28,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         checkpoint::load(&path, &device)?
     };
     device.seed(0);
-    let images = model.sample(n, temperature);
-    save_image_grid(images, (n as f64).sqrt().ceil() as usize, &out)?;
+    let images = model.sample(n, temperature)?;
+    save_image_grid(
+        images,
+        (n as f64).sqrt().ceil() as usize,
+        &out,
+        Existing::Replace,
+    )?;
     println!(
         "{n} samples at temperature {temperature} written to {}",
         out.display()

@@ -19,7 +19,7 @@ use marscf::train::{OptimOptions, RunConfig, Silent, Start, TrainingData, train}
 use marscf::{DataInfo, MarScfConfig, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    marscf::keep_freed_memory();
+    marscf::keep_freed_memory()?;
     let mut args = std::env::args().skip(1);
     let root = PathBuf::from(
         args.next()

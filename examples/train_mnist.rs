@@ -19,7 +19,7 @@ use marscf::train::{RunConfig, Start, TrainingData, train};
 use marscf::{DataInfo, MarScfConfig, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    marscf::keep_freed_memory();
+    marscf::keep_freed_memory()?;
     let mut args = std::env::args().skip(1);
     let minutes: f64 = args.next().map(|m| m.parse()).transpose()?.unwrap_or(5.0);
     let out = PathBuf::from(args.next().unwrap_or_else(|| "runs/train_mnist".into()));

@@ -1,7 +1,8 @@
 //! Native checkpoints: the weights in Burn's burnpack format (`<name>.bpk`) with a
 //! description beside them (`<name>.json`): the model's configuration, the data it was
-//! trained on and the run's settings. Both files are written to a temporary file and
-//! renamed, so an interrupted save never leaves a broken checkpoint.
+//! trained on and the run's settings. Both files are written whole under a temporary name
+//! and renamed, the description first, so an interrupted save never leaves a broken
+//! checkpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +10,11 @@ use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{BurnpackStore, ModuleAdapter, ModuleSnapshot, ModuleStore};
 use burn::tensor::Device;
 
+use marscf_data::atomic_file::Existing;
 use serde::{Deserialize, Serialize};
 
 use crate::data_info::DataInfo;
+use crate::files;
 use crate::params::for_each_param;
 use crate::train::RunConfig;
 use crate::{MarScf, MarScfConfig, ModelError};
@@ -53,30 +56,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// A temporary file beside `path`, unique to this process.
-fn temporary_for(path: &Path) -> PathBuf {
-    with_suffix(path, &format!(".tmp-{}", std::process::id()))
-}
-
-/// Renames the complete `temporary` onto `path` (removing `temporary` if that fails).
-fn replace_with(temporary: &Path, path: &Path) -> Result<(), ModelError> {
-    std::fs::rename(temporary, path).map_err(|e| {
-        let _ = std::fs::remove_file(temporary);
-        ModelError::io("rename a temporary file onto", path)(e)
-    })
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename: at
-/// every moment `path` holds either its old or its new complete content.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let temporary = temporary_for(path);
-    std::fs::write(&temporary, bytes).map_err(ModelError::io("write", &temporary))?;
-    replace_with(&temporary, path)
-}
-
-/// Saves `model` as `<path>.bpk` + `<path>.json` (its configuration and `origin`), each
-/// written to a temporary file and renamed, so an existing checkpoint is replaced only by
-/// complete files.
+/// Saves `model` as `<path>.json` (its configuration and `origin`), then `<path>.bpk`,
+/// each written whole under a temporary name and renamed ([`marscf_data::atomic_file`]). The weights'
+/// rename comes last: a reader finds either no weights or weights with their description
+/// beside them, and an existing checkpoint is replaced only by complete files.
 pub fn save(model: &MarScf, origin: &Origin, path: &Path) -> Result<(), ModelError> {
     let (weights, config) = checkpoint_files(path);
     if let Some(dir) = weights.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -87,15 +70,15 @@ pub fn save(model: &MarScf, origin: &Origin, path: &Path) -> Result<(), ModelErr
         origin: origin.clone(),
     };
     let json = serde_json::to_string_pretty(&info).expect("checkpoint information serialises");
-    let temporary = temporary_for(&weights);
-    let mut store = BurnpackStore::from_file(&temporary)
-        .auto_extension(false)
-        .overwrite(true);
+    let mut store = BurnpackStore::from_bytes(None);
     model
         .save_into(&mut store)
         .map_err(ModelError::format(&weights, "cannot write the weights"))?;
-    replace_with(&temporary, &weights)?;
-    write_atomic(&config, json.as_bytes())
+    let bytes = store
+        .get_bytes()
+        .map_err(ModelError::format(&weights, "cannot write the weights"))?;
+    files::write(&config, json.as_bytes(), Existing::Replace)?;
+    files::write(&weights, &bytes, Existing::Replace)
 }
 
 /// Reads what a checkpoint's `.json` says. A file holding only a model configuration (as

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use marscf_data::{DatasetName, MnistLayout};
+use marscf_data::{DatasetName, ImageSet, MnistLayout};
 use serde::{Deserialize, Serialize};
 
 /// The reference's preprocessing, as recorded: 8-bit pixels `k` become
@@ -30,6 +30,13 @@ pub struct DataInfo {
     /// The run evaluated on only the first this many test images (`None`: all of them).
     #[serde(default)]
     pub test_images: Option<usize>,
+    /// Training images the run was given (`None` in checkpoints that did not record it).
+    #[serde(default)]
+    pub train_images: Option<usize>,
+    /// [`ImageSet::fingerprint`] of the training images, hex (`None` likewise): a resume on
+    /// other data is refused.
+    #[serde(default)]
+    pub train_fingerprint: Option<String>,
 }
 
 impl DataInfo {
@@ -45,6 +52,30 @@ impl DataInfo {
             root,
             preprocessing: REFERENCE_PREPROCESSING.to_string(),
             test_images: None,
+            train_images: None,
+            train_fingerprint: None,
+        }
+    }
+
+    /// The same description, recording the count and fingerprint of `train`, the training
+    /// images a run is given.
+    pub fn with_training_set(self, train: &ImageSet) -> Self {
+        Self {
+            train_images: Some(train.len()),
+            train_fingerprint: Some(format!("{:08x}", train.fingerprint())),
+            ..self
+        }
+    }
+
+    /// Fills what a description written before these were recorded lacks from `current`
+    /// (so that an old checkpoint compares with the run given on what it recorded).
+    pub fn or_recorded_from(self, current: &DataInfo) -> Self {
+        Self {
+            train_images: self.train_images.or(current.train_images),
+            train_fingerprint: self
+                .train_fingerprint
+                .or_else(|| current.train_fingerprint.clone()),
+            ..self
         }
     }
 

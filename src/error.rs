@@ -49,6 +49,23 @@ pub enum ModelError {
         /// The file.
         path: PathBuf,
     },
+    /// A setting out of its range (a run's, see [`RunConfig::validate`](crate::train::RunConfig::validate),
+    /// or an evaluation's).
+    #[error("{name} = {value} is out of range: it must be {rule}")]
+    Setting {
+        /// The setting's name (the command line's option, with `_` for `-`).
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// Its range, in words.
+        rule: &'static str,
+    },
+    /// An evaluation that would score no image: its mean would be undefined.
+    #[error("no image to score: {reason}")]
+    NothingToScore {
+        /// Why, with the numbers.
+        reason: String,
+    },
     /// A bit depth outside `1..=8`.
     #[error("bits per pixel value must be in 1..=8, got {bits}")]
     BitDepth {

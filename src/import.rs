@@ -147,10 +147,57 @@ impl KeyTable {
 /// Reference parameters that the reference builds but never uses, accepted and dropped:
 /// the top level's conditioning network (the top level has nothing to condition on).
 pub fn is_reference_only(key: &str, levels: usize) -> bool {
-    key.starts_with(&format!(
-        "flow.c_prior.prior_list.{}.z1_cond_network.",
-        levels - 1
-    ))
+    levels.checked_sub(1).is_some_and(|top| {
+        key.starts_with(&format!("flow.c_prior.prior_list.{top}.z1_cond_network."))
+    })
+}
+
+/// Why the model's shape cannot be inferred from a reference checkpoint's keys (see
+/// [`infer_config`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InferError {
+    /// Neither flow modules (`flow.layers.<i>`) nor prior levels (`flow.c_prior...`).
+    #[error("no flow or prior keys")]
+    NoModel,
+    /// The number of flow modules is not `L (K + 2) - 1` for the `L` prior levels.
+    #[error("cannot infer K: {modules} modules for {levels} levels")]
+    Steps {
+        /// Flow modules found.
+        modules: usize,
+        /// Prior levels found.
+        levels: usize,
+    },
+    /// A key the inference reads is absent.
+    #[error("no key {key}")]
+    MissingKey {
+        /// The reference's key (prefix stripped).
+        key: String,
+    },
+    /// A tensor the inference reads has another rank than the reference gives it.
+    #[error("{key}: expected a tensor of rank {rank}, shape {expected}, found shape {found:?}")]
+    Rank {
+        /// The reference's key (prefix stripped).
+        key: String,
+        /// The rank the reference gives it.
+        rank: usize,
+        /// Its shape in the reference's terms.
+        expected: &'static str,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// The MixLogCDF output convolution's channels are not `half (3 k + 2)`, `k >= 1`.
+    #[error(
+        "cannot infer the mixture components from {out_channels} output channels for {half} input channels"
+    )]
+    Components {
+        /// Output channels of `nn.out_conv`.
+        out_channels: usize,
+        /// Input channels of `nn.in_conv` (half the step's channels).
+        half: usize,
+    },
+    /// The first flow step's coupling has neither the affine nor the MixLogCDF keys.
+    #[error("cannot infer the coupling: neither affine (NN_net) nor MixLogCDF (nn.in_conv) keys")]
+    Coupling,
 }
 
 /// What [`load_reference`] did besides loading.
@@ -212,14 +259,21 @@ pub fn load_reference(
     let (config, config_inferred) = match config {
         Some(config) => (config.clone(), false),
         None => (
-            infer_config(&tensors, image_side).map_err(|m| ModelError::invalid(path, m))?,
+            infer_config(&tensors, image_side).map_err(ModelError::format(
+                path,
+                "cannot infer the model's configuration from its keys",
+            ))?,
             true,
         ),
     };
     let (ignored, kept): (Vec<_>, Vec<_>) = tensors
         .into_values()
         .partition(|t| is_reference_only(&t.name, config.flow.levels));
-    let (renamed, _) = KeyTable::new(&config).remapper.remap(kept);
+    let (renamed, names) = KeyTable::new(&config).remapper.remap(kept);
+    let reference_keys: BTreeMap<String, String> = names
+        .into_iter()
+        .map(|(native, reference)| (native, format!("{prefix}{reference}")))
+        .collect();
 
     let mut model = config.init(device)?;
     let (loaded, problems) = apply_tensors(
@@ -229,7 +283,15 @@ pub fn load_reference(
         true,
         path,
         partial,
-    )?;
+    )
+    .map_err(|err| match err {
+        ModelError::Mismatch { path, problems } => ModelError::Mismatch {
+            path,
+            problems: name_reference_keys(problems, &reference_keys),
+        },
+        other => other,
+    })?;
+    let problems = name_reference_keys(problems, &reference_keys);
     let report = ImportReport {
         image_size_assumed: config_inferred && image_side.is_none(),
         config,
@@ -242,18 +304,51 @@ pub fn load_reference(
     Ok((model, report))
 }
 
+/// Appends to each problem that quotes a parameter path (`'flow.levels.0...'`) the
+/// checkpoint key it was read from, `reference_keys` mapping one to the other.
+fn name_reference_keys(
+    problems: Vec<String>,
+    reference_keys: &BTreeMap<String, String>,
+) -> Vec<String> {
+    problems
+        .into_iter()
+        .map(|problem| {
+            let quoted = problem.split('\'').skip(1).step_by(2);
+            match quoted.filter_map(|path| reference_keys.get(path)).next() {
+                Some(key) => format!("{problem} (checkpoint key {key})"),
+                None => problem,
+            }
+        })
+        .collect()
+}
+
 /// The prefix before `flow.layers.` shared by the checkpoint's keys, if any key has it.
 fn state_dict_prefix<'a>(keys: impl Iterator<Item = &'a String>) -> Option<String> {
     keys.filter_map(|key| key.find("flow.layers.").map(|at| key[..at].to_string()))
         .min_by_key(|p| p.len())
 }
 
-/// The tensor `key`'s dims, or an error naming it.
-fn dims<'a>(tensors: &'a BTreeMap<String, PackTensor>, key: &str) -> Result<&'a [usize], String> {
-    tensors
-        .get(key)
-        .map(|t| t.shape.as_slice())
-        .ok_or_else(|| format!("cannot infer the configuration: no key {key}"))
+/// The shape of tensor `key`, which the reference gives rank `R` and shape `expected` (in
+/// its own terms, e.g. `[1, 4 C, 1, 1]`); an error naming the key if it is absent or of
+/// another rank.
+fn dims<const R: usize>(
+    tensors: &BTreeMap<String, PackTensor>,
+    key: &str,
+    expected: &'static str,
+) -> Result<[usize; R], InferError> {
+    let tensor = tensors.get(key).ok_or_else(|| InferError::MissingKey {
+        key: key.to_string(),
+    })?;
+    tensor
+        .shape
+        .as_slice()
+        .try_into()
+        .map_err(|_| InferError::Rank {
+            key: key.to_string(),
+            rank: R,
+            expected,
+            found: tensor.shape.as_slice().to_vec(),
+        })
 }
 
 /// The image side the reference trains an `L`-level model on: 64 for `L = 4` (ImageNet
@@ -266,11 +361,12 @@ pub fn reference_image_side(levels: usize) -> usize {
 /// number of modules (`L (K + 2) - 1`), the hidden width from the first coupling network,
 /// the image channels from the first ActNorm (`4 C`), the coupling from its parameter
 /// names, the prior's width and depth from its LSTM. The image size leaves no trace in
-/// the weights: `image_side` if given, else [`reference_image_side`].
+/// the weights: `image_side` if given, else [`reference_image_side`]. Every tensor it reads
+/// must have the reference's rank.
 pub fn infer_config(
     tensors: &BTreeMap<String, PackTensor>,
     image_side: Option<usize>,
-) -> Result<MarScfConfig, String> {
+) -> Result<MarScfConfig, InferError> {
     let levels = tensors
         .keys()
         .filter_map(|k| number_after(k, "flow.c_prior.prior_list."))
@@ -281,25 +377,30 @@ pub fn infer_config(
         .filter_map(|k| number_after(k, "flow.layers."))
         .max();
     let (Some(last_module), true) = (last_module, levels > 0) else {
-        return Err("cannot infer the configuration: no flow or prior keys".into());
+        return Err(InferError::NoModel);
     };
-    if (last_module + 2) % levels != 0 || (last_module + 2) / levels < 3 {
-        return Err(format!(
-            "cannot infer K: {} modules for {levels} levels",
-            last_module + 1
-        ));
+    // `last_module` is parsed from a key: saturate rather than overflow on a huge index.
+    let modules_plus_one = last_module.saturating_add(2);
+    if modules_plus_one % levels != 0 || modules_plus_one / levels < 3 {
+        return Err(InferError::Steps {
+            modules: last_module.saturating_add(1),
+            levels,
+        });
     }
-    let steps = (last_module + 2) / levels - 2;
-    let channels = dims(tensors, "flow.layers.1.actnormlayer.bias")?[1] / 4;
+    let steps = modules_plus_one / levels - 2;
+    let [_, channels_4, _, _] =
+        dims::<4>(tensors, "flow.layers.1.actnormlayer.bias", "[1, 4 C, 1, 1]")?;
+    let channels = channels_4 / 4;
     let (coupling, hidden) = infer_coupling(tensors)?;
     let lstm_layers = tensors
         .keys()
         .filter_map(|k| k.strip_prefix("flow.c_prior.prior_list.0.prior_lstm.lstm.weight_ih_l"))
         .count();
-    let prior_hidden = dims(
+    let [prior_hidden, _, _, _] = dims::<4>(
         tensors,
         "flow.c_prior.prior_list.0.prior_lstm.conv_embed.weight",
-    )?[0];
+        "[hidden, in, k, k]",
+    )?;
     let side = image_side.unwrap_or_else(|| reference_image_side(levels));
     let flow = MultiScaleFlowConfig::new([channels, side, side], levels, steps, hidden)
         .with_coupling(coupling);
@@ -316,21 +417,30 @@ fn number_after(key: &str, marker: &str) -> Option<usize> {
 
 /// The coupling of the first flow step and its hidden width, from its parameter names and
 /// shapes (MixLogCDF: the mixture components from the output channels, `half (3 k + 2)`).
-fn infer_coupling(tensors: &BTreeMap<String, PackTensor>) -> Result<(CouplingKind, usize), String> {
+fn infer_coupling(
+    tensors: &BTreeMap<String, PackTensor>,
+) -> Result<(CouplingKind, usize), InferError> {
     if tensors.contains_key("flow.layers.1.coupling.NN_net.conv1.weight") {
-        Ok((
-            CouplingKind::Affine,
-            dims(tensors, "flow.layers.1.coupling.NN_net.conv1.weight")?[0],
-        ))
+        let [hidden, _, _, _] = dims::<4>(
+            tensors,
+            "flow.layers.1.coupling.NN_net.conv1.weight",
+            "[hidden, C / 2, 3, 3]",
+        )?;
+        Ok((CouplingKind::Affine, hidden))
     } else if tensors.contains_key("flow.layers.1.coupling.nn.in_conv.conv.weight_v") {
-        let in_conv = dims(tensors, "flow.layers.1.coupling.nn.in_conv.conv.weight_v")?;
-        let out_channels = dims(tensors, "flow.layers.1.coupling.nn.out_conv.conv.weight_v")?[0];
-        let (hidden, half) = (in_conv[0], in_conv[1]);
+        let [hidden, half, _, _] = dims::<4>(
+            tensors,
+            "flow.layers.1.coupling.nn.in_conv.conv.weight_v",
+            "[hidden, C / 2, k, k]",
+        )?;
+        let [out_channels, _, _, _] = dims::<4>(
+            tensors,
+            "flow.layers.1.coupling.nn.out_conv.conv.weight_v",
+            "[C / 2 (3 components + 2), hidden, k, k]",
+        )?;
         let per_channel = out_channels / half.max(1);
         if out_channels % half.max(1) != 0 || per_channel < 5 || (per_channel - 2) % 3 != 0 {
-            return Err(format!(
-                "cannot infer the mixture components from {out_channels} output channels"
-            ));
+            return Err(InferError::Components { out_channels, half });
         }
         let blocks = tensors
             .keys()
@@ -342,9 +452,6 @@ fn infer_coupling(tensors: &BTreeMap<String, PackTensor>) -> Result<(CouplingKin
             .with_blocks(blocks);
         Ok((CouplingKind::MixLogCdf(mixlogcdf), hidden))
     } else {
-        Err(
-            "cannot infer the coupling: neither affine (NN_net) nor MixLogCDF (nn.in_conv) keys"
-                .into(),
-        )
+        Err(InferError::Coupling)
     }
 }

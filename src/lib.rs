@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod data_info;
 pub mod device;
 mod error;
+mod files;
 pub mod import;
 mod memory;
 pub mod model;
@@ -26,6 +27,11 @@ pub use marscf_core as core;
 pub use marscf_data as data;
 pub use marscf_kernels as kernels;
 pub use marscf_prior as prior;
-pub use memory::keep_freed_memory;
+pub use memory::{AllocatorError, FreedMemoryPolicy, keep_freed_memory};
 pub use model::{MarScf, MarScfConfig, ModelOutput, PriorKind};
 pub use objective::{bits_per_dim, dequantize, objective_start};
+
+/// The README's code, compiled by `cargo test` (doctests) so that it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -281,15 +281,16 @@ impl MarScf {
     }
 
     /// `n` samples `(n, C, H, W)`, the prior's noise scaled by `temperature`. Runs without
-    /// autodiff whatever the model's device.
-    pub fn sample(&self, n: usize, temperature: f64) -> Tensor<4> {
+    /// autodiff whatever the model's device. Fails when a flow step's 1x1 convolution
+    /// cannot be inverted (see [`marscf_core::MultiScaleFlow::check_invertible`]).
+    pub fn sample(&self, n: usize, temperature: f64) -> Result<Tensor<4>, ModelError> {
         let model = self.valid();
         let device = model
             .devices()
             .into_iter()
             .next()
             .expect("a model has parameters on a device");
-        model.flow.sample(&model.prior(), n, temperature, &device)
+        Ok(model.flow.sample(&model.prior(), n, temperature, &device)?)
     }
 }
 

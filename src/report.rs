@@ -8,8 +8,9 @@ use burn::tensor::Tensor;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
-use crate::checkpoint::write_atomic;
+use marscf_data::atomic_file::Existing;
+
+use crate::{ModelError, files};
 
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,7 +65,7 @@ pub fn truncate_metrics(path: &Path, step: u64) -> Result<(), ModelError> {
     if !text.is_empty() {
         text.push('\n');
     }
-    write_atomic(path, text.as_bytes())
+    files::write(path, text.as_bytes(), Existing::Replace)
 }
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
@@ -76,8 +77,11 @@ fn register_font() {
     });
 }
 
+/// Width and height of the learning curve, in pixels.
+const PLOT_SIZE: (u32, u32) = (900, 560);
+
 /// Draws train (thin, every step) and test (thick, at evaluations) bits/dim against
-/// steps into a PNG at `path`.
+/// steps into a PNG at `path` (replaced whole).
 pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelError> {
     register_font();
     let train: Vec<(f64, f64)> = records
@@ -100,9 +104,10 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
     } else {
         (0.0, 8.0)
     };
-    let temporary = path.with_extension("tmp.png");
+    let (width, height) = PLOT_SIZE;
+    let mut pixels = vec![0u8; width as usize * height as usize * 3];
     {
-        let root = BitMapBackend::new(&temporary, (900, 560)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, PLOT_SIZE).into_drawing_area();
         let draw = |e: &dyn std::fmt::Display| {
             ModelError::invalid(path, format!("cannot draw the plot: {e}"))
         };
@@ -141,12 +146,21 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
             .map_err(|e| draw(&e))?;
         root.present().map_err(|e| draw(&e))?;
     }
-    std::fs::rename(&temporary, path).map_err(ModelError::io("rename onto", path))
+    let canvas = image::RgbImage::from_raw(width, height, pixels)
+        .expect("the buffer holds width x height RGB pixels");
+    write_png(&canvas, path, Existing::Replace)
 }
 
 /// Saves images `(N, C, H, W)` in `[-0.5, 0.5]` as a PNG grid, `per_row` per row with a
-/// 2-pixel border; values are clamped, NaN shows as black. One or three channels.
-pub fn save_image_grid(images: Tensor<4>, per_row: usize, path: &Path) -> Result<(), ModelError> {
+/// 2-pixel border; values are clamped, NaN shows as black. One or three channels. An
+/// existing `path` is replaced whole, or with [`Existing::Keep`] left as it is
+/// ([`ModelError::Exists`]).
+pub fn save_image_grid(
+    images: Tensor<4>,
+    per_row: usize,
+    path: &Path,
+    existing: Existing,
+) -> Result<(), ModelError> {
     let [n, c, h, w] = images.dims();
     let values: Vec<f32> = images
         .into_data()
@@ -177,9 +191,14 @@ pub fn save_image_grid(images: Tensor<4>, per_row: usize, path: &Path) -> Result
             }
         }
     }
-    let temporary = path.with_extension("tmp.png");
+    write_png(&canvas, path, existing)
+}
+
+/// Encodes `canvas` as PNG and writes it to `path` through [`files::write`].
+fn write_png(canvas: &image::RgbImage, path: &Path, existing: Existing) -> Result<(), ModelError> {
+    let mut png = std::io::Cursor::new(Vec::new());
     canvas
-        .save_with_format(&temporary, image::ImageFormat::Png)
-        .map_err(ModelError::format(&temporary, "cannot write the PNG"))?;
-    std::fs::rename(&temporary, path).map_err(ModelError::io("rename onto", path))
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(ModelError::format(path, "cannot encode the PNG"))?;
+    files::write(path, png.get_ref(), existing)
 }

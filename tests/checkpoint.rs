@@ -14,7 +14,7 @@ use common::{
 };
 use marscf::checkpoint::{Origin, checkpoint_files, load, save};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
-use marscf::import::load_reference;
+use marscf::import::{InferError, load_reference};
 use marscf::{MarScfConfig, ModelError, PriorKind};
 
 fn small_config() -> MarScfConfig {
@@ -312,4 +312,133 @@ fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
         .unwrap_err();
     assert!(matches!(missing, ModelError::Format { .. }), "{missing}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn reference_tensors_of_too_low_a_rank_are_errors_naming_the_key() {
+    let device = device();
+    let source = affine_fixture_checkpoint();
+    let dir = temp_dir("low-rank");
+    // (key, new shape, what the error says was expected): the configuration is inferred
+    // from the first three (shapes [1, 12, 1, 1], [16, 6, 3, 3], [32, 5, 5, 5]); the
+    // fourth only reaches the model.
+    let cases: [(&str, &[usize], &str); 4] = [
+        ("flow.layers.1.actnormlayer.bias", &[12], "rank 4"),
+        (
+            "flow.layers.1.coupling.NN_net.conv1.weight",
+            &[16],
+            "rank 4",
+        ),
+        (
+            "flow.c_prior.prior_list.0.prior_lstm.conv_embed.weight",
+            &[],
+            "rank 4",
+        ),
+        (
+            "flow.layers.2.coupling.NN_net.conv2.weight",
+            &[16, 16],
+            "[16, 16, 1, 1]",
+        ),
+    ];
+    for (key, shape, expected) in cases {
+        let path = dir.join("low-rank.pt");
+        rewrite_checkpoint(&source, &path, |p| reshape_tensor(p, key, shape));
+        let err = load_reference(&path, None, None, false, &device)
+            .map(|_| ())
+            .unwrap_err();
+        let chain = error_chain(&err);
+        let typed = match &err {
+            ModelError::Format {
+                source: Some(source),
+                ..
+            } => matches!(
+                source.downcast_ref::<InferError>(),
+                Some(InferError::Rank { key: k, rank: 4, found, .. }) if k == key && found == shape
+            ),
+            ModelError::Mismatch { .. } => key.starts_with("flow.layers.2."),
+            _ => false,
+        };
+        assert!(typed, "{key}: {err:?}");
+        assert!(chain.contains(key), "{key}: {chain}");
+        assert!(chain.contains(&format!("{shape:?}")), "{key}: {chain}");
+        assert!(chain.contains(expected), "{key}: {chain}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The error and its sources, one per line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain = format!("{chain}\n{cause}");
+        source = cause.source();
+    }
+    chain
+}
+
+/// Pickle (protocol 2): gives the tensor under `key` the shape `shape` with contiguous
+/// strides, by rewriting the size and stride tuples of its `_rebuild_tensor_v2` call
+/// (`BINPERSID <offset> (size...) [BINPUT] (stride...)`), the first after the key.
+fn reshape_tensor(pickle: &[u8], key: &str, shape: &[usize]) -> Vec<u8> {
+    let key_op = [
+        &[b'X'][..],
+        &(key.len() as u32).to_le_bytes(),
+        key.as_bytes(),
+    ]
+    .concat();
+    let at = pickle
+        .windows(key_op.len())
+        .position(|w| w == key_op)
+        .unwrap_or_else(|| panic!("{key} is in the pickle"))
+        + key_op.len();
+    // An int opcode's length (BININT1, BININT2, BININT), or None.
+    let int_len = |op: u8| match op {
+        b'K' => Some(2),
+        b'M' => Some(3),
+        b'J' => Some(5),
+        _ => None,
+    };
+    // The end (after `t`) of the `( int... t` tuple at `i`, or None.
+    let tuple_end = |mut i: usize| {
+        (pickle.get(i) == Some(&b'(')).then_some(())?;
+        i += 1;
+        while pickle.get(i) != Some(&b't') {
+            i += int_len(*pickle.get(i)?)?;
+        }
+        Some(i + 1)
+    };
+    let (size_at, size_end) = (at..pickle.len())
+        .find_map(|q| {
+            (pickle[q] == b'Q').then_some(())?;
+            let size_at = q + 1 + int_len(*pickle.get(q + 1)?)?;
+            Some((size_at, tuple_end(size_at)?))
+        })
+        .expect("the tensor's size tuple");
+    let stride_at = match pickle[size_end] {
+        b'q' => size_end + 2,
+        b'r' => size_end + 5,
+        _ => size_end,
+    };
+    let stride_end = tuple_end(stride_at).expect("the tensor's stride tuple");
+    let tuple = |values: &[usize]| {
+        let mut bytes = vec![b'('];
+        for &v in values {
+            bytes.push(b'M');
+            bytes.extend_from_slice(&(v as u16).to_le_bytes());
+        }
+        bytes.push(b't');
+        bytes
+    };
+    let strides: Vec<usize> = (0..shape.len())
+        .map(|d| shape[d + 1..].iter().product())
+        .collect();
+    [
+        &pickle[..size_at],
+        &tuple(shape),
+        &pickle[size_end..stride_at],
+        &tuple(&strides),
+        &pickle[stride_end..],
+    ]
+    .concat()
 }

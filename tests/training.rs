@@ -9,13 +9,14 @@ use burn::optim::Optimizer;
 use burn::tensor::{Tensor, TensorData};
 use common::{device, exclusive_rng, max_abs_diff, parity_folders, read_safetensors, temp_dir};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
+use marscf::data::atomic_file::Existing;
 use marscf::data::datasets::DatasetName;
 use marscf::data::{ImageSet, MnistLayout, embedded};
 use marscf::import::load_reference;
 use marscf::params::param_values;
 use marscf::train::{
-    AdamaxConfig, DataParallel, EvalOptions, OptimOptions, Protocol, RunConfig, Silent, Start,
-    StepOutcome, TrainError, Training, TrainingData, evaluate, evaluate_detailed, train,
+    AdamaxConfig, DataParallel, EvalOptions, OptimOptions, Protocol, RunConfig, RunFolder, Silent,
+    Start, StepOutcome, TrainError, Training, TrainingData, evaluate, evaluate_detailed, train,
     write_per_image_csv,
 };
 use marscf::{DataInfo, MarScfConfig, ModelError, PriorKind};
@@ -373,6 +374,232 @@ fn data_that_does_not_fit_is_an_error() {
 }
 
 #[test]
+fn a_resume_on_other_training_data_is_refused_with_what_differs() {
+    let _rng = exclusive_rng();
+    let device = device();
+    let out = temp_dir("other-data");
+    let data = training_data(digits(16, false), digits(8, true));
+    train_tiny(
+        &tiny_model(),
+        &data,
+        &out,
+        1,
+        std::slice::from_ref(&device),
+        Start::New,
+    );
+    let resume_on = |train_set: ImageSet| {
+        let run = run_config(out.clone(), 2);
+        let data = training_data(train_set, digits(8, true));
+        let devices = std::slice::from_ref(&device);
+        train(
+            &tiny_model(),
+            &run,
+            &data,
+            devices,
+            Start::Resume,
+            &mut Silent,
+        )
+        .map(|_| ())
+        .unwrap_err()
+    };
+    // A smaller copy (the epoch order would index past its end), and other images.
+    for (train_set, differs) in [
+        (digits(12, false), "data.train_images: saved 16, given 12"),
+        (digits(16, true), "data.train_fingerprint"),
+    ] {
+        let err = resume_on(train_set);
+        assert!(
+            matches!(err, TrainError::ResumeMismatch { .. }) && err.to_string().contains(differs),
+            "{err}"
+        );
+    }
+    // The same images resume.
+    train_tiny(
+        &tiny_model(),
+        &data,
+        &out,
+        2,
+        std::slice::from_ref(&device),
+        Start::Resume,
+    );
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn a_folder_that_holds_no_run_is_refused_untouched() {
+    let _rng = exclusive_rng();
+    let device = device();
+    let out = temp_dir("not-a-run");
+    std::fs::create_dir_all(out.join("last.tmp")).unwrap();
+    let files = ["a.tmp-1", "b.tmp.png", ".c.x.marscf-tmp", "last.tmp/d"];
+    for name in files {
+        std::fs::write(out.join(name), name).unwrap();
+    }
+    let data = training_data(digits(16, false), digits(8, true));
+    for start in [Start::Resume, Start::Overwrite] {
+        let run = run_config(out.clone(), 1);
+        let devices = std::slice::from_ref(&device);
+        let err = train(&tiny_model(), &run, &data, devices, start, &mut Silent)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(err, TrainError::NotARun { .. }),
+            "{start:?}: {err}"
+        );
+        for name in files {
+            assert_eq!(std::fs::read_to_string(out.join(name)).unwrap(), name);
+        }
+    }
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn a_run_folder_has_one_writer_at_a_time() {
+    let _rng = exclusive_rng();
+    let device = device();
+    let out = temp_dir("one-writer");
+    let folder = RunFolder::new(&out.join("run"));
+    let lock = folder.claim().unwrap();
+    let holder = format!("pid {}", std::process::id());
+    let err = folder.lock().map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::RunLocked { holder: h, .. } if h.starts_with(&holder)),
+        "{err}"
+    );
+    let data = training_data(digits(16, false), digits(8, true));
+    for start in [Start::Resume, Start::Overwrite] {
+        let run = run_config(folder.dir.clone(), 1);
+        let devices = std::slice::from_ref(&device);
+        let err = train(&tiny_model(), &run, &data, devices, start, &mut Silent)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(err, TrainError::RunLocked { .. }),
+            "{start:?}: {err}"
+        );
+    }
+    drop(lock);
+    let run = run_config(folder.dir.clone(), 1);
+    train(
+        &tiny_model(),
+        &run,
+        &data,
+        std::slice::from_ref(&device),
+        Start::Resume,
+        &mut Silent,
+    )
+    .unwrap();
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn an_evaluation_that_scores_no_image_is_an_error() {
+    let _rng = exclusive_rng();
+    let device = device();
+    let model = scored_model(&tiny_model());
+    let empty = digits(0, true);
+    let err = evaluate_detailed(&model, &empty, &EvalOptions::default(), &device).unwrap_err();
+    assert!(matches!(err, ModelError::NothingToScore { .. }), "{err}");
+    let options = EvalOptions {
+        batch_size: 8,
+        protocol: Protocol::Reference,
+        ..EvalOptions::default()
+    };
+    let err = evaluate_detailed(&model, &digits(5, true), &options, &device).unwrap_err();
+    assert!(err.to_string().contains("5 test images"), "{err}");
+    for options in [
+        EvalOptions {
+            batch_size: 0,
+            ..EvalOptions::default()
+        },
+        EvalOptions {
+            draws: 0,
+            ..EvalOptions::default()
+        },
+    ] {
+        let err = evaluate_detailed(&model, &digits(5, true), &options, &device).unwrap_err();
+        assert!(matches!(err, ModelError::Setting { .. }), "{err}");
+    }
+}
+
+#[test]
+fn settings_out_of_range_are_refused_before_anything_is_written() {
+    let _rng = exclusive_rng();
+    let device = device();
+    let out = temp_dir("ranges");
+    let data = training_data(digits(16, false), digits(8, true));
+    let base = run_config(out.join("run"), 1);
+    let cases: [(&str, RunConfig); 6] = [
+        (
+            "grad_clip",
+            RunConfig {
+                optim: OptimOptions {
+                    grad_clip: Some(-1.0),
+                    ..base.optim.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "ema",
+            RunConfig {
+                optim: OptimOptions {
+                    ema: Some(1.0),
+                    ..base.optim.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "lr",
+            RunConfig {
+                optim: OptimOptions {
+                    lr: f64::NAN,
+                    ..base.optim.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "nan_patience",
+            RunConfig {
+                optim: OptimOptions {
+                    nan_patience: 0,
+                    ..base.optim.clone()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "max_minutes",
+            RunConfig {
+                max_minutes: Some(0.0),
+                ..base.clone()
+            },
+        ),
+        (
+            "temperature",
+            RunConfig {
+                temperature: f64::INFINITY,
+                ..base.clone()
+            },
+        ),
+    ];
+    for (name, run) in cases {
+        let devices = std::slice::from_ref(&device);
+        let err = train(&tiny_model(), &run, &data, devices, Start::New, &mut Silent)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(&err, TrainError::Model(ModelError::Setting { name: n, .. }) if *n == name),
+            "{name}: {err}"
+        );
+        assert!(!out.join("run").exists(), "{name}: the folder was created");
+    }
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
 fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
     let _rng = exclusive_rng();
     let device = device();
@@ -597,7 +824,7 @@ fn per_image_scores_are_written_once_unless_overwriting() {
     let e = evaluate_detailed(&model, &test, &EvalOptions::default(), &device).unwrap();
     let dir = temp_dir("per-image");
     let csv = dir.join("scores.csv");
-    write_per_image_csv(&e, &csv, false).unwrap();
+    write_per_image_csv(&e, &csv, Existing::Keep).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "index,label,bits_per_dim");
@@ -607,25 +834,26 @@ fn per_image_scores_are_written_once_unless_overwriting() {
     assert_eq!(fields[1], test.labels[2].to_string());
     assert_eq!(fields[2].parse::<f64>().unwrap(), e.images[2].bits_per_dim);
     std::fs::write(&csv, "keep").unwrap();
-    let err = write_per_image_csv(&e, &csv, false).unwrap_err();
+    let err = write_per_image_csv(&e, &csv, Existing::Keep).unwrap_err();
     assert!(matches!(err, ModelError::Exists { .. }), "{err}");
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), "keep");
-    write_per_image_csv(&e, &csv, true).unwrap();
+    write_per_image_csv(&e, &csv, Existing::Replace).unwrap();
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// The devices of a two-device test: Flex and NdArray where both are compiled in.
-#[cfg(all(feature = "flex", feature = "ndarray"))]
+/// The devices of a two-device test: Flex and NdArray (compiled into every test build by
+/// the dev-dependencies), two backends with their own kernels and generators.
+#[cfg(feature = "flex")]
 fn two_devices() -> Vec<burn::tensor::Device> {
     #[allow(deprecated)]
     let ndarray = burn::tensor::Device::ndarray();
     vec![burn::tensor::Device::flex(), ndarray]
 }
 
-/// The devices of a two-device test: the test device twice (two shards and two replicas
-/// of the model on one device).
-#[cfg(not(all(feature = "flex", feature = "ndarray")))]
+/// The devices of a two-device test without Flex: the test device twice (two shards and two
+/// replicas of the model on one device).
+#[cfg(not(feature = "flex"))]
 fn two_devices() -> Vec<burn::tensor::Device> {
     vec![device(), device()]
 }

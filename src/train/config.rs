@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ModelError;
 use crate::train::OptimOptions;
 
 /// How a run trains, evaluates and stops.
@@ -55,6 +56,70 @@ impl RunConfig {
             temperature: 1.0,
             eval_batch_size: 64,
             out_dir: out_dir.into(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Checks every numeric setting against its range: a batch and an evaluation batch of
+    /// at least one image, a finite learning rate `> 0`, a clipping norm `> 0`, an average's
+    /// decay in `[0, 1)`, a patience of at least one step, a time limit `> 0` and a finite
+    /// temperature `>= 0`. The first one out of range is [`ModelError::Setting`].
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let optim = &self.optim;
+        let checks: [(&'static str, f64, bool, &'static str); 8] = [
+            (
+                "batch_size",
+                self.batch_size as f64,
+                self.batch_size >= 1,
+                "at least 1",
+            ),
+            (
+                "eval_batch_size",
+                self.eval_batch_size as f64,
+                self.eval_batch_size >= 1,
+                "at least 1",
+            ),
+            (
+                "lr",
+                optim.lr,
+                optim.lr.is_finite() && optim.lr > 0.0,
+                "finite and > 0",
+            ),
+            (
+                "grad_clip",
+                optim.grad_clip.unwrap_or(1.0),
+                optim.grad_clip.is_none_or(|c| c.is_finite() && c > 0.0),
+                "finite and > 0",
+            ),
+            (
+                "ema",
+                optim.ema.unwrap_or(0.0),
+                optim.ema.is_none_or(|d| (0.0..1.0).contains(&d)),
+                "in [0, 1)",
+            ),
+            (
+                "nan_patience",
+                optim.nan_patience as f64,
+                optim.nan_patience >= 1,
+                "at least 1",
+            ),
+            (
+                "max_minutes",
+                self.max_minutes.unwrap_or(1.0),
+                self.max_minutes.is_none_or(|m| m > 0.0 && !m.is_nan()),
+                "> 0",
+            ),
+            (
+                "temperature",
+                self.temperature,
+                self.temperature.is_finite() && self.temperature >= 0.0,
+                "finite and >= 0",
+            ),
+        ];
+        match checks.into_iter().find(|&(_, _, ok, _)| !ok) {
+            Some((name, value, _, rule)) => Err(ModelError::Setting { name, value, rule }),
+            None => Ok(()),
         }
     }
 }

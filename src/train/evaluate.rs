@@ -22,8 +22,8 @@ use marscf_core::FlowEvent;
 use marscf_data::{BatchOptions, ImageSet, make_batch, stream};
 use serde::Serialize;
 
-use crate::checkpoint::write_atomic;
-use crate::{MarScf, ModelError};
+use crate::{MarScf, ModelError, files};
+use marscf_data::atomic_file::Existing;
 
 /// The RNG stream of evaluation noise (fixed per batch, so evaluations compare).
 const EVAL_STREAM: u64 = 0xe7a1;
@@ -44,11 +44,11 @@ pub enum Protocol {
 /// How [`evaluate_detailed`] scores a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvalOptions {
-    /// Images per forward pass.
+    /// Images per forward pass (at least 1: 0 is [`ModelError::Setting`]).
     pub batch_size: usize,
     /// Seed of the dequantisation noise.
     pub seed: u64,
-    /// Dequantisation draws per image (at least 1).
+    /// Dequantisation draws per image (at least 1: 0 is [`ModelError::Setting`]).
     pub draws: usize,
     /// Which images, and the model in which mode.
     pub protocol: Protocol,
@@ -140,7 +140,9 @@ pub fn evaluate(
 
 /// Scores the images of `set` with `options.draws` dequantisation draws (see the module's
 /// documentation) under `options.protocol`. Draw 0 of batch `b` uses the noise [`evaluate`]
-/// uses; draw `k` the stream at `b + k 2^32`. [`Protocol::Ours`] runs without autodiff.
+/// uses; draw `k` the stream at `b + k 2^32`. [`Protocol::Ours`] runs without autodiff. An
+/// evaluation that would score no image (an empty set; under [`Protocol::Reference`], fewer
+/// images than one batch) is [`ModelError::NothingToScore`], never a mean of nothing.
 pub fn evaluate_detailed(
     model: &MarScf,
     set: &ImageSet,
@@ -154,17 +156,36 @@ pub fn evaluate_detailed(
             (model.clone().fork(&device).train(), device)
         }
     };
-    let batch_size = options.batch_size.max(1);
+    for (name, value) in [("batch_size", options.batch_size), ("draws", options.draws)] {
+        if value == 0 {
+            return Err(ModelError::Setting {
+                name,
+                value: 0.0,
+                rule: "at least 1",
+            });
+        }
+    }
+    let batch_size = options.batch_size;
     let scored = match options.protocol {
         Protocol::Ours => set.len(),
         Protocol::Reference => set.len() / batch_size * batch_size,
     };
+    if scored == 0 {
+        let reason = match options.protocol {
+            Protocol::Ours => "the test set is empty".to_string(),
+            Protocol::Reference => format!(
+                "the reference protocol drops the last partial batch, and {} test images make no whole batch of {batch_size}",
+                set.len()
+            ),
+        };
+        return Err(ModelError::NothingToScore { reason });
+    }
     let indices: Vec<usize> = (0..scored).collect();
     let mut tally = Tally::new(&model);
     for (b, chunk) in indices.chunks(batch_size).enumerate() {
         tally.score_batch(&model, set, chunk, b as u64, options, &device)?;
     }
-    Ok(tally.finish(options.draws.max(1)))
+    Ok(tally.finish(options.draws))
 }
 
 /// The sums an evaluation accumulates, in bits/dim per image and draw.
@@ -209,7 +230,7 @@ impl Tally {
             dequantize: true,
             bits: model.config.bits,
         };
-        let draws = options.draws.max(1);
+        let draws = options.draws;
         let mut scores = vec![0.0; chunk.len()];
         for draw in 0..draws as u64 {
             let noise = &mut stream(options.seed, EVAL_STREAM, index + (draw << 32));
@@ -242,7 +263,7 @@ impl Tally {
 
     /// The means over images and draws.
     fn finish(self, draws: usize) -> Evaluation {
-        let count = (self.images.len() * draws).max(1) as f64;
+        let count = (self.images.len() * draws) as f64;
         Evaluation {
             bits_per_dim: self.total / count,
             standard_error: standard_error(self.images.iter().map(|s| s.bits_per_dim)),
@@ -277,18 +298,13 @@ pub fn standard_error(values: impl Iterator<Item = f64> + Clone) -> Option<f64> 
 }
 
 /// Writes `evaluation`'s per-image scores to `path` as CSV (`index,label,bits_per_dim`),
-/// through a temporary file and a rename. An existing `path` is an error unless
-/// `overwrite`.
+/// whole or not at all; an existing `path` is replaced, or with [`Existing::Keep`] left as
+/// it is ([`ModelError::Exists`]).
 pub fn write_per_image_csv(
     evaluation: &Evaluation,
     path: &Path,
-    overwrite: bool,
+    existing: Existing,
 ) -> Result<(), ModelError> {
-    if !overwrite && path.exists() {
-        return Err(ModelError::Exists {
-            path: path.to_path_buf(),
-        });
-    }
     let mut csv = String::from("index,label,bits_per_dim\n");
     for image in &evaluation.images {
         csv.push_str(&format!(
@@ -296,7 +312,7 @@ pub fn write_per_image_csv(
             image.index, image.label, image.bits_per_dim
         ));
     }
-    write_atomic(path, csv.as_bytes())
+    files::write(path, csv.as_bytes(), existing)
 }
 
 /// The running objective `(B)` at the points that bound each level's terms.

@@ -21,7 +21,7 @@ pub use evaluate::{
     Breakdown, EvalOptions, Evaluation, ImageScore, LevelTerms, Protocol, evaluate,
     evaluate_detailed, write_per_image_csv,
 };
-pub use folder::RunFolder;
+pub use folder::{RunFolder, RunLock};
 pub use observer::{Observer, Silent};
 pub use parallel::{BatchGradient, DataParallel};
 pub use run::{RunSummary, Start, TrainingData, checkpoint_name, saved_run, train};
@@ -73,6 +73,29 @@ pub enum TrainError {
         dir: PathBuf,
         /// What it holds.
         found: Vec<String>,
+    },
+    /// `--resume` or `--overwrite` named a folder that holds files but no marscf run:
+    /// nothing in it is touched.
+    #[error(
+        "{} holds files but no marscf run ({}): nothing was touched; choose another --out",
+        dir.display(), found.join(", ")
+    )]
+    NotARun {
+        /// The folder.
+        dir: PathBuf,
+        /// What it holds.
+        found: Vec<String>,
+    },
+    /// Another process is writing the run.
+    #[error(
+        "the run in {} is in use by another process ({holder}): wait for it to end, or choose another --out",
+        dir.display()
+    )]
+    RunLocked {
+        /// The run's folder.
+        dir: PathBuf,
+        /// The holder, as its lock file names it (`pid <pid> on <host>`).
+        holder: String,
     },
     /// A resumed run's settings differ from the saved run's where they must not.
     #[error(

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
 use marscf_core::CouplingKind;
+use marscf_data::atomic_file::Existing;
 use marscf_data::{BatchOptions, EpochOrder, ImageSet, make_batch, stream};
 
 use crate::MarScfConfig;
@@ -14,7 +15,7 @@ use crate::data_info::DataInfo;
 use crate::report::{
     MetricsRecord, append_metrics, plot_metrics, read_metrics, save_image_grid, truncate_metrics,
 };
-use crate::train::folder::{RunFolder, read_position};
+use crate::train::folder::{RunFolder, RunLock, read_position};
 use crate::train::stop::StopRule;
 use crate::train::{
     DataParallel, Observer, RunConfig, RunPosition, StepOutcome, TrainError, Training, evaluate,
@@ -133,6 +134,7 @@ fn check_data(
     data: &TrainingData,
 ) -> Result<(), TrainError> {
     model.validate()?;
+    run.validate()?;
     let image = model.flow.image;
     let sets = [("training", &data.train), ("test", &data.test)];
     for (name, set) in sets {
@@ -184,6 +186,8 @@ struct Session<'a> {
     started: Instant,
     seconds_before: f64,
     evaluated_at: Option<u64>,
+    /// The run folder's lock, held while the session lives.
+    lock: RunLock,
 }
 
 impl<'a> Session<'a> {
@@ -200,10 +204,11 @@ impl<'a> Session<'a> {
         let device = parallel.main().clone().without_autodiff();
         let folder = RunFolder::new(&run.out_dir);
         let origin = Origin {
-            data: Some(data.info.clone()),
+            data: Some(data.info.clone().with_training_set(&data.train)),
             run: Some(run.clone()),
         };
-        let resumed = match claim_or_find_state(&folder, start, observer)? {
+        let (lock, state) = claim_or_find_state(&folder, start, observer)?;
+        let resumed = match state {
             Some(state) => Some(restore(
                 &state, model, &origin, run, &folder, &device, observer,
             )?),
@@ -236,6 +241,7 @@ impl<'a> Session<'a> {
             position,
             started: Instant::now(),
             evaluated_at: None,
+            lock,
         };
         if is_new {
             session.save_state()?;
@@ -363,9 +369,9 @@ impl<'a> Session<'a> {
         if run.samples > 0 {
             let device = self.device.clone().without_autodiff();
             device.seed(stream_seed(run.seed, SAMPLE_STREAM, self.step()));
-            let samples = model.sample(run.samples, run.temperature);
+            let samples = model.sample(run.samples, run.temperature)?;
             let per_row = (run.samples as f64).sqrt().ceil() as usize;
-            save_image_grid(samples, per_row, &self.folder.samples)?;
+            save_image_grid(samples, per_row, &self.folder.samples, Existing::Replace)?;
         }
         self.evaluated_at = Some(self.step());
         self.save_state()
@@ -373,7 +379,7 @@ impl<'a> Session<'a> {
 
     fn save_state(&self) -> Result<(), TrainError> {
         self.folder
-            .save_state(&self.training, &self.position, &self.origin)
+            .save_state(&self.training, &self.position, &self.origin, &self.lock)
     }
 
     /// A metrics line at the current step, with no measurement filled in.
@@ -390,18 +396,31 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Prepares `folder` as `start` says: the state to resume from, or `None` once the folder
-/// is claimed for a new run (an old run moved aside first for [`Start::Overwrite`]).
+/// Prepares `folder` as `start` says and takes its lock: the state to resume from, or
+/// `None` once the folder is claimed for a new run (an old run moved aside first for
+/// [`Start::Overwrite`]). A folder that holds files but no run is never touched.
 fn claim_or_find_state(
     folder: &RunFolder,
     start: Start,
     observer: &mut dyn Observer,
-) -> Result<Option<PathBuf>, TrainError> {
+) -> Result<(RunLock, Option<PathBuf>), TrainError> {
     match start {
+        Start::Resume if folder.is_run() => {
+            let lock = folder.lock()?;
+            folder.remove_unfinished_writes(&lock)?;
+            let state = folder.latest_state();
+            if state.is_none() {
+                observer.on_message("nothing to resume: starting a new run");
+            }
+            return Ok((lock, state));
+        }
         Start::Resume => {
-            folder.remove_unfinished_writes()?;
-            if let Some(state) = folder.latest_state() {
-                return Ok(Some(state));
+            let found = folder.contents();
+            if !found.is_empty() {
+                return Err(TrainError::NotARun {
+                    dir: folder.dir.clone(),
+                    found,
+                });
             }
             observer.on_message("nothing to resume: starting a new run");
         }
@@ -412,8 +431,7 @@ fn claim_or_find_state(
         }
         Start::New => {}
     }
-    folder.claim()?;
-    Ok(None)
+    Ok((folder.claim()?, None))
 }
 
 /// The new run's training state: the model initialised (ActNorm's data-dependent
@@ -446,8 +464,12 @@ fn restore(
     observer: &mut dyn Observer,
 ) -> Result<(Training, RunPosition), TrainError> {
     let mut saved = checkpoint::load_info(&state.join("model"))?;
-    // A state saved before checkpoints recorded their data and settings: nothing to compare.
-    saved.origin.data = saved.origin.data.or_else(|| origin.data.clone());
+    // A state saved before checkpoints recorded their data (or its count and fingerprint)
+    // and settings: nothing to compare there.
+    saved.origin.data = match (saved.origin.data, &origin.data) {
+        (Some(recorded), Some(current)) => Some(recorded.or_recorded_from(current)),
+        (recorded, current) => recorded.or_else(|| current.clone()),
+    };
     saved.origin.run = saved.origin.run.or_else(|| origin.run.clone());
     let given = CheckpointInfo {
         model: model.clone(),

@@ -9,7 +9,8 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, Origin, write_atomic};
+use crate::checkpoint::{self, Origin};
+use crate::files;
 use crate::params::{ParamInfo, param_paths};
 use crate::train::TrainError;
 use crate::train::adamax::AdamaxConfig;
@@ -18,6 +19,7 @@ use crate::train::gradients::{clip_to_norm, global_norm};
 use crate::train::parallel::{BatchGradient, DataParallel};
 use crate::train::schedule::warmup_lr;
 use crate::{MarScf, ModelError};
+use marscf_data::atomic_file::Existing;
 
 /// Optimisation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,8 +219,17 @@ impl Training {
             &optimizer,
             "cannot write the optimizer state",
         ))?;
+        // Burn writes it in place: synced here, so that the state folder is complete on
+        // disk before the run folder's rename makes it the state to resume from.
+        std::fs::File::open(&optimizer)
+            .and_then(|file| file.sync_all())
+            .map_err(ModelError::io("sync", &optimizer))?;
         let counters = serde_json::to_string_pretty(&self.counters).expect("counters serialise");
-        write_atomic(&dir.join("counters.json"), counters.as_bytes())?;
+        files::write(
+            &dir.join("counters.json"),
+            counters.as_bytes(),
+            Existing::Replace,
+        )?;
         Ok(())
     }
 

@@ -100,11 +100,11 @@ fn samples_have_the_image_shape_and_zero_temperature_is_the_mode() {
     let device = device();
     let config = config([3, 8, 8], 2, 2);
     let flow = trained_flow(&config, &device);
-    let samples = flow.sample(&StandardNormal, 5, 1.0, &device);
+    let samples = flow.sample(&StandardNormal, 5, 1.0, &device).unwrap();
     assert_eq!(samples.dims(), [5, 3, 8, 8]);
     assert!(!samples.clone().is_nan().any().into_scalar::<bool>());
     // T = 0: every latent is 0, so the sample is decode(0).
-    let mode = flow.sample(&StandardNormal, 2, 0.0, &device);
+    let mode = flow.sample(&StandardNormal, 2, 0.0, &device).unwrap();
     let zeros = flow
         .latent_shapes()
         .into_iter()

@@ -12,6 +12,42 @@ use marscf::data::MnistLayout;
 use marscf::data::datasets::{CacheDir, DatasetName};
 use marscf::train::Protocol;
 
+/// A count of at least one (`--n`, `--steps`, batch sizes).
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number `>= 0` (temperatures).
+pub fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err("must be finite and >= 0".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number `> 0` (learning rate, clipping norm, minutes).
+pub fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be finite and > 0".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A weight-average decay, in `[0, 1)`.
+pub fn decay(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be in [0, 1)".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The size of the model `train` builds unless told otherwise: `L = 3, K = 4, C = 64`.
 pub const TRAIN_MODEL: ModelSize = ModelSize {
     levels: 3,

@@ -2,6 +2,7 @@
 //! batch, and one coupling layer forward (and backward) at the reference's first-level size
 //! (12 channels at 16x16). Used by `marscf bench`, which prints one JSON line per case.
 
+use std::convert::Infallible;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -9,7 +10,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use marscf::core::{CouplingKind, InvertibleLayer, MultiScaleFlowConfig};
 use serde::Serialize;
 
-use marscf::train::{OptimOptions, Training};
+use marscf::train::{OptimOptions, StepOutcome, TrainError, Training};
 use marscf::{MarScf, MarScfConfig, ModelError};
 
 /// The cases [`run_case`] knows.
@@ -66,6 +67,34 @@ pub enum BenchError {
         /// The name asked for.
         case: String,
     },
+    /// A training step's loss or gradient was NaN or infinite: the optimiser skipped it,
+    /// so its time would not be a training step's.
+    #[error("case {case}: a non-finite training step ({reason})")]
+    NonFinite {
+        /// The case.
+        case: String,
+        /// What was not finite.
+        reason: String,
+    },
+    /// A training step failed.
+    #[error("case {case}: the training step failed")]
+    Step {
+        /// The case.
+        case: String,
+        /// Why.
+        #[source]
+        source: TrainError,
+    },
+    /// The model's forward pass or sampling failed (say, a 1x1 convolution that cannot
+    /// be inverted).
+    #[error("case {case}: the model failed")]
+    Run {
+        /// The case.
+        case: String,
+        /// Why.
+        #[source]
+        source: ModelError,
+    },
     /// The model could not be built.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -100,16 +129,30 @@ pub struct BenchResult {
 /// Median of `reps` timings of `work` after one untimed warm-up; `work` must finish its
 /// device work before returning (read a value back or `device.sync()`).
 pub fn median_seconds(reps: usize, mut work: impl FnMut()) -> f64 {
-    work();
-    let mut times: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            work();
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
+    let infallible = || {
+        work();
+        Ok::<(), Infallible>(())
+    };
+    match try_median_seconds(reps, infallible) {
+        Ok(seconds) => seconds,
+        Err(never) => match never {},
+    }
+}
+
+/// [`median_seconds`] of a fallible `work`: the first error stops the timing.
+pub fn try_median_seconds<E>(
+    reps: usize,
+    mut work: impl FnMut() -> Result<(), E>,
+) -> Result<f64, E> {
+    work()?;
+    let mut times = Vec::with_capacity(reps.max(1));
+    for _ in 0..reps.max(1) {
+        let start = Instant::now();
+        work()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    Ok(times[times.len() / 2])
 }
 
 fn pixels(batch: usize, device: &Device) -> Tensor<4> {
@@ -140,30 +183,22 @@ pub fn run_case(
 ) -> Result<BenchResult, BenchError> {
     let b = config.batch;
     let median_s = match case {
-        "train_step" => {
-            let mut training = Training::new(bench_model(config, device)?, OptimOptions::default());
-            let x = pixels(b, device);
-            median_seconds(config.reps, || {
-                training.step(x.clone()).expect("a finite training step");
-                sync(device);
-            })
-        }
+        "train_step" => time_train_step(config, pixels(b, device), device)?,
         "eval_forward" => {
             let model = bench_model(config, device)?.valid();
             let x = pixels(b, device);
-            median_seconds(config.reps, || {
-                let _ = model
-                    .forward(x.clone())
-                    .expect("valid input")
-                    .bits_per_dim
-                    .into_data();
-            })
+            try_median_seconds(config.reps, || {
+                let output = model.forward(x.clone()).map_err(run_error(case))?;
+                let _ = output.bits_per_dim.into_data();
+                Ok::<(), BenchError>(())
+            })?
         }
         "sample" => {
             let model = bench_model(config, device)?.valid();
-            median_seconds(config.reps, || {
-                let _ = model.sample(b, 1.0).into_data();
-            })
+            try_median_seconds(config.reps, || {
+                let _ = model.sample(b, 1.0).map_err(run_error(case))?.into_data();
+                Ok::<(), BenchError>(())
+            })?
         }
         "coupling_fwd_level1" => time_coupling(config, device, false)?,
         "coupling_fwd_bwd_level1" => time_coupling(config, device, true)?,
@@ -204,6 +239,37 @@ pub fn run_case(
     })
 }
 
+/// A `map_err` adapter: the model's error in `case`.
+fn run_error(case: &str) -> impl FnOnce(ModelError) -> BenchError + '_ {
+    move |source| BenchError::Run {
+        case: case.to_string(),
+        source,
+    }
+}
+
+/// Median seconds of one training step on `x` (case `train_step`). A step that the
+/// optimiser skips as non-finite is [`BenchError::NonFinite`]: it would time no update.
+fn time_train_step(config: &BenchConfig, x: Tensor<4>, device: &Device) -> Result<f64, BenchError> {
+    let case = "train_step";
+    let mut training = Training::new(bench_model(config, device)?, OptimOptions::default());
+    try_median_seconds(config.reps, || {
+        let outcome = training
+            .step(x.clone())
+            .map_err(|source| BenchError::Step {
+                case: case.to_string(),
+                source,
+            })?;
+        if let StepOutcome::Skipped { reason } = outcome {
+            return Err(BenchError::NonFinite {
+                case: case.to_string(),
+                reason,
+            });
+        }
+        sync(device);
+        Ok(())
+    })
+}
+
 /// Median seconds of one coupling's forward (and backward) at the reference's first-level
 /// size, `(batch, 12, 16, 16)`.
 fn time_coupling(config: &BenchConfig, device: &Device, backward: bool) -> Result<f64, BenchError> {
@@ -236,4 +302,30 @@ fn time_gemm(reps: usize, device: &Device) -> f64 {
     median_seconds(reps, || {
         let _ = a.clone().matmul(a.clone()).slice([0..1, 0..1]).into_data();
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_training_step_is_an_error_naming_the_case() {
+        let device = marscf::select_device().expect("a backend is compiled in");
+        let config = BenchConfig {
+            levels: 2,
+            steps: 1,
+            hidden: 8,
+            batch: 2,
+            // The default: six steps, past the optimiser's five-skip patience.
+            reps: 5,
+            ..BenchConfig::default()
+        };
+        let nan = Tensor::<4>::full([2, 3, 32, 32], f32::NAN, &device);
+        let err = time_train_step(&config, nan, &device).unwrap_err();
+        assert!(
+            matches!(&err, BenchError::NonFinite { case, .. } if case == "train_step"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("train_step"), "{err}");
+    }
 }

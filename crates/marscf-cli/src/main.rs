@@ -38,7 +38,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    marscf::keep_freed_memory();
+    if let Err(error) = marscf::keep_freed_memory() {
+        eprintln!("warning: {error}");
+    }
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let given = args::Given::of(&matches);

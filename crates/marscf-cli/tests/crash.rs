@@ -1,20 +1,25 @@
 //! A run killed at any moment (SIGKILL, no chance to clean up) loses nothing it had saved:
 //! after every kill, the best checkpoint evaluates and `train --resume` continues from the
-//! last complete state. A tiny model evaluates and checkpoints after every step; every
-//! other kill comes a few milliseconds after an evaluation is logged, while its plot,
-//! samples and checkpoints are being written, the rest at uniformly random moments.
+//! last complete state. A tiny model evaluates and checkpoints after every step. Every
+//! other kill lands inside a write, placed there deterministically: the writer of one file
+//! (each in turn: the state folder, the best checkpoint's weights and description, the
+//! plot, the samples, a file inside the state folder) is paused just before its rename by
+//! the test hook `MARSCF_PAUSE_BEFORE_RENAME` and killed there; the rest come at uniformly
+//! random moments. Both kinds must have happened.
 //!
-//! `MARSCF_CRASH_TRIALS` sets the number of kills (default 30).
+//! `MARSCF_CRASH_TRIALS` sets the number of kills (default 24).
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::temp_dir;
+use marscf::data::atomic_file;
 use support::marscf_command as marscf;
 
 /// `train --resume` of the tiny model in `out`, stopping after `max_steps`.
@@ -61,14 +66,42 @@ fn saved_step(out: &Path) -> Option<u64> {
     })
 }
 
-/// Whether a write was under way: a temporary file or state folder is left.
+/// Whether a write was under way: a temporary file or folder is left, or the state swap
+/// was between its two renames.
 fn killed_inside_a_write(out: &Path) -> bool {
     std::fs::read_dir(out).is_ok_and(|entries| {
         entries.filter_map(|e| e.ok()).any(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.contains(".tmp") || name == "last.old"
+            let name = e.file_name();
+            atomic_file::is_temporary(&name) || name == "last.old"
         })
-    }) || out.join("last.tmp").exists()
+    })
+}
+
+/// The files whose writes the paused trials interrupt, in turn (`BEST` stands for the best
+/// checkpoint's name; `counters.json` is written inside the state's temporary folder).
+const PAUSED_WRITES: [&str; 6] = [
+    "last",
+    "BEST.bpk",
+    "BEST.json",
+    "bits_per_dim.png",
+    "samples.png",
+    "counters.json",
+];
+
+/// Waits (at most `limit`) until the child says its writer paused; returns whether it did.
+fn wait_for_pause(child: &mut Child, limit: Duration) -> bool {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("paused before renaming onto") {
+                let _ = tx.send(());
+                break;
+            }
+        }
+    });
+    rx.recv_timeout(limit).is_ok()
 }
 
 /// A small deterministic generator of numbers in `0..n`.
@@ -82,53 +115,58 @@ fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
     }
 }
 
-/// Evaluations logged in the run's metrics so far (lines with a test bits/dim).
-fn evaluations(out: &Path) -> usize {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .map(|log| {
-            log.lines()
-                .filter(|line| !line.contains("\"test_bits_per_dim\":null"))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-/// Waits until a new evaluation is logged (or `limit` passes), then `extra`.
-fn after_next_evaluation(out: &Path, limit: Duration, extra: Duration) {
-    let (seen, started) = (evaluations(out), std::time::Instant::now());
-    while evaluations(out) == seen && started.elapsed() < limit {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(extra);
-}
-
 #[test]
 fn a_run_killed_at_any_moment_resumes_and_its_best_checkpoint_evaluates() {
     let trials: usize = std::env::var("MARSCF_CRASH_TRIALS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(24);
     let dir = temp_dir("crash");
-    let out = dir.join("run");
-    let best = out.join("marscf_mnist-sample_affine_1_8.bpk");
+    let best_name = "marscf_mnist-sample_affine_1_8";
     let mut failures = Vec::new();
-    let mut inside_writes = 0;
+    let (mut paused, mut inside, mut outside) = (0, 0, 0);
     let mut draw = draws(0x5eed);
     for trial in 0..trials {
-        let mut child = train(&out, 10_000)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        if trial % 2 == 0 {
-            std::thread::sleep(Duration::from_millis(150 + draw(1800)));
-        } else {
-            let extra = Duration::from_millis(draw(150));
-            after_next_evaluation(&out, Duration::from_secs(20), extra);
+        let pause = (trial % 2 == 1).then(|| PAUSED_WRITES[trial / 2 % PAUSED_WRITES.len()]);
+        // The best checkpoint is written only when the test bits/dim improves, which the
+        // first evaluation of a new run always does: its writes are paused in a new run.
+        let out = match pause {
+            Some(file) if file.starts_with("BEST") => dir.join(format!("new-{trial}")),
+            _ => dir.join("run"),
+        };
+        let best = out.join(format!("{best_name}.bpk"));
+        let mut command = train(&out, 10_000);
+        command.stdout(Stdio::null());
+        let mut child = match pause {
+            Some(file) => command
+                .env(atomic_file::PAUSE_ENV, file.replace("BEST", best_name))
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            None => command.stderr(Stdio::null()).spawn().unwrap(),
+        };
+        match pause {
+            Some(file) => {
+                if wait_for_pause(&mut child, Duration::from_secs(60)) {
+                    paused += 1;
+                } else {
+                    failures.push(format!("trial {trial}: the write of {file} never paused"));
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(150 + draw(1800))),
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        inside_writes += killed_inside_a_write(&out) as usize;
+        if killed_inside_a_write(&out) {
+            inside += 1;
+        } else {
+            outside += 1;
+            if let Some(file) = pause {
+                failures.push(format!(
+                    "trial {trial}: paused in {file}'s write, nothing left"
+                ));
+            }
+        }
 
         if best.is_file() {
             let eval = marscf()
@@ -149,11 +187,20 @@ fn a_run_killed_at_any_moment_resumes_and_its_best_checkpoint_evaluates() {
                 "trial {trial}: resume from step {from} failed: {said}"
             ));
         }
+        if killed_inside_a_write(&out) {
+            failures.push(format!("trial {trial}: the resume left a temporary behind"));
+        }
     }
     eprintln!(
-        "{trials} kills, {inside_writes} inside a checkpoint write, {} failures",
+        "{trials} kills: {paused} paused inside a write, {inside} left a write unfinished, {outside} between writes; {} failures",
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(paused, trials / 2, "every paused trial paused");
+    assert!(
+        inside >= paused,
+        "every paused kill left its write unfinished"
+    );
+    assert!(outside > 0, "no kill landed between writes");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -27,7 +27,8 @@ fn assert_refused(output: &Output, expected: &[&str]) {
     }
 }
 
-/// Every file below `dir` with its bytes.
+/// Every file below `dir` with its bytes, but the run's lock file (which names the last
+/// process that took the lock, refused or not).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -36,7 +37,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 pending.push(path);
-            } else {
+            } else if !path.ends_with(marscf::train::folder::LOCK_FILE) {
                 let bytes = std::fs::read(&path).unwrap();
                 files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
             }
@@ -329,5 +330,171 @@ fn a_run_on_two_devices_resumes_on_one() {
     assert!(said.contains("done: 3 steps"), "{said}");
     let none = tiny_train(&dir.join("none"), &["--devices", "0"]);
     assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_folder_that_holds_no_run_is_never_touched() {
+    let dir = temp_dir("safety-not-a-run");
+    let out = dir.join("papers");
+    std::fs::create_dir_all(out.join("last.tmp")).unwrap();
+    for name in [
+        "draft.tmp-123",
+        "figure.tmp.png",
+        ".notes.x1.marscf-tmp",
+        "last.tmp/keep.txt",
+    ] {
+        std::fs::write(out.join(name), name).unwrap();
+    }
+    let before = snapshot(&out);
+    for option in ["--resume", "--overwrite"] {
+        let refused = tiny_train(&out, &["--max-steps", "1", option]);
+        assert_refused(
+            &refused,
+            &["holds files but no marscf run", "draft.tmp-123"],
+        );
+        assert_eq!(snapshot(&out), before, "{option}");
+    }
+    assert!(!dir.join("papers.replaced-1").exists());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_second_writer_is_refused_and_a_dead_writers_lock_is_taken() {
+    let dir = temp_dir("safety-lock");
+    let out = dir.join("run");
+    // The first writer stops inside its first state write, holding the run's lock.
+    let mut first = support::marscf_command()
+        .args([
+            "train",
+            "--mnist-layout",
+            "grey28",
+            "-L",
+            "2",
+            "-K",
+            "1",
+            "-C",
+            "8",
+            "--batch-size",
+            "8",
+            "--test-images",
+            "16",
+            "--samples",
+            "0",
+            "--max-steps",
+            "2",
+            "--out",
+            path(&out),
+        ])
+        .env(marscf::data::atomic_file::PAUSE_ENV, "last")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(first.stderr.take().unwrap()));
+    while !said.contains("paused before renaming") {
+        said = lines.next().expect("the writer pauses").unwrap();
+    }
+    let second = marscf(&["train", "--resume", "--out", path(&out), "--max-steps", "2"]);
+    assert_refused(
+        &second,
+        &["in use by another process", &format!("pid {}", first.id())],
+    );
+    let overwrite = tiny_train(&out, &["--max-steps", "1", "--overwrite"]);
+    assert_refused(&overwrite, &["in use by another process"]);
+    assert!(!dir.join("run.replaced-1").exists());
+
+    // Killed, its lock goes with it: the run resumes (from the state saved before).
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let resumed = marscf(&["train", "--resume", "--out", path(&out), "--max-steps", "2"]);
+    assert_success(&resumed);
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("done: 2 steps"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn sample_and_interpolate_never_replace_a_file_unasked() {
+    let dir = temp_dir("safety-outputs");
+    let out = dir.join("run");
+    assert_success(&tiny_train(&out, &["--max-steps", "1"]));
+    let checkpoint = out.join("marscf_mnist-sample_affine_1_8.bpk");
+    let grid = dir.join("grid.png");
+    let near = dir.join("grid.tmp.png");
+    std::fs::write(&grid, b"mine").unwrap();
+    std::fs::write(&near, b"also mine").unwrap();
+    let sample = |extra: &[&str]| {
+        let mut args = vec!["sample", "--checkpoint", path(&checkpoint), "--n", "4"];
+        args.extend_from_slice(&["--out", path(&grid)]);
+        args.extend_from_slice(extra);
+        marscf(&args)
+    };
+    assert_refused(&sample(&[]), &["grid.png exists", "--overwrite"]);
+    let interpolate = |extra: &[&str]| {
+        let mut args = vec!["interpolate", "--checkpoint", path(&checkpoint)];
+        args.extend_from_slice(&["--test-images", "4", "--steps", "2"]);
+        args.extend_from_slice(&["--out", path(&grid)]);
+        args.extend_from_slice(extra);
+        marscf(&args)
+    };
+    assert_refused(&interpolate(&[]), &["grid.png exists", "--overwrite"]);
+    assert_eq!(std::fs::read(&grid).unwrap(), b"mine");
+    assert_success(&sample(&["--overwrite"]));
+    assert!(std::fs::read(&grid).unwrap().starts_with(b"\x89PNG"));
+    assert_success(&interpolate(&["--overwrite"]));
+    assert_eq!(std::fs::read(&near).unwrap(), b"also mine");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".marscf-tmp"))
+        .collect();
+    assert!(names.is_empty(), "temporaries left: {names:?}");
+    // Empty requests are refused before any work.
+    assert_eq!(sample(&["--overwrite", "--n", "0"]).status.code(), Some(2));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn numeric_options_out_of_range_are_refused() {
+    let dir = temp_dir("safety-ranges");
+    for (option, value) in [
+        ("--grad-clip", "-1"),
+        ("--grad-clip", "0"),
+        ("--ema", "1"),
+        ("--ema", "-0.1"),
+        ("--lr", "NaN"),
+        ("--lr", "0"),
+        ("--max-minutes", "-5"),
+        ("--temperature", "inf"),
+        ("--batch-size", "0"),
+        ("--eval-batch-size", "0"),
+        ("--nan-patience", "0"),
+    ] {
+        let out = dir.join("run");
+        let refused = tiny_train(&out, &["--max-steps", "1", &format!("{option}={value}")]);
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{option} {value}: {}",
+            stderr(&refused)
+        );
+        assert!(stderr(&refused).contains(option), "{}", stderr(&refused));
+        assert!(!out.exists(), "{option} {value} created the run folder");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn import_never_replaces_a_checkpoint_description() {
+    let dir = temp_dir("safety-import-json");
+    let source = affine_fixture_checkpoint();
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("checkpoint.json");
+    std::fs::write(&json, b"my notes").unwrap();
+    let refused = marscf(&["import", "--pytorch", path(&source), "--out", path(&dir)]);
+    assert_refused(&refused, &["checkpoint.json exists"]);
+    assert_eq!(std::fs::read(&json).unwrap(), b"my notes");
+    assert!(!dir.join("checkpoint.bpk").exists());
     std::fs::remove_dir_all(dir).ok();
 }

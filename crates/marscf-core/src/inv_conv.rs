@@ -136,12 +136,63 @@ impl InvConv1x1 {
         per_sample(self.log_abs_det().mul_scalar((h * w) as f64), b)
     }
 
-    /// `W⁻¹`, computed on the host in f64 (one read-back per call).
+    /// `W⁻¹`, `[C, C]`, computed on the host in f64 (one read-back per call).
+    ///
+    /// Fails when `W` cannot be inverted in f32, as a corrupt or diverged checkpoint can
+    /// make it: [`CoreError::LuDiagonalOutOfRange`] when an LU diagonal entry
+    /// `sign_s[i] exp(log_s[i])` is zero or `|log_s[i]| > -ln(f32::MIN_POSITIVE) ≈ 87.3`
+    /// (then `exp(log_s)` underflows to 0 in f32 and `W` is singular, or `W⁻¹` overflows),
+    /// [`CoreError::SingularMatrix`] for an exactly singular `W`, and
+    /// [`CoreError::InverseOutOfRange`] when an entry of `W⁻¹` is not a finite f32.
     pub fn inverse_weight(&self) -> Result<Tensor<2>, CoreError> {
+        if let Self::Lu(lu) = self {
+            lu.check_diagonal()?;
+        }
         let w = self.weight();
         let (device, c) = (w.device(), w.dims()[0]);
         let inv = host_linalg::inverse(&to_host(w), c)?;
+        // `v.abs() <= MAX` is false for NaN too.
+        if !inv.iter().all(|v| v.abs() <= f32::MAX as f64) {
+            let largest = if inv.iter().any(|v| v.is_nan()) {
+                f64::NAN
+            } else {
+                inv.iter().map(|v| v.abs()).fold(0.0, f64::max)
+            };
+            return Err(CoreError::InverseOutOfRange { size: c, largest });
+        }
         Ok(from_host(inv, [c, c], &device))
+    }
+
+    /// The inverse map with its error: `x = W⁻¹ y` at every pixel, `(B, C, H, W) ->
+    /// (B, C, H, W)`, and the forward log-det `H W ln |det W|` per sample, `(B)`. Fails as
+    /// [`inverse_weight`](Self::inverse_weight) does.
+    pub fn try_inverse(&self, y: Tensor<4>) -> Result<(Tensor<4>, Tensor<1>), CoreError> {
+        let inv = self.inverse_weight()?;
+        let logdet = self.logdet(&y);
+        Ok((mix_channels(y, inv), logdet))
+    }
+}
+
+impl LuInvConv1x1 {
+    /// Checks every diagonal entry `sign_s[i] exp(log_s[i])` of `U`: nonzero sign and
+    /// `|log_s[i]| <= -ln(f32::MIN_POSITIVE)`, so that the entry and its reciprocal are
+    /// normal f32 numbers.
+    fn check_diagonal(&self) -> Result<(), CoreError> {
+        let max_abs_log_s = -(f32::MIN_POSITIVE as f64).ln();
+        let signs = to_host(self.sign_s.val());
+        let log_s = to_host(self.log_s.val());
+        for (index, (&sign_s, &log_s)) in signs.iter().zip(&log_s).enumerate() {
+            let in_range = log_s.abs() <= max_abs_log_s; // false for NaN too
+            if sign_s == 0.0 || sign_s.is_nan() || !in_range {
+                return Err(CoreError::LuDiagonalOutOfRange {
+                    index,
+                    sign_s,
+                    log_s,
+                    max_abs_log_s,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -162,13 +213,15 @@ impl InvertibleLayer for InvConv1x1 {
         (mix_channels(x, self.weight()), logdet)
     }
 
-    /// Panics only if `W` became exactly singular, which the LU parametrisation rules out
-    /// (its determinant is `±exp(Σ log_s)`).
+    /// # Panics
+    ///
+    /// If `W` cannot be inverted (see [`InvConv1x1::inverse_weight`]); the trait's inverse
+    /// has no error. [`MultiScaleFlow::decode`](crate::MultiScaleFlow::decode) and
+    /// [`sample`](crate::MultiScaleFlow::sample) check every step first and return the
+    /// error; call [`InvConv1x1::try_inverse`] to get it for one layer.
     fn inverse(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
-        let logdet = self.logdet(&y);
-        let inv = self
-            .inverse_weight()
-            .expect("an invertible 1x1 convolution's matrix is invertible");
-        (mix_channels(y, inv), logdet)
+        self.try_inverse(y).unwrap_or_else(|e| {
+            panic!("InvConv1x1::inverse on a matrix that cannot be inverted ({e}); decode and sample check for this first")
+        })
     }
 }

@@ -269,7 +269,8 @@ impl MultiScaleFlow {
         })
     }
 
-    /// `latents -> x`, the exact inverse of [`forward`](Self::forward).
+    /// `latents -> x`, the exact inverse of [`forward`](Self::forward). Fails on latents of
+    /// the wrong number or shape, and as [`check_invertible`](Self::check_invertible) does.
     pub fn decode(&self, latents: Vec<Tensor<4>>) -> Result<Tensor<4>, CoreError> {
         if latents.len() != self.levels.len() {
             return Err(CoreError::LatentCount {
@@ -288,22 +289,23 @@ impl MultiScaleFlow {
             }
         }
         let mut latents = latents.into_iter().map(Some).collect::<Vec<_>>();
-        Ok(self.reverse(|level, _| {
+        self.reverse(|level, _| {
             latents[level]
                 .take()
                 .expect("each level's latent is taken once")
-        }))
+        })
     }
 
     /// `n` samples from the prior pushed through the inverse flow, noise scaled by
-    /// `temperature`. Run it on a model without autodiff (`model.valid()`).
+    /// `temperature`. Run it on a model without autodiff (`model.valid()`). Fails as
+    /// [`check_invertible`](Self::check_invertible) does.
     pub fn sample(
         &self,
         prior: &impl Prior,
         n: usize,
         temperature: f64,
         device: &Device,
-    ) -> Tensor<4> {
+    ) -> Result<Tensor<4>, CoreError> {
         let shapes = self.latent_shapes();
         self.reverse(|level, condition| {
             let [c, h, w] = shapes[level];
@@ -311,9 +313,32 @@ impl MultiScaleFlow {
         })
     }
 
+    /// Checks that every step's 1x1 convolution can be inverted in f32 (a checkpoint can
+    /// hold a singular `W`, or an LU `log_s` whose `exp` underflows): the first that
+    /// cannot is [`CoreError::StepNotInvertible`] naming its level and step.
+    pub fn check_invertible(&self) -> Result<(), CoreError> {
+        for (level, steps) in self.levels.iter().enumerate() {
+            for (step, flow_step) in steps.steps.iter().enumerate() {
+                flow_step.inv_conv.inverse_weight().map_err(|reason| {
+                    CoreError::StepNotInvertible {
+                        level,
+                        step,
+                        reason: Box::new(reason),
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the flow backwards from the top level. `latent(level, z1)` supplies each
-    /// level's latent, given the kept half `z1` below the top.
-    fn reverse(&self, mut latent: impl FnMut(usize, Option<Tensor<4>>) -> Tensor<4>) -> Tensor<4> {
+    /// level's latent, given the kept half `z1` below the top. Checks first that every
+    /// step inverts (the steps' own inverses cannot return an error).
+    fn reverse(
+        &self,
+        mut latent: impl FnMut(usize, Option<Tensor<4>>) -> Tensor<4>,
+    ) -> Result<Tensor<4>, CoreError> {
+        self.check_invertible()?;
         let top = self.levels.len() - 1;
         let mut x = latent(top, None);
         for (index, level) in self.levels.iter().enumerate().rev() {
@@ -326,7 +351,7 @@ impl MultiScaleFlow {
             }
             x = unsqueeze(x);
         }
-        x
+        Ok(x)
     }
 
     /// See [`MultiScaleFlowConfig::latent_shapes`].

@@ -11,7 +11,7 @@
 //! - `<key>.manifest`: a few lines of text ([`Manifest`]): format version, dataset, split,
 //!   shape, count, the [`Fingerprint`] of the source files, and the CRC-32 of each file.
 //!
-//! **Crash-safe writes.** Each file is written under a temporary name (`.<file>.<pid>.tmp`),
+//! **Crash-safe writes.** Each file is written under a temporary name ([`atomic_file`]),
 //! synced and renamed into place, the manifest last: a cache without a manifest, or with one
 //! that does not match its files, is never used. Files are only ever replaced by a rename,
 //! never changed in place, so a process that has mapped the old file keeps reading valid
@@ -30,10 +30,11 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::DataError;
+use crate::atomic_file::{self, AtomicFile, Existing};
 use crate::images::{ImageSet, ImageSink};
 use crate::pixels::Pixels;
 
@@ -298,7 +299,9 @@ fn open(
     }
     let pixel_bytes = manifest.pixel_bytes().ok_or("size overflows")?;
     let labels = std::fs::read(&files.labels).map_err(|e| e.to_string())?;
-    if labels.len() != 2 * manifest.count || crc32fast::hash(&labels) != manifest.labels_crc32 {
+    if Some(labels.len()) != manifest.count.checked_mul(2)
+        || crc32fast::hash(&labels) != manifest.labels_crc32
+    {
         return Err("the labels file is not the one written".into());
     }
     let file = File::open(&files.pixels).map_err(|e| e.to_string())?;
@@ -337,48 +340,9 @@ fn crc32_of(mut file: &File) -> std::io::Result<u32> {
     }
 }
 
-/// A file written under a temporary name beside its destination, removed when dropped
-/// unless renamed into place.
-struct TempFile {
-    path: PathBuf,
-    kept: bool,
-}
-
-impl TempFile {
-    fn create(dest: &Path) -> Result<(Self, File), DataError> {
-        let dir = dest.parent().unwrap_or(Path::new("."));
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let path = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let file = File::create(&path).map_err(|source| DataError::CacheUnwritable {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-        Ok((Self { path, kept: false }, file))
-    }
-
-    fn persist(mut self, dest: &Path) -> Result<(), DataError> {
-        std::fs::rename(&self.path, dest).map_err(DataError::io(dest))?;
-        self.kept = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.kept {
-            // Best effort: what is left is a hidden file that no load reads.
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Writes a split's pixels to disk as they arrive, keeping only the labels in memory.
 struct Writer {
-    temp: TempFile,
-    out: BufWriter<File>,
+    out: AtomicFile,
     crc: crc32fast::Hasher,
     labels: Vec<u16>,
     image_bytes: usize,
@@ -387,10 +351,13 @@ struct Writer {
 impl Writer {
     fn new(dir: &Path, files: &Files, key: &CacheKey) -> Result<Self, DataError> {
         debug_assert!(files.pixels.starts_with(dir));
-        let (temp, file) = TempFile::create(&files.pixels)?;
+        let out =
+            AtomicFile::create(&files.pixels).map_err(|source| DataError::CacheUnwritable {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
         Ok(Self {
-            temp,
-            out: BufWriter::with_capacity(1 << 20, file),
+            out,
             crc: crc32fast::Hasher::new(),
             labels: Vec::new(),
             image_bytes: key.image_bytes(),
@@ -400,18 +367,10 @@ impl Writer {
     /// Syncs and renames the pixels, then writes the labels and, last, the manifest.
     fn finish(self, files: &Files, key: &CacheKey, sources: Fingerprint) -> Result<(), DataError> {
         let Self {
-            temp,
-            out,
-            crc,
-            labels,
-            ..
+            out, crc, labels, ..
         } = self;
-        {
-            let io = DataError::io(&temp.path);
-            let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-            file.sync_all().map_err(&io)?;
-        }
-        temp.persist(&files.pixels)?;
+        out.commit(Existing::Replace)
+            .map_err(DataError::io(&files.pixels))?;
         let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
         write_file(&files.labels, &label_bytes)?;
         let manifest = Manifest {
@@ -436,19 +395,14 @@ impl ImageSink for Writer {
         debug_assert_eq!(pixels.len(), labels.len() * self.image_bytes);
         self.out
             .write_all(pixels)
-            .map_err(DataError::io(&self.temp.path))?;
+            .map_err(|e| DataError::io(self.out.temporary_path())(e))?;
         self.crc.update(pixels);
         self.labels.extend_from_slice(labels);
         Ok(())
     }
 }
 
-/// Writes `bytes` to `dest` through a synced temporary file and a rename.
+/// Writes `bytes` to `dest` whole or not at all ([`atomic_file::write`]).
 fn write_file(dest: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let (temp, mut file) = TempFile::create(dest)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(DataError::io(&temp.path))?;
-    drop(file);
-    temp.persist(dest)
+    atomic_file::write(dest, bytes, Existing::Replace).map_err(DataError::io(dest))
 }

@@ -2,9 +2,10 @@
 //! (cargo feature `download`).
 //!
 //! Every file is checked against the SHA-256 digest in [`MNIST_FILES`] /
-//! [`CIFAR10_ARCHIVE`] before it is kept, and written atomically: streamed into a hidden
-//! temporary file beside its destination, hashed on the way, then renamed into place only if
-//! the digest matches (a mismatch or any failure removes the temporary file). A file already
+//! [`CIFAR10_ARCHIVE`] before it is kept, and written atomically ([`crate::atomic_file`]):
+//! streamed into a hidden temporary file beside its destination, hashed on the way, then
+//! synced and renamed into place only if the digest matches (a mismatch or any failure
+//! removes the temporary file). A file already
 //! in the cache with the right digest is not downloaded again, so a cache that someone filled
 //! by hand works offline. When the network is unreachable the error fails fast (connection
 //! timeout [`CONNECT_TIMEOUT`]) and says which files to place where.
@@ -15,7 +16,7 @@
 //! here (no network access). The sizes are from the same tables.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
 
 use crate::DataError;
+use crate::atomic_file::{AtomicDir, AtomicFile, Existing};
 use crate::cifar::{BINARY_FOLDER, BINARY_TEST_FILE, BINARY_TRAIN_FILES};
 use crate::mnist::{TEST_FILES, TRAIN_FILES};
 
@@ -166,9 +168,7 @@ pub fn fetch_verified(
         .into_reader()
         .take(file.size.saturating_add(1));
 
-    let temp = TempPath::new(dir.join(format!(".{}.part{}", file.name, std::process::id())));
-    let out = File::create(&temp.path).map_err(DataError::io(&temp.path))?;
-    let mut out = BufWriter::new(out);
+    let mut out = AtomicFile::create(dest).map_err(DataError::io(dest))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -180,13 +180,8 @@ pub fn fetch_verified(
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
-            .map_err(DataError::io(&temp.path))?;
+            .map_err(|e| DataError::io(out.temporary_path())(e))?;
     }
-    let out = out
-        .into_inner()
-        .map_err(|e| DataError::io(&temp.path)(e.into_error()))?;
-    out.sync_all().map_err(DataError::io(&temp.path))?;
-    drop(out);
     let got = hex(&hasher.finalize());
     if got != file.sha256 {
         return Err(DataError::Digest {
@@ -195,27 +190,40 @@ pub fn fetch_verified(
             got,
         });
     }
-    temp.persist(dest)
+    out.commit(Existing::Replace).map_err(DataError::io(dest))
 }
+
+/// Bytes the tar inside CIFAR-10's archive may inflate to: its six batches are 184,380,000
+/// bytes, its other entries and tar headers a few kB.
+pub const CIFAR10_TAR_MAX_BYTES: u64 = 256 << 20;
 
 /// Unpacks the six batch files of CIFAR-10's binary archive (`cifar-10-batches-bin/*.bin`,
 /// plus `batches.meta.txt`) into `cache/cifar-10-batches-bin`, via a temporary folder that
 /// is renamed only once all six are out. Other entries are ignored, so no entry can be
-/// written outside that folder.
+/// written outside that folder. The gzip stream is inflated to at most
+/// [`CIFAR10_TAR_MAX_BYTES`] (entries skipped or not, tar headers and long names included);
+/// an archive that goes on is a [`DataError::Archive`].
 pub fn extract_cifar10(archive: &Path, cache: &Path) -> Result<PathBuf, DataError> {
+    extract_bounded(archive, cache, CIFAR10_TAR_MAX_BYTES)
+}
+
+/// [`extract_cifar10`], inflating at most `max_bytes` of tar.
+fn extract_bounded(archive: &Path, cache: &Path, max_bytes: u64) -> Result<PathBuf, DataError> {
     let name = archive.display().to_string();
     let wanted: Vec<&str> = BINARY_TRAIN_FILES
         .iter()
         .copied()
         .chain([BINARY_TEST_FILE, "batches.meta.txt"])
         .collect();
-    let temp = TempPath::new(cache.join(format!(".{BINARY_FOLDER}.part{}", std::process::id())));
-    if temp.path.exists() {
-        std::fs::remove_dir_all(&temp.path).map_err(DataError::io(&temp.path))?;
-    }
-    std::fs::create_dir_all(&temp.path).map_err(DataError::io(&temp.path))?;
+    let out = cache.join(BINARY_FOLDER);
+    std::fs::create_dir_all(cache).map_err(DataError::io(cache))?;
+    let temp = AtomicDir::create(&out).map_err(DataError::io(cache))?;
     let reader = File::open(archive).map_err(DataError::io(archive))?;
-    let mut tar = tar::Archive::new(GzDecoder::new(BufReader::new(reader)));
+    let mut tar = tar::Archive::new(Bounded {
+        inner: GzDecoder::new(BufReader::new(reader)),
+        left: max_bytes,
+        max: max_bytes,
+    });
     for entry in tar.entries().map_err(DataError::archive(&name))? {
         let mut entry = entry.map_err(DataError::archive(&name))?;
         if !entry.header().entry_type().is_file() {
@@ -232,14 +240,15 @@ pub fn extract_cifar10(archive: &Path, cache: &Path) -> Result<PathBuf, DataErro
             }
             _ => continue,
         };
-        let dest = temp.path.join(&file);
-        let mut out = File::create(&dest).map_err(DataError::io(&dest))?;
-        std::io::copy(&mut entry, &mut out)
+        let dest = temp.path().join(&file);
+        let mut written = File::create(&dest).map_err(DataError::io(&dest))?;
+        std::io::copy(&mut entry, &mut written)
             .map_err(DataError::archive(&format!("{name}:{}", path.display())))?;
+        written.sync_all().map_err(DataError::io(&dest))?;
     }
     let missing: Vec<String> = wanted[..6]
         .iter()
-        .filter(|f| !temp.path.join(f).is_file())
+        .filter(|f| !temp.path().join(f).is_file())
         .map(|f| format!("{BINARY_FOLDER}/{f}"))
         .collect();
     if !missing.is_empty() {
@@ -248,12 +257,11 @@ pub fn extract_cifar10(archive: &Path, cache: &Path) -> Result<PathBuf, DataErro
             missing,
         });
     }
-    let out = cache.join(BINARY_FOLDER);
     if out.exists() {
         // An incomplete earlier folder (a complete one is never unpacked again).
         std::fs::remove_dir_all(&out).map_err(DataError::io(&out))?;
     }
-    temp.persist(&out)?;
+    temp.commit().map_err(DataError::io(&out))?;
     Ok(out)
 }
 
@@ -273,34 +281,91 @@ fn join_url(base: &str, name: &str) -> String {
     format!("{}/{name}", base.trim_end_matches('/'))
 }
 
-/// A temporary file or folder, removed when dropped unless persisted.
-struct TempPath {
-    path: PathBuf,
-    keep: bool,
+/// A reader of at most `max` bytes of `inner`: a read past them is an error (where
+/// [`Read::take`] would end the input quietly), so that a stream that goes on is reported,
+/// having been read at most one byte past `max`.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    max: u64,
 }
 
-impl TempPath {
-    fn new(path: PathBuf) -> Self {
-        Self { path, keep: false }
-    }
-
-    /// Renames it to `dest`.
-    fn persist(mut self, dest: &Path) -> Result<(), DataError> {
-        std::fs::rename(&self.path, dest).map_err(DataError::io(dest))?;
-        self.keep = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        if !self.keep {
-            // Best effort: the path may not exist yet.
-            let _ = if self.path.is_dir() {
-                std::fs::remove_dir_all(&self.path)
-            } else {
-                std::fs::remove_file(&self.path)
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            return match self.inner.read(&mut buf[..1])? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("inflates past {} bytes", self.max),
+                )),
             };
         }
+        let want = usize::try_from(self.left).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar.gz of `entries` (`(path, size)`, each of zeros).
+    fn archive_of(entries: &[(&str, usize)]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for &(path, size) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(size as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, path, std::io::repeat(0).take(size as u64))
+                .expect("writing to memory");
+        }
+        tar.into_inner()
+            .and_then(|gz| gz.finish())
+            .expect("writing to memory")
+    }
+
+    #[test]
+    fn extraction_stops_at_its_bound_on_inflated_bytes() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let batch = |name: &str| (format!("{BINARY_FOLDER}/{name}"), 3073);
+        let mut entries: Vec<(String, usize)> = BINARY_TRAIN_FILES
+            .iter()
+            .chain([&BINARY_TEST_FILE])
+            .map(|name| batch(name))
+            .collect();
+        // An entry skipped by name, yet inflated to be skipped: 4 MiB of zeros.
+        entries.push(("elsewhere/zeros".into(), 4 << 20));
+        let refs: Vec<(&str, usize)> = entries.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+        let archive = dir.path().join("bomb.tar.gz");
+        std::fs::write(&archive, archive_of(&refs)).expect("writing the archive");
+        let err = extract_bounded(&archive, dir.path(), 1 << 20).expect_err("past 1 MiB");
+        assert!(
+            matches!(&err, DataError::Archive { file, .. } if file.ends_with("bomb.tar.gz")),
+            "{err}"
+        );
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            source = cause.source();
+        }
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.contains("inflates past 1048576 bytes")),
+            "{causes:?}"
+        );
+        // Within the bound it unpacks.
+        extract_bounded(&archive, dir.path(), 8 << 20).expect("under 8 MiB");
     }
 }

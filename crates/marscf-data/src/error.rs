@@ -50,6 +50,15 @@ pub enum DataError {
         /// Bytes present.
         got: usize,
     },
+    /// A compressed file whose data goes on past what its header promises; it is not
+    /// inflated further, so its real length is not known.
+    #[error("{file}: data goes on past the {expected} bytes its header promises")]
+    TrailingData {
+        /// The file.
+        file: String,
+        /// Bytes the header promises (header included).
+        expected: usize,
+    },
     /// Images and labels disagree on the number of items, or a size is not the expected one.
     #[error("{file}: {message}")]
     Mismatch {

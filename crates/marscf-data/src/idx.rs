@@ -1,5 +1,11 @@
 //! The IDX format of MNIST (raw or gzip-compressed): a big-endian header
 //! `magic, n, [rows, cols]` followed by `n` items of unsigned bytes.
+//!
+//! A gzip file is inflated only as far as its header reaches: `4 (1 + d)` header bytes for
+//! `d` dimensions, then `product(dims)` data bytes and one more, which must not exist (the
+//! attempt also makes the decoder check the gzip trailer's CRC-32). Memory grows with the
+//! bytes inflated, so neither a header promising terabytes nor gigabytes of data after the
+//! promised items costs more than the items promised and present.
 
 use std::io::Read;
 
@@ -12,74 +18,101 @@ pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 /// Magic number of an IDX file of `u8` labels (1 dimension).
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
 
-/// The bytes of a file, gunzipped if they start with the gzip magic `1f 8b`.
-pub fn maybe_gunzip(bytes: &[u8], file: &str) -> Result<Vec<u8>, DataError> {
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(DataError::gzip(file))?;
-        Ok(out)
-    } else {
-        Ok(bytes.to_vec())
-    }
-}
+/// The first two bytes of a gzip file.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-fn header(bytes: &[u8], words: usize, file: &str) -> Result<Vec<u32>, DataError> {
-    if bytes.len() < 4 * words {
-        return Err(DataError::Truncated {
-            file: file.to_string(),
-            expected: 4 * words,
-            got: bytes.len(),
-        });
+/// `(dims, data)` of an IDX file of `u8` items with `magic` and `rank` dimensions, raw or
+/// gzip; `data` is `product(dims)` bytes.
+fn parse(
+    bytes: &[u8],
+    file: &str,
+    magic: u32,
+    rank: usize,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let header_len = 4 * (1 + rank);
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        let (dims, data_len) = header(bytes, header_len, magic, file)?;
+        let expected = header_len + data_len;
+        if bytes.len() != expected {
+            return Err(DataError::Truncated {
+                file: file.to_string(),
+                expected,
+                got: bytes.len(),
+            });
+        }
+        return Ok((dims, bytes[header_len..].to_vec()));
     }
-    Ok(bytes[..4 * words]
-        .chunks_exact(4)
-        .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
-        .collect())
-}
-
-fn check_magic(got: u32, expected: u32, file: &str) -> Result<(), DataError> {
-    if got != expected {
-        return Err(DataError::BadMagic {
+    let mut gz = GzDecoder::new(bytes);
+    let mut head = Vec::with_capacity(header_len);
+    (&mut gz)
+        .take(header_len as u64)
+        .read_to_end(&mut head)
+        .map_err(DataError::gzip(file))?;
+    let (dims, data_len) = header(&head, header_len, magic, file)?;
+    let expected = header_len + data_len;
+    // Grows with the bytes inflated, at most one past the promised ones.
+    let mut data = Vec::new();
+    gz.take(data_len as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(DataError::gzip(file))?;
+    match data.len().cmp(&data_len) {
+        std::cmp::Ordering::Less => Err(DataError::Truncated {
             file: file.to_string(),
             expected,
+            got: header_len + data.len(),
+        }),
+        std::cmp::Ordering::Greater => Err(DataError::TrailingData {
+            file: file.to_string(),
+            expected,
+        }),
+        std::cmp::Ordering::Equal => Ok((dims, data)),
+    }
+}
+
+/// `(dims, product(dims))` from the `header_len` bytes at the start of `bytes` (magic, then
+/// one big-endian `u32` per dimension); the magic must be `magic`, the product must fit in
+/// memory's address range (`header_len + product <= usize::MAX`).
+fn header(
+    bytes: &[u8],
+    header_len: usize,
+    magic: u32,
+    file: &str,
+) -> Result<(Vec<usize>, usize), DataError> {
+    let Some(head) = bytes.get(..header_len) else {
+        return Err(DataError::Truncated {
+            file: file.to_string(),
+            expected: header_len,
+            got: bytes.len(),
+        });
+    };
+    let mut words = head
+        .chunks_exact(4)
+        .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    let got = words.next().unwrap_or_default();
+    if got != magic {
+        return Err(DataError::BadMagic {
+            file: file.to_string(),
+            expected: magic,
             got,
         });
     }
-    Ok(())
-}
-
-fn body(bytes: &[u8], offset: usize, dims: &[u32], file: &str) -> Result<Vec<u8>, DataError> {
-    let expected = dims
+    let dims: Vec<usize> = words.map(|d| d as usize).collect();
+    let data_len = dims
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
-        .and_then(|n| n.checked_add(offset))
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|n| n.checked_add(header_len).is_some())
         .ok_or_else(|| DataError::mismatch(file, format!("header sizes {dims:?} overflow")))?;
-    if bytes.len() != expected {
-        return Err(DataError::Truncated {
-            file: file.to_string(),
-            expected,
-            got: bytes.len(),
-        });
-    }
-    Ok(bytes[offset..].to_vec())
+    Ok((dims, data_len))
 }
 
 /// `(count, rows, cols, pixels)` of an IDX image file (raw or gzip), pixels row-major
 /// `count * rows * cols`.
 pub fn parse_images(bytes: &[u8], file: &str) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
-    let bytes = maybe_gunzip(bytes, file)?;
-    let h = header(&bytes, 4, file)?;
-    check_magic(h[0], IMAGES_MAGIC, file)?;
-    let pixels = body(&bytes, 16, &h[1..], file)?;
-    Ok((h[1] as usize, h[2] as usize, h[3] as usize, pixels))
+    let (dims, pixels) = parse(bytes, file, IMAGES_MAGIC, 3)?;
+    Ok((dims[0], dims[1], dims[2], pixels))
 }
 
 /// The labels of an IDX label file (raw or gzip).
 pub fn parse_labels(bytes: &[u8], file: &str) -> Result<Vec<u8>, DataError> {
-    let bytes = maybe_gunzip(bytes, file)?;
-    let h = header(&bytes, 2, file)?;
-    check_magic(h[0], LABELS_MAGIC, file)?;
-    body(&bytes, 8, &h[1..], file)
+    parse(bytes, file, LABELS_MAGIC, 1).map(|(_, labels)| labels)
 }

@@ -137,6 +137,10 @@ pub fn list_image_folder(dir: &Path) -> Result<FolderListing, DataError> {
 
 /// Images decoded per thread before a chunk goes to the sink.
 const CHUNK_PER_THREAD: usize = 64;
+/// Bytes of decoded images in a chunk at most, unless one image per thread is more: the
+/// images' size comes from their headers (each bounded by the `image` crate's default limit of
+/// 512 MiB per decode), so a chunk is sized by bytes, not by count alone.
+const CHUNK_BYTES: usize = 64 << 20;
 
 /// Decodes `files` in order into `sink`, a chunk at a time on all cores, so that memory holds
 /// one chunk, not the folder. The first file fixes the size (or must have `expected`); the
@@ -164,7 +168,7 @@ pub(crate) fn decode_listing(
     sink.reserve(files.len(), image_bytes);
     sink.push(&first_pixels, &[*first_label])?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per_chunk = threads * CHUNK_PER_THREAD;
+    let per_chunk = (threads * CHUNK_PER_THREAD).min((CHUNK_BYTES / image_bytes).max(threads));
     let mut buf = vec![0u8; per_chunk.min(files.len() - 1) * image_bytes];
     let mut labels = Vec::with_capacity(per_chunk);
     for chunk in files[1..].chunks(per_chunk) {

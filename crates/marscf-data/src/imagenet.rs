@@ -76,6 +76,11 @@ const CHUNK_BYTES: usize = 4 << 20;
 
 /// Streams one npz batch into `sink`, [`CHUNK_BYTES`] at a time: the `data` member is
 /// inflated as it is copied, never held whole (a 64x64 training batch is 1.5 GB).
+///
+/// Memory is bounded by the archive's bytes, not by its headers: [`Npz::stream`] checks
+/// that the `data` header's `N * 3 S^2` bytes are what the member holds (and the member's
+/// size against its compressed bytes) before `N` sizes anything, and the `labels` header must
+/// promise `N` labels before they are read.
 pub(crate) fn read_npz_batch<R: Read + Seek>(
     reader: R,
     file: &str,
@@ -87,21 +92,22 @@ pub(crate) fn read_npz_batch<R: Read + Seek>(
     let image_bytes = 3 * size.side() * size.side();
     // The data's header first, so that its shape is checked before the labels are read.
     let n = {
-        let (header, _, data_name) = npz.stream("data")?.ok_or_else(no_data)?;
-        images_in(&header, &data_name, size)?
+        let data = npz.stream("data")?.ok_or_else(no_data)?;
+        images_in(&data.header, &data.file, size)?
     };
-    let labels = match npz.array("labels")? {
-        None => vec![0; n],
+    let labels = match npz.stream("labels")? {
+        None => None,
         Some(labels) => {
-            let name = format!("{file}:labels.npy");
-            let values = labels.to_i64(&name)?;
-            if values.len() != n {
+            let count = labels.header.data_len / labels.header.dtype.size;
+            if count != n {
                 return Err(DataError::mismatch(
-                    name,
-                    format!("{} labels for {n} images", values.len()),
+                    labels.file,
+                    format!("{count} labels for {n} images"),
                 ));
             }
-            values
+            let name = labels.file.clone();
+            let values = labels.into_array()?.to_i64(&name)?;
+            let labels = values
                 .iter()
                 .enumerate()
                 .map(|(index, &label)| {
@@ -116,34 +122,45 @@ pub(crate) fn read_npz_batch<R: Read + Seek>(
                         })
                     }
                 })
-                .collect::<Result<Vec<_>, _>>()?
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(labels)
         }
     };
-    let (header, mut data, data_name) = npz.stream("data")?.ok_or_else(no_data)?;
+    let mut data = npz.stream("data")?.ok_or_else(no_data)?;
     let truncated = |got: usize| DataError::Truncated {
-        file: data_name.clone(),
-        expected: header.data_len,
+        file: data.file.clone(),
+        expected: data.header.data_len,
         got,
     };
     sink.reserve(n, image_bytes);
-    let per_chunk = (CHUNK_BYTES / image_bytes).max(1);
-    let mut buf = vec![0u8; per_chunk.min(n) * image_bytes];
+    let per_chunk = (CHUNK_BYTES / image_bytes).max(1).min(n);
+    let mut buf = vec![0u8; per_chunk * image_bytes];
+    // The labels of a batch without any: class 0.
+    let zeros = vec![0u16; if labels.is_some() { 0 } else { per_chunk }];
     let mut done = 0;
     while done < n {
         let k = per_chunk.min(n - done);
         let chunk = &mut buf[..k * image_bytes];
-        let got = read_full(&mut data, chunk).map_err(DataError::zip(&data_name))?;
+        let got = read_full(&mut data.data, chunk).map_err(DataError::zip(&data.file))?;
         if got < chunk.len() {
             return Err(truncated(done * image_bytes + got));
         }
-        sink.push(chunk, &labels[done..done + k])?;
+        let chunk_labels = match &labels {
+            Some(labels) => &labels[done..done + k],
+            None => &zeros[..k],
+        };
+        sink.push(chunk, chunk_labels)?;
         done += k;
     }
     // Nothing may follow; reading to the end also checks the member's CRC-32.
     let extra =
-        std::io::copy(&mut data, &mut std::io::sink()).map_err(DataError::zip(&data_name))?;
+        std::io::copy(&mut data.data, &mut std::io::sink()).map_err(DataError::zip(&data.file))?;
     if extra > 0 {
-        return Err(truncated(header.data_len.saturating_add(extra as usize)));
+        return Err(truncated(
+            data.header
+                .data_len
+                .saturating_add(usize::try_from(extra).unwrap_or(usize::MAX)),
+        ));
     }
     Ok(())
 }

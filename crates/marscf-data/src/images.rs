@@ -6,6 +6,9 @@ use crate::mnist::{MNIST_SIDE, MnistSplit};
 use crate::pixels::Pixels;
 use crate::transform::MnistLayout;
 
+/// Images read by [`ImageSet::fingerprint`] at most.
+pub const FINGERPRINT_IMAGES: usize = 1024;
+
 /// `len` images of shape `[C, H, W]`, 8-bit, channel-major per image, with labels.
 ///
 /// The pixels are in memory or a memory-mapped file of the decode cache ([`Pixels`]); either
@@ -41,6 +44,32 @@ impl ImageSet {
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.image_size();
         &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// A cheap fingerprint of the set: CRC-32 of its shape, count, every label and up to
+    /// [`FINGERPRINT_IMAGES`] images spread evenly over it (the first and the last
+    /// included). Two copies of the same data agree; another dataset, another split, a
+    /// subset or a reordering almost surely does not.
+    pub fn fingerprint(&self) -> u32 {
+        let mut crc = crc32fast::Hasher::new();
+        for value in self.shape.iter().chain([&self.len()]) {
+            crc.update(&(*value as u64).to_le_bytes());
+        }
+        for label in &self.labels {
+            crc.update(&label.to_le_bytes());
+        }
+        let n = self.len();
+        let sampled = n.min(FINGERPRINT_IMAGES);
+        for k in 0..sampled {
+            // Evenly spaced indices from 0 to n - 1.
+            let i = if sampled == 1 {
+                0
+            } else {
+                k * (n - 1) / (sampled - 1)
+            };
+            crc.update(self.image(i));
+        }
+        crc.finalize()
     }
 
     /// The first `n` images (all if fewer).
@@ -106,7 +135,8 @@ impl ImageSet {
 /// Receives decoded images in order, a few at a time: an [`ImageSet`] in memory
 /// ([`Collect`]) or the decode cache's files ([`crate::cache`]).
 pub(crate) trait ImageSink {
-    /// Room for `images` more images of `image_bytes` bytes (a hint).
+    /// Room for `images` more images of `image_bytes` bytes (a hint, which a reader gives
+    /// only once the file has been found to hold them).
     fn reserve(&mut self, _images: usize, _image_bytes: usize) {}
 
     /// Appends `labels.len()` images, `pixels` holding their bytes one after another.
@@ -133,9 +163,11 @@ impl Collect {
 
 impl ImageSink for Collect {
     fn reserve(&mut self, images: usize, image_bytes: usize) {
-        self.pixels
-            .reserve_exact(images.saturating_mul(image_bytes));
-        self.labels.reserve_exact(images);
+        // Only a hint: memory the system refuses now is asked for again as the images arrive.
+        let _ = self
+            .pixels
+            .try_reserve_exact(images.saturating_mul(image_bytes));
+        let _ = self.labels.try_reserve_exact(images);
     }
 
     fn push(&mut self, pixels: &[u8], labels: &[u16]) -> Result<(), DataError> {

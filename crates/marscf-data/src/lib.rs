@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod augment;
 pub mod batch;
 pub mod burn_data;

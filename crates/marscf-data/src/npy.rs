@@ -80,13 +80,14 @@ impl NpyHeader {
         ))
     }
 
-    /// Reads the header from the start of `reader`, leaving it at the first data byte. An
-    /// I/O error other than the end of the input is passed to `io_err`.
+    /// Reads the header from the start of `reader`, leaving it at the first data byte; returns
+    /// it and the offset of that byte. An I/O error other than the end of the input is passed
+    /// to `io_err`.
     fn read(
         reader: &mut impl Read,
         file: &str,
         io_err: impl Fn(std::io::Error) -> DataError,
-    ) -> Result<Self, DataError> {
+    ) -> Result<(Self, usize), DataError> {
         let mut prefix = vec![0u8; 10];
         let got = read_full(reader, &mut prefix).map_err(&io_err)?;
         prefix.truncate(got);
@@ -103,7 +104,7 @@ impl NpyHeader {
             .map_err(&io_err)?;
         let (header, data_start) = Self::parse(&prefix, file)?;
         debug_assert_eq!(data_start, header_start + header_len);
-        Ok(header)
+        Ok((header, data_start))
     }
 }
 
@@ -207,10 +208,62 @@ impl NpyArray {
     }
 }
 
+/// The most bytes a deflate stream can inflate to per compressed byte. A match copies at
+/// most 258 bytes and costs at least 2 bits (a 1-bit length code and a 1-bit distance code in
+/// the most skewed Huffman tables), so `n` compressed bytes inflate to at most `1032 n` bytes
+/// (plus one last match, [`DEFLATE_SLACK`]).
+pub const DEFLATE_MAX_RATIO: u64 = 1032;
+/// See [`DEFLATE_MAX_RATIO`].
+const DEFLATE_SLACK: u64 = 258;
+
 /// An `.npz` archive open for reading its arrays.
+///
+/// Every size an allocation depends on is bounded by the archive's bytes: a member's declared
+/// (uncompressed) size `s` must satisfy `s <= c` for a stored member and
+/// `s <= 1032 c + 258` for a deflated one of `c` compressed bytes, the zip reader fails once a
+/// member inflates past `s`, and an array's header must promise exactly the `s - h` bytes
+/// that follow its `h`-byte header.
 pub struct Npz<R> {
     archive: zip::ZipArchive<R>,
     file: String,
+}
+
+/// An array's member opened for reading: the header read, the reader at the first data byte.
+pub struct NpyStream<'a, R: Read> {
+    /// The array's header; its `data_len` is the member's size past the header.
+    pub header: NpyHeader,
+    /// The member (`archive.npz:name.npy`), for errors.
+    pub file: String,
+    /// The data bytes; reading to the end checks the member's CRC-32.
+    pub data: zip::read::ZipFile<'a, R>,
+}
+
+impl<R: Read> NpyStream<'_, R> {
+    /// The whole array, read (to the end, checking the CRC-32) into memory that grows with the
+    /// bytes read, never beyond `header.data_len`.
+    pub fn into_array(mut self) -> Result<NpyArray, DataError> {
+        let mut data = Vec::new();
+        (&mut self.data)
+            .take(self.header.data_len as u64)
+            .read_to_end(&mut data)
+            .map_err(DataError::zip::<std::io::Error>(&self.file))?;
+        let extra = std::io::copy(&mut self.data, &mut std::io::sink())
+            .map_err(DataError::zip::<std::io::Error>(&self.file))?;
+        if data.len() != self.header.data_len || extra > 0 {
+            return Err(DataError::Truncated {
+                file: self.file,
+                expected: self.header.data_len,
+                got: data
+                    .len()
+                    .saturating_add(usize::try_from(extra).unwrap_or(usize::MAX)),
+            });
+        }
+        Ok(NpyArray {
+            shape: self.header.shape,
+            dtype: self.header.dtype,
+            data,
+        })
+    }
 }
 
 impl<R: Read + Seek> Npz<R> {
@@ -225,43 +278,66 @@ impl<R: Read + Seek> Npz<R> {
 
     /// The array `name` (the member `name.npy`), or `None` if the archive has no such member.
     pub fn array(&mut self, name: &str) -> Result<Option<NpyArray>, DataError> {
+        self.stream(name)?.map(NpyStream::into_array).transpose()
+    }
+
+    /// The array `name` with its header read and its data not yet, or `None` if the archive
+    /// has no member `name.npy`. The header must promise exactly the bytes the member holds
+    /// past it (else a [`DataError::Truncated`] naming the member): an array's size is then
+    /// bounded by the archive's bytes (see [`Npz`]) before anything is allocated for it.
+    pub fn stream(&mut self, name: &str) -> Result<Option<NpyStream<'_, R>>, DataError> {
         let Some((mut entry, file)) = self.member(name)? else {
             return Ok(None);
         };
-        // Grows with the bytes actually inflated: a forged size in the zip directory cannot
-        // cause a large allocation, and a wrong CRC-32 is an error of the read.
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(DataError::zip::<std::io::Error>(&file))?;
-        NpyArray::from_vec(bytes, &file).map(Some)
+        let size = entry.size();
+        let (header, data_start) = NpyHeader::read(&mut entry, &file, DataError::zip(&file))?;
+        let held = size.saturating_sub(data_start as u64);
+        if header.data_len as u64 != held {
+            return Err(DataError::Truncated {
+                file,
+                expected: header.data_len,
+                got: usize::try_from(held).unwrap_or(usize::MAX),
+            });
+        }
+        Ok(Some(NpyStream {
+            header,
+            file,
+            data: entry,
+        }))
     }
 
-    /// The header of the array `name` and a reader of its data bytes (which checks the
-    /// member's CRC-32 at its end), or `None` if there is no such member; the name of the
-    /// member for errors (`archive.npz:name.npy`).
-    pub fn stream(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<(NpyHeader, impl Read + '_, String)>, DataError> {
-        let Some((mut entry, file)) = self.member(name)? else {
-            return Ok(None);
-        };
-        let header = NpyHeader::read(&mut entry, &file, DataError::zip(&file))?;
-        Ok(Some((header, entry, file)))
-    }
-
+    /// The member `name.npy` and its name for errors, its declared size checked against its
+    /// compressed bytes.
     fn member(
         &mut self,
         name: &str,
     ) -> Result<Option<(zip::read::ZipFile<'_, R>, String)>, DataError> {
         let member = format!("{name}.npy");
         let file = format!("{}:{member}", self.file);
-        match self.archive.by_name(&member) {
-            Ok(entry) => Ok(Some((entry, file))),
-            Err(zip::result::ZipError::FileNotFound) => Ok(None),
-            Err(e) => Err(DataError::zip(&file)(e)),
+        let entry = match self.archive.by_name(&member) {
+            Ok(entry) => entry,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(e) => return Err(DataError::zip(&file)(e)),
+        };
+        let (size, compressed) = (entry.size(), entry.compressed_size());
+        let most = match entry.compression() {
+            zip::CompressionMethod::Stored => compressed,
+            zip::CompressionMethod::Deflated => compressed
+                .saturating_mul(DEFLATE_MAX_RATIO)
+                .saturating_add(DEFLATE_SLACK),
+            // Not readable with this crate's features: the read fails with the zip error.
+            _ => size,
+        };
+        if size > most {
+            return Err(DataError::npz(
+                file,
+                format!(
+                    "the zip directory declares {size} bytes, more than its {compressed} \
+                     compressed bytes can hold (at most {most})"
+                ),
+            ));
         }
+        Ok(Some((entry, file)))
     }
 }
 

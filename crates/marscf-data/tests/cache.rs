@@ -271,7 +271,9 @@ fn a_damaged_cache_is_rebuilt() {
         expected
     );
     assert!(
-        !cache_files(root.path()).iter().any(|f| f.ends_with(".tmp")),
+        !cache_files(root.path())
+            .iter()
+            .any(|f| f.ends_with(".marscf-tmp")),
         "{:?}",
         cache_files(root.path())
     );

@@ -32,11 +32,15 @@ pub fn multi_head_attention_portable(packed: Tensor<3>, heads: usize, dropout: f
     check_heads(&packed, heads);
     let [b, l, packed_width] = packed.dims();
     let c = packed_width / 3;
+    if packed.shape().num_elements() == 0 {
+        // The empty `(B, L, c)` (Burn's reshapes read a 0 as "keep this dimension").
+        return packed.slice_dim(2, 0..c);
+    }
     let d = c / heads;
     let head = |i: usize| {
         packed
             .clone()
-            .narrow(2, i * c, c)
+            .slice_dim(2, i * c..(i + 1) * c)
             .reshape([b, l, heads, d])
             .swap_dims(1, 2)
     };

@@ -45,6 +45,10 @@ pub fn bisect_mixture_portable(
     max_iters: usize,
     tolerance: f64,
 ) -> Tensor<4> {
+    if y.shape().num_elements() == 0 {
+        // No element to solve for (and no maximum over them to check).
+        return y.zeros_like().detach();
+    }
     let [b, c, h, w] = y.dims();
     let cdf = |x: Tensor<4>| {
         let z = (x.unsqueeze_dim::<5>(1) - mixture.mu.clone()) * mixture.inv_scale.clone();

@@ -21,6 +21,9 @@ pub struct LstmCellState {
 ///
 /// On Flex (float32) one fused pass computes both states (and one pass their gradients).
 /// Elsewhere, [`lstm_cell_portable`].
+///
+/// # Panics
+/// If the gates' channels are not a multiple of 4.
 pub fn lstm_cell(
     gates: Tensor<4>,
     recurrent: Option<Tensor<4>>,
@@ -28,8 +31,8 @@ pub fn lstm_cell(
 ) -> LstmCellState {
     #[cfg(feature = "flex")]
     if crate::flex::runs(&gates.device(), gates.dtype()) {
-        let [b, four_hidden, height, width] = gates.dims();
-        let hidden = four_hidden / 4;
+        let hidden = check_gates(&gates);
+        let [b, _, height, width] = gates.dims();
         let pre = match recurrent {
             Some(r) => gates + r,
             None => gates,
@@ -37,16 +40,29 @@ pub fn lstm_cell(
         let c = c.unwrap_or_else(|| Tensor::zeros([b, hidden, height, width], &pre.device()));
         let out = crate::flex::lstm_cell(pre, c);
         return LstmCellState {
-            h: out.clone().narrow(0, 0, b),
-            c: out.narrow(0, b, b),
+            h: out.clone().slice_dim(0, 0..b),
+            c: out.slice_dim(0, b..2 * b),
         };
     }
     lstm_cell_portable(gates, recurrent, c)
 }
 
+/// The hidden width of `gates` `(B, 4 hidden, H, W)`; panics unless its channels are 4 gates.
+fn check_gates(gates: &Tensor<4>) -> usize {
+    let channels = gates.dims()[1];
+    assert!(
+        channels.is_multiple_of(4),
+        "lstm_cell: {channels} gate channels are not 4 gates"
+    );
+    channels / 4
+}
+
 /// The portable default of [`lstm_cell`], in standard tensor operations
 /// (`tanh(x) = 2 σ(2x) - 1`: Flex's `sigmoid` is cheaper than its `tanh`, see
 /// docs/performance.md).
+///
+/// # Panics
+/// As [`lstm_cell`].
 pub fn lstm_cell_portable(
     gates: Tensor<4>,
     recurrent: Option<Tensor<4>>,
@@ -56,10 +72,9 @@ pub fn lstm_cell_portable(
         Some(r) => gates + r,
         None => gates,
     };
-    let [i, f, g, o]: [Tensor<4>; 4] = gates
-        .chunk(4, 1)
-        .try_into()
-        .expect("4 * hidden gate channels chunk into 4");
+    let hidden = check_gates(&gates);
+    let [i, f, g, o] =
+        [0, 1, 2, 3].map(|k| gates.clone().slice_dim(1, k * hidden..(k + 1) * hidden));
     let new_c = sigmoid(i) * tanh(g);
     let new_c = match c {
         Some(c) => sigmoid(f) * c + new_c,
@@ -91,6 +106,21 @@ pub fn conv_lstm_layer(
     steps: usize,
     spec: ConvSpec,
 ) -> Tensor<4> {
+    check_layer(&gates, &weight_hh, steps);
+    #[cfg(feature = "flex")]
+    if crate::flex::runs(&gates.device(), gates.dtype()) {
+        let ([n, _, h, w], [_, hidden, _, _]) = (gates.dims(), weight_hh.dims());
+        let state = [n / steps, hidden, h, w];
+        if crate::flex::conv_supported(state, weight_hh.dims(), spec) {
+            return crate::flex::conv_lstm_layer(gates, weight_hh, steps, spec);
+        }
+    }
+    conv_lstm_layer_portable(gates, weight_hh, steps, spec)
+}
+
+/// Panics unless `steps` divides the gates into equal steps and the kernel maps `h`
+/// channels to the gates' `4h`.
+fn check_layer(gates: &Tensor<4>, weight_hh: &Tensor<4>, steps: usize) {
     let ([n, four_hidden, _, _], [k_out, hidden, _, _]) = (gates.dims(), weight_hh.dims());
     assert!(
         steps > 0 && n.is_multiple_of(steps),
@@ -100,28 +130,25 @@ pub fn conv_lstm_layer(
         four_hidden == k_out && k_out == 4 * hidden,
         "conv_lstm_layer: gates of {four_hidden} channels, recurrent kernel {k_out} x {hidden}"
     );
-    #[cfg(feature = "flex")]
-    if crate::flex::runs(&gates.device(), gates.dtype()) {
-        let [_, _, h, w] = gates.dims();
-        let state = [n / steps, hidden, h, w];
-        if crate::flex::conv_supported(state, weight_hh.dims(), spec) {
-            return crate::flex::conv_lstm_layer(gates, weight_hh, steps, spec);
-        }
-    }
-    conv_lstm_layer_portable(gates, weight_hh, steps, spec)
 }
 
 /// The portable default of [`conv_lstm_layer`]: step by step, [`conv2d_portable`] and
 /// [`lstm_cell_portable`].
+///
+/// # Panics
+/// As [`conv_lstm_layer`].
 pub fn conv_lstm_layer_portable(
     gates: Tensor<4>,
     weight_hh: Tensor<4>,
     steps: usize,
     spec: ConvSpec,
 ) -> Tensor<4> {
+    check_layer(&gates, &weight_hh, steps);
+    let batch = gates.dims()[0] / steps;
     let mut state: Option<(Tensor<4>, Tensor<4>)> = None;
     let mut outputs = Vec::with_capacity(steps);
-    for step_gates in gates.chunk(steps, 0) {
+    for t in 0..steps {
+        let step_gates = gates.clone().slice_dim(0, t * batch..(t + 1) * batch);
         let (recurrent, c) = match state {
             Some((h, c)) => (
                 Some(conv2d_portable(h, weight_hh.clone(), None, spec)),

@@ -39,6 +39,13 @@ pub fn mixture_log_densities(mixture: &LogMixture, x: Tensor<4>) -> MixtureLogDe
 
 /// The portable default of [`mixture_log_densities`], in standard tensor operations.
 pub fn mixture_log_densities_portable(mixture: &LogMixture, x: Tensor<4>) -> MixtureLogDensities {
+    if x.shape().num_elements() == 0 {
+        // Nothing to evaluate (and Burn's reshapes read a 0 as "keep this dimension").
+        return MixtureLogDensities {
+            log_pdf: x.clone(),
+            log_cdf: x,
+        };
+    }
     let [b, _, c, h, w] = mixture.mu.dims();
     let z = (x.unsqueeze_dim::<5>(1) - mixture.mu.clone()) * mixture.log_s.clone().neg().exp();
     let log_pdf = z.clone() - mixture.log_s.clone() - softplus(z.clone(), 1.0).mul_scalar(2.0);

@@ -16,7 +16,11 @@ pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     softmax_portable(x)
 }
 
-/// The portable default of [`softmax`]: Burn's `softmax`.
+/// The portable default of [`softmax`]: Burn's `softmax` (an empty `x`, whose rows Burn's
+/// maximum cannot reduce when they are empty, is its own softmax).
 pub fn softmax_portable<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.shape().num_elements() == 0 {
+        return x;
+    }
     activation::softmax(x, D - 1)
 }

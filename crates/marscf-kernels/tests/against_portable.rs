@@ -1,8 +1,11 @@
-//! Every Flex kernel against its portable default on random inputs: forward values and
-//! every gradient, under Burn's autodiff on Flex.
-#![cfg(feature = "flex")]
+//! Every Flex kernel against its portable default on seeded random inputs: forward values
+//! and every gradient, under Burn's autodiff on Flex; every op on empty tensors; attention's
+//! dropout against the mask hash it is defined by.
+//!
+//! Inputs come from a small seeded generator ([`Rng`]), not from the device's: a failure
+//! names its seed and reproduces.
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Gradients, Tensor, TensorData};
 use marscf_kernels::{
     ConvSpec, LogMixture, MixtureCdf, MixtureLogDensities, actnorm, actnorm_portable,
     bisect_mixture, bisect_mixture_portable, concat_elu, concat_elu_portable, conv_lstm_layer,
@@ -13,8 +16,8 @@ use marscf_kernels::{
 };
 
 /// Holds Burn's random generator (one per backend and process) for one test: the dropout
-/// test seeds it and expects the same mask again, which another test's draws in between
-/// would change. Every test here draws, so every test takes it first.
+/// and attention tests seed it and expect the same mask again, which another test's draws
+/// in between would change. Only those tests draw from it.
 fn exclusive_rng() -> std::sync::MutexGuard<'static, ()> {
     static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
     RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -29,30 +32,69 @@ fn device() -> Device {
     device
 }
 
-fn random<const D: usize>(shape: [usize; D]) -> Tensor<D> {
-    Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), &device()).require_grad()
+/// A seeded generator of test inputs (SplitMix64): the same seed, the same tensors.
+struct Rng {
+    seed: u64,
+    state: u64,
+}
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self { seed, state: seed }
+    }
+
+    /// Uniform in `[0, 1)`, 24 random bits.
+    fn next_unit(&mut self) -> f32 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// A tensor of `shape`, uniform in `[lo, hi)`, on `device`.
+    fn uniform_on<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        [lo, hi]: [f32; 2],
+        device: &Device,
+    ) -> Tensor<D> {
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| lo + (hi - lo) * self.next_unit()).collect();
+        Tensor::from_data(TensorData::new(data, shape), device)
+    }
+
+    /// A leaf of the autodiff graph, uniform in `[-1, 1)`.
+    fn random<const D: usize>(&mut self, shape: [usize; D]) -> Tensor<D> {
+        self.uniform_on(shape, [-1.0, 1.0], &device())
+            .require_grad()
+    }
 }
 
 /// `|a - b| <= 1e-5 max(|b|, max |b| / 10)` elementwise: relative, with a floor for the
 /// elements far below the tensor's scale, whose last bits depend on the order of
-/// summation (a sum of `K` terms of size `max |b|` that cancels to near zero).
-fn assert_close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+/// summation (a sum of `K` terms of size `max |b|` that cancels to near zero). The message
+/// names the inputs' `seed`.
+fn assert_close<const D: usize>(seed: u64, what: &str, a: Tensor<D>, b: Tensor<D>) {
+    assert_eq!(a.dims(), b.dims(), "{what} (seed {seed}): shapes");
     let a = a.into_data().try_to_vec::<f32>().expect("f32");
     let b = b.into_data().try_to_vec::<f32>().expect("f32");
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0, "{what}: all zeros, nothing compared");
+    assert!(
+        scale > 0.0,
+        "{what} (seed {seed}): all zeros, nothing compared"
+    );
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert!(
             (x - y).abs() <= 1e-5 * y.abs().max(scale / 10.0),
-            "{what}[{i}]: kernel {x}, portable {y} (scale {scale})"
+            "{what}[{i}] (seed {seed}): {x}, expected {y} (scale {scale})"
         );
     }
 }
 
 #[test]
 fn convolution_forward_and_gradients() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(101);
     let cases = [
         // (batch, c_in, c_out, h, w, kernel, dilation)
         (1, 3, 5, 4, 4, 1, 1),
@@ -78,10 +120,10 @@ fn convolution_forward_and_gradients() {
     for (batch, c_in, c_out, h, w, k, d) in cases {
         let what = format!("N{batch} {c_in}->{c_out} {h}x{w} k{k} d{d}");
         let spec = ConvSpec::same([k, k], [d, d]);
-        let x = random([batch, c_in, h, w]);
-        let weight = random([c_out, c_in, k, k]);
-        let bias = random([c_out]);
-        let probe = random([batch, c_out, h, w]).detach();
+        let x = rng.random([batch, c_in, h, w]);
+        let weight = rng.random([c_out, c_in, k, k]);
+        let bias = rng.random([c_out]);
+        let probe = rng.random([batch, c_out, h, w]).detach();
         let run = |conv: fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvSpec) -> Tensor<4>| {
             let y = conv(x.clone(), weight.clone(), Some(bias.clone()), spec);
             let grads = (y.clone() * probe.clone()).sum().backward();
@@ -94,20 +136,21 @@ fn convolution_forward_and_gradients() {
         };
         let (y, dx, dw, db) = run(conv2d);
         let (y0, dx0, dw0, db0) = run(conv2d_portable);
-        assert_close(&format!("{what} y"), y, y0);
-        assert_close(&format!("{what} dx"), dx, dx0);
-        assert_close(&format!("{what} dw"), dw, dw0);
-        assert_close(&format!("{what} db"), db, db0);
+        assert_close(rng.seed, &format!("{what} y"), y, y0);
+        assert_close(rng.seed, &format!("{what} dx"), dx, dx0);
+        assert_close(rng.seed, &format!("{what} dw"), dw, dw0);
+        assert_close(rng.seed, &format!("{what} db"), db, db0);
     }
 }
 
 #[test]
 fn convolution_without_bias_or_autodiff() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(102);
     let spec = ConvSpec::same([3, 3], [1, 1]);
-    let x = random([3, 4, 8, 8]).inner();
-    let weight = random([5, 4, 3, 3]).inner();
+    let x = rng.random([3, 4, 8, 8]).inner();
+    let weight = rng.random([5, 4, 3, 3]).inner();
     assert_close(
+        rng.seed,
         "no bias, no autodiff",
         conv2d(x.clone(), weight.clone(), None, spec),
         conv2d_portable(x, weight, None, spec),
@@ -116,7 +159,7 @@ fn convolution_without_bias_or_autodiff() {
 
 #[test]
 fn lstm_cell_forward_and_gradients() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(103);
     for (batch, hidden, h, w) in [
         (1, 3, 4, 4),
         (17, 5, 4, 4),
@@ -126,13 +169,13 @@ fn lstm_cell_forward_and_gradients() {
     ] {
         let what = format!("B{batch} hidden {hidden} {h}x{w}");
         // Pre-activations over a wide range, so that the gates saturate somewhere.
-        let gates = (random([batch, 4 * hidden, h, w]) * 4.0)
+        let gates = (rng.random([batch, 4 * hidden, h, w]) * 4.0)
             .detach()
             .require_grad();
-        let recurrent = random([batch, 4 * hidden, h, w]);
-        let c = random([batch, hidden, h, w]);
-        let probe_h = random([batch, hidden, h, w]).detach();
-        let probe_c = random([batch, hidden, h, w]).detach();
+        let recurrent = rng.random([batch, 4 * hidden, h, w]);
+        let c = rng.random([batch, hidden, h, w]);
+        let probe_h = rng.random([batch, hidden, h, w]).detach();
+        let probe_c = rng.random([batch, hidden, h, w]).detach();
         let run = |cell: fn(
             Tensor<4>,
             Option<Tensor<4>>,
@@ -151,17 +194,17 @@ fn lstm_cell_forward_and_gradients() {
         };
         let (s, dg, dr, dc) = run(lstm_cell);
         let (s0, dg0, dr0, dc0) = run(lstm_cell_portable);
-        assert_close(&format!("{what} h"), s.h, s0.h);
-        assert_close(&format!("{what} c"), s.c, s0.c);
-        assert_close(&format!("{what} d gates"), dg, dg0);
-        assert_close(&format!("{what} d recurrent"), dr, dr0);
-        assert_close(&format!("{what} d c"), dc, dc0);
+        assert_close(rng.seed, &format!("{what} h"), s.h, s0.h);
+        assert_close(rng.seed, &format!("{what} c"), s.c, s0.c);
+        assert_close(rng.seed, &format!("{what} d gates"), dg, dg0);
+        assert_close(rng.seed, &format!("{what} d recurrent"), dr, dr0);
+        assert_close(rng.seed, &format!("{what} d c"), dc, dc0);
     }
 }
 
 #[test]
 fn conv_lstm_layer_forward_and_gradients() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(104);
     for (steps, batch, hidden, h, w, k, d) in [
         // (steps, batch, hidden, h, w, kernel, dilation)
         (1, 2, 3, 4, 4, 3, 1),
@@ -173,13 +216,13 @@ fn conv_lstm_layer_forward_and_gradients() {
     ] {
         let what = format!("T{steps} B{batch} hidden {hidden} {h}x{w} k{k} d{d}");
         let spec = ConvSpec::same([k, k], [d, d]);
-        let gates = (random([steps * batch, 4 * hidden, h, w]) * 3.0)
+        let gates = (rng.random([steps * batch, 4 * hidden, h, w]) * 3.0)
             .detach()
             .require_grad();
-        let weight = (random([4 * hidden, hidden, k, k]) * 0.5)
+        let weight = (rng.random([4 * hidden, hidden, k, k]) * 0.5)
             .detach()
             .require_grad();
-        let probe = random([steps * batch, hidden, h, w]).detach();
+        let probe = rng.random([steps * batch, hidden, h, w]).detach();
         let run = |layer: fn(Tensor<4>, Tensor<4>, usize, ConvSpec) -> Tensor<4>| {
             let out = layer(gates.clone(), weight.clone(), steps, spec);
             let grads = (out.clone() * probe.clone()).sum().backward();
@@ -191,10 +234,10 @@ fn conv_lstm_layer_forward_and_gradients() {
         };
         let (out, dg, dw) = run(conv_lstm_layer);
         let (out0, dg0, dw0) = run(conv_lstm_layer_portable);
-        assert_close(&format!("{what} h"), out, out0);
-        assert_close(&format!("{what} d gates"), dg, dg0);
+        assert_close(rng.seed, &format!("{what} h"), out, out0);
+        assert_close(rng.seed, &format!("{what} d gates"), dg, dg0);
         match (dw, dw0) {
-            (Some(dw), Some(dw0)) => assert_close(&format!("{what} d weight"), dw, dw0),
+            (Some(dw), Some(dw0)) => assert_close(rng.seed, &format!("{what} d weight"), dw, dw0),
             // One step never uses the recurrent kernel: the portable graph has no gradient
             // for it, the kernel's is zero.
             (Some(dw), None) if steps == 1 => {
@@ -207,17 +250,17 @@ fn conv_lstm_layer_forward_and_gradients() {
 
 #[test]
 fn lstm_cell_first_step_from_zeros() {
-    let _rng = exclusive_rng();
-    let gates = random([2, 12, 4, 4]);
+    let mut rng = Rng::new(105);
+    let gates = rng.random([2, 12, 4, 4]);
     let s = lstm_cell(gates.clone(), None, None);
     let s0 = lstm_cell_portable(gates, None, None);
-    assert_close("first step h", s.h, s0.h);
-    assert_close("first step c", s.c, s0.c);
+    assert_close(rng.seed, "first step h", s.h, s0.h);
+    assert_close(rng.seed, "first step c", s.c, s0.c);
 }
 
 #[test]
 fn actnorm_forward_and_gradients() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(106);
     for ([b, c, h, w], relu) in [
         ([1, 3, 4, 4], false),
         ([17, 5, 8, 8], true),
@@ -226,10 +269,10 @@ fn actnorm_forward_and_gradients() {
         ([16, 7, 1, 1], true),
     ] {
         let what = format!("actnorm {:?} relu {relu}", [b, c, h, w]);
-        let x = random([b, c, h, w]);
-        let bias = (random([1, c, 1, 1]) * 0.5).detach().require_grad();
-        let logs = (random([1, c, 1, 1]) * 0.5).detach().require_grad();
-        let probe = random([b, c, h, w]).detach();
+        let x = rng.random([b, c, h, w]);
+        let bias = (rng.random([1, c, 1, 1]) * 0.5).detach().require_grad();
+        let logs = (rng.random([1, c, 1, 1]) * 0.5).detach().require_grad();
+        let probe = rng.random([b, c, h, w]).detach();
         let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>, bool) -> Tensor<4>| {
             let y = f(x.clone(), bias.clone(), logs.clone(), relu);
             let grads = (y.clone() * probe.clone()).sum().backward();
@@ -242,22 +285,22 @@ fn actnorm_forward_and_gradients() {
         };
         let (y, dx, db, dl) = run(actnorm);
         let (y0, dx0, db0, dl0) = run(actnorm_portable);
-        assert_close(&format!("{what} y"), y, y0);
-        assert_close(&format!("{what} dx"), dx, dx0);
-        assert_close(&format!("{what} d bias"), db, db0);
-        assert_close(&format!("{what} d logs"), dl, dl0);
+        assert_close(rng.seed, &format!("{what} y"), y, y0);
+        assert_close(rng.seed, &format!("{what} dx"), dx, dx0);
+        assert_close(rng.seed, &format!("{what} d bias"), db, db0);
+        assert_close(rng.seed, &format!("{what} d logs"), dl, dl0);
     }
 }
 
 #[test]
 fn layer_norm_forward_and_gradients() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(107);
     for [b, l, c] in [[1, 5, 3], [17, 4, 96], [16, 256, 96], [2, 7, 33]] {
         let what = format!("layer_norm {:?}", [b, l, c]);
-        let x = (random([b, l, c]) * 3.0 + 0.5).detach().require_grad();
-        let gamma = random([c]);
-        let beta = random([c]);
-        let probe = random([b, l, c]).detach();
+        let x = (rng.random([b, l, c]) * 3.0 + 0.5).detach().require_grad();
+        let gamma = rng.random([c]);
+        let beta = rng.random([c]);
+        let probe = rng.random([b, l, c]).detach();
         let run = |f: fn(Tensor<3>, Tensor<1>, Tensor<1>, f64) -> Tensor<3>| {
             let y = f(x.clone(), gamma.clone(), beta.clone(), 1e-5);
             let grads = (y.clone() * probe.clone()).sum().backward();
@@ -270,20 +313,20 @@ fn layer_norm_forward_and_gradients() {
         };
         let (y, dx, dg, db) = run(layer_norm);
         let (y0, dx0, dg0, db0) = run(layer_norm_portable);
-        assert_close(&format!("{what} y"), y, y0);
-        assert_close(&format!("{what} dx"), dx, dx0);
-        assert_close(&format!("{what} d gamma"), dg, dg0);
-        assert_close(&format!("{what} d beta"), db, db0);
+        assert_close(rng.seed, &format!("{what} y"), y, y0);
+        assert_close(rng.seed, &format!("{what} dx"), dx, dx0);
+        assert_close(rng.seed, &format!("{what} d gamma"), dg, dg0);
+        assert_close(rng.seed, &format!("{what} d beta"), db, db0);
     }
 }
 
 #[test]
 fn concat_elu_forward_and_gradient() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(108);
     for shape in [[1, 3, 4, 4], [17, 5, 8, 8], [2, 96, 16, 16], [3, 2, 5, 7]] {
-        let x = (random(shape) * 3.0).detach().require_grad();
+        let x = (rng.random(shape) * 3.0).detach().require_grad();
         let [b, c, h, w] = shape;
-        let probe = random([b, 2 * c, h, w]).detach();
+        let probe = rng.random([b, 2 * c, h, w]).detach();
         let run = |f: fn(Tensor<4>) -> Tensor<4>| {
             let y = f(x.clone());
             let grads = (y.clone() * probe.clone()).sum().backward();
@@ -291,24 +334,24 @@ fn concat_elu_forward_and_gradient() {
         };
         let (y, dx) = run(concat_elu);
         let (y0, dx0) = run(concat_elu_portable);
-        assert_close(&format!("concat_elu {shape:?}"), y, y0);
-        assert_close(&format!("concat_elu {shape:?} dx"), dx, dx0);
+        assert_close(rng.seed, &format!("concat_elu {shape:?}"), y, y0);
+        assert_close(rng.seed, &format!("concat_elu {shape:?} dx"), dx, dx0);
     }
 }
 
 #[test]
 fn gate_forward_and_gradient() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(109);
     for (shape, dim) in [
         ([2, 6, 4, 4], 1),
         ([17, 4, 5, 6], 1),
         ([3, 5, 7, 8], 3),
         ([16, 8, 16, 16], 1),
     ] {
-        let x = (random(shape) * 4.0).detach().require_grad();
+        let x = (rng.random(shape) * 4.0).detach().require_grad();
         let mut half = shape;
         half[dim] /= 2;
-        let probe = random(half).detach();
+        let probe = rng.random(half).detach();
         let run = |f: fn(Tensor<4>, usize) -> Tensor<4>| {
             let y = f(x.clone(), dim);
             let grads = (y.clone() * probe.clone()).sum().backward();
@@ -316,17 +359,30 @@ fn gate_forward_and_gradient() {
         };
         let (y, dx) = run(gate);
         let (y0, dx0) = run(gate_portable);
-        assert_close(&format!("gate {shape:?} dim {dim}"), y, y0);
-        assert_close(&format!("gate {shape:?} dim {dim} dx"), dx, dx0);
+        assert_close(rng.seed, &format!("gate {shape:?} dim {dim}"), y, y0);
+        assert_close(rng.seed, &format!("gate {shape:?} dim {dim} dx"), dx, dx0);
     }
 }
 
 #[test]
 fn mixture_bisection() {
-    let _rng = exclusive_rng();
-    for [b, k, c, h, w] in [[2, 3, 3, 4, 4], [17, 32, 6, 8, 8], [1, 5, 2, 5, 7]] {
+    let mut rng = Rng::new(110);
+    let shapes = [
+        [2, 3, 3, 4, 4],
+        [17, 32, 6, 8, 8],
+        [1, 5, 2, 5, 7],
+        // Fewer than 64 positions per sample (16, 24, 40) with 4 or 5 samples: a block of
+        // 64 elements would span three or more samples.
+        [4, 3, 1, 4, 4],
+        [5, 3, 1, 4, 4],
+        [4, 4, 2, 3, 4],
+        [5, 4, 2, 3, 4],
+        [4, 2, 2, 4, 5],
+        [5, 2, 2, 4, 5],
+    ];
+    for [b, k, c, h, w] in shapes {
         let d = Device::flex();
-        let uniform = |shape, lo, hi| Tensor::<5>::random(shape, Distribution::Uniform(lo, hi), &d);
+        let mut uniform = |shape, lo, hi| rng.uniform_on::<5>(shape, [lo, hi], &d);
         let logits = uniform([b, k, c, h, w], -2.0, 2.0);
         let weights = logits.clone().exp() / logits.exp().sum_dim(1);
         let mu = uniform([b, k, c, h, w], -3.0, 3.0);
@@ -341,11 +397,12 @@ fn mixture_bisection() {
             mu,
             inv_scale: log_s.neg().exp(),
         };
-        let y = Tensor::<4>::random([b, c, h, w], Distribution::Uniform(0.001, 0.999), &d);
+        let y = rng.uniform_on::<4>([b, c, h, w], [0.001, 0.999], &d);
         for (iters, tolerance) in [(100, 1e-10), (13, 1e-10), (100, 1e-3)] {
             let what = format!(
-                "bisection {:?} {iters} iterations, tolerance {tolerance}",
-                [b, k, c, h, w]
+                "bisection {:?} {iters} iterations, tolerance {tolerance} (seed {})",
+                [b, k, c, h, w],
+                rng.seed
             );
             let bracket = || [lower.clone(), upper.clone()];
             let x = bisect_mixture(&mixture, y.clone(), bracket(), iters, tolerance);
@@ -361,17 +418,24 @@ fn mixture_bisection() {
 
 #[test]
 fn mixture_log_densities_forward_and_gradients() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(111);
     // (batch, components, c, h, w): odd sizes, blocks that do not divide the positions.
     for (b, k, c, h, w) in [(1, 2, 1, 1, 3), (3, 4, 3, 5, 7), (2, 32, 2, 8, 9)] {
         let what = format!("B{b} k{k} {c}x{h}x{w}");
-        let pi = random([b, k, c, h, w]);
+        let pi = rng.random([b, k, c, h, w]);
         // Points and locations spread over several scales, log-scales in [-3, 1].
         let leaf = |t: Tensor<5>| t.detach().require_grad();
-        let x = random([b, c, h, w]).mul_scalar(4.0).detach().require_grad();
-        let mu = leaf(random([b, k, c, h, w]).mul_scalar(3.0));
-        let log_s = leaf(random([b, k, c, h, w]).mul_scalar(2.0).sub_scalar(1.0));
-        let probes = [random([b, c, h, w]).detach(), random([b, c, h, w]).detach()];
+        let x = rng
+            .random([b, c, h, w])
+            .mul_scalar(4.0)
+            .detach()
+            .require_grad();
+        let mu = leaf(rng.random([b, k, c, h, w]).mul_scalar(3.0));
+        let log_s = leaf(rng.random([b, k, c, h, w]).mul_scalar(2.0).sub_scalar(1.0));
+        let probes = [
+            rng.random([b, c, h, w]).detach(),
+            rng.random([b, c, h, w]).detach(),
+        ];
         let run = |f: fn(&LogMixture, Tensor<4>) -> MixtureLogDensities| {
             let mixture = LogMixture {
                 log_weights: burn::tensor::activation::log_softmax(pi.clone(), 1),
@@ -391,20 +455,20 @@ fn mixture_log_densities_forward_and_gradients() {
         let (values, params) = run(mixture_log_densities);
         let (values0, params0) = run(mixture_log_densities_portable);
         for ((name, a), b) in ["log pdf", "log cdf", "dx"].iter().zip(values).zip(values0) {
-            assert_close(&format!("{what} {name}"), a, b);
+            assert_close(rng.seed, &format!("{what} {name}"), a, b);
         }
         for ((name, a), b) in ["d pi", "d mu", "d log s"].iter().zip(params).zip(params0) {
-            assert_close(&format!("{what} {name}"), a, b);
+            assert_close(rng.seed, &format!("{what} {name}"), a, b);
         }
     }
 }
 
 #[test]
 fn softmax_forward_and_gradient() {
-    let _rng = exclusive_rng();
+    let mut rng = Rng::new(112);
     for shape in [[2, 3, 5, 7], [16, 4, 17, 256], [1, 1, 3, 5]] {
-        let x = (random(shape) * 4.0).detach().require_grad();
-        let probe = random(shape).detach();
+        let x = (rng.random(shape) * 4.0).detach().require_grad();
+        let probe = rng.random(shape).detach();
         let run = |f: fn(Tensor<4>) -> Tensor<4>| {
             let p = f(x.clone());
             let grads = (p.clone() * probe.clone()).sum().backward();
@@ -412,17 +476,83 @@ fn softmax_forward_and_gradient() {
         };
         let (p, dx) = run(softmax);
         let (p0, dx0) = run(softmax_portable);
-        assert_close(&format!("softmax {shape:?}"), p, p0);
-        assert_close(&format!("softmax {shape:?} dx"), dx, dx0);
+        assert_close(rng.seed, &format!("softmax {shape:?}"), p, p0);
+        assert_close(rng.seed, &format!("softmax {shape:?} dx"), dx, dx0);
     }
+}
+
+/// The seed of the dropout mask that the next dropout (or attention) call on `device()`
+/// draws after the device is seeded with `device_seed`: two draws of its generator, 48
+/// random bits (`src/flex/mod.rs`, `mask_seed`).
+fn mask_seed_after(device_seed: u64) -> u64 {
+    device().seed(device_seed);
+    let draws = Tensor::<1>::random([2], Distribution::Default, &device())
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("two float32 draws");
+    (u64::from(draws[0].to_bits()) << 32) | u64::from(draws[1].to_bits())
+}
+
+/// `m_i / keep` for elements `0..count` of the per-element dropout mask of `seed`, written
+/// out from its definition (`src/flex/rows.rs`): element `i` is kept iff the top 24 bits of
+/// `fmix(fmix(c φ ⊕ seed_lo) ⊕ seed_hi)` are below `round(keep 2^24)`, with `fmix`
+/// murmur3's finaliser, `φ = 0x9E3779B9` and the counter `c = i_lo ⊕ i_hi φ`.
+fn dropout_scales(seed: u64, count: usize, keep: f64) -> Vec<f32> {
+    const GOLDEN: u32 = 0x9E37_79B9;
+    let fmix = |mut h: u32| {
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85EB_CA6B);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xC2B2_AE35);
+        h ^ (h >> 16)
+    };
+    let threshold = (keep * (1u64 << 24) as f64).round() as u32;
+    (0..count as u64)
+        .map(|i| {
+            let counter = (i as u32) ^ ((i >> 32) as u32).wrapping_mul(GOLDEN);
+            let h = fmix(fmix(counter.wrapping_mul(GOLDEN) ^ seed as u32) ^ (seed >> 32) as u32);
+            if (h >> 8) < threshold {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Attention of `packed` `(B, L, 3c)` by its definition in Burn's tensor operations (Burn's
+/// softmax, none of our kernels), the weights `(B, heads, L, L)` multiplied by `scales`.
+fn attention_reference(packed: Tensor<3>, heads: usize, scales: Option<Tensor<4>>) -> Tensor<3> {
+    let [b, l, packed_width] = packed.dims();
+    let c = packed_width / 3;
+    let d = c / heads;
+    let head = |i: usize| {
+        packed
+            .clone()
+            .narrow(2, i * c, c)
+            .reshape([b, l, heads, d])
+            .swap_dims(1, 2)
+    };
+    let (key, value, query) = (head(0), head(1), head(2));
+    let scores = query
+        .matmul(key.swap_dims(2, 3))
+        .div_scalar((d as f64).sqrt());
+    let mut weights = burn::tensor::activation::softmax(scores, 3);
+    if let Some(scales) = scales {
+        weights = weights * scales;
+    }
+    weights.matmul(value).swap_dims(1, 2).reshape([b, l, c])
 }
 
 #[test]
 fn attention_forward_and_gradient() {
     let _rng = exclusive_rng();
+    let mut rng = Rng::new(113);
     // Odd sizes, one sample (the products threaded) and 17 (one sample per worker), the
-    // level-1 size of the model; with dropout the portable default's masks come from the
-    // Flex dropout kernel, seeded alike, so the two drop the same weights.
+    // level-1 size of the model. Kernel and portable default against the definition; with
+    // dropout, its mask recomputed here from the hash (both implementations draw the same
+    // mask seed from the device seeded alike).
     for [b, l, heads, d] in [
         [3, 7, 2, 5],
         [1, 64, 4, 24],
@@ -431,20 +561,32 @@ fn attention_forward_and_gradient() {
     ] {
         for prob in [0.0, 0.2] {
             let what = format!("attention {:?} p {prob}", [b, l, heads, d]);
-            let packed = (random([b, l, 3 * heads * d]) * 2.0)
+            let packed = (rng.random([b, l, 3 * heads * d]) * 2.0)
                 .detach()
                 .require_grad();
-            let probe = random([b, l, heads * d]).detach();
-            let run = |f: fn(Tensor<3>, usize, f64) -> Tensor<3>| {
-                device().seed(5);
-                let y = f(packed.clone(), heads, prob);
+            let probe = rng.random([b, l, heads * d]).detach();
+            let backward = |y: Tensor<3>| {
                 let grads = (y.clone() * probe.clone()).sum().backward();
                 (y, packed.grad(&grads).expect("d packed"))
             };
+            let run = |f: fn(Tensor<3>, usize, f64) -> Tensor<3>| {
+                device().seed(5);
+                backward(f(packed.clone(), heads, prob))
+            };
             let (y, dp) = run(multi_head_attention);
             let (y0, dp0) = run(multi_head_attention_portable);
-            assert_close(&format!("{what} y"), y, y0);
-            assert_close(&format!("{what} d packed"), dp, dp0);
+            let scales = (prob > 0.0).then(|| {
+                let keep = 1.0 - prob;
+                let scales = dropout_scales(mask_seed_after(5), b * heads * l * l, keep);
+                let scales = TensorData::new(scales, [b, heads, l, l]);
+                Tensor::<4>::from_data(scales, &device())
+            });
+            let (y_ref, dp_ref) = backward(attention_reference(packed.clone(), heads, scales));
+            let seed = rng.seed;
+            assert_close(seed, &format!("{what} y"), y, y_ref.clone());
+            assert_close(seed, &format!("{what} d packed"), dp, dp_ref.clone());
+            assert_close(seed, &format!("{what} portable y"), y0, y_ref);
+            assert_close(seed, &format!("{what} portable d packed"), dp0, dp_ref);
         }
     }
 }
@@ -471,10 +613,11 @@ fn dropout_masks_like_the_portable_default() {
             let keep = 1.0 - prob;
             assert!(
                 y.iter()
-                    .all(|v| *v == 0.0 || (*v as f64 - 1.0 / keep).abs() < 1e-6)
+                    .all(|v| *v == 0.0 || (*v as f64 - 1.0 / keep).abs() < 1e-6),
+                "p {prob}: kept elements scaled by 1 / keep (device seed 11)"
             );
             // The gradient of y = x m / keep is m / keep: here equal to y itself.
-            assert_eq!(dx, y, "dropout gradient is its mask");
+            assert_eq!(dx, y, "dropout gradient is its mask (device seed 11)");
             let draws = if whole_channels {
                 16.0 * 64.0
             } else {
@@ -482,12 +625,15 @@ fn dropout_masks_like_the_portable_default() {
             };
             let kept = y.iter().filter(|v| **v != 0.0).count() as f64 / (16 * 64 * 1024) as f64;
             let sigma = (keep * prob / draws).sqrt();
-            assert!((kept - keep).abs() < 5.0 * sigma, "p {prob}: kept {kept}");
+            assert!(
+                (kept - keep).abs() < 5.0 * sigma,
+                "p {prob}: kept {kept} (device seed 11)"
+            );
             if whole_channels {
                 for channel in y.chunks(1024) {
                     assert!(
                         channel.iter().all(|v| *v == channel[0]),
-                        "one draw per channel"
+                        "one draw per channel (device seed 11)"
                     );
                 }
             }
@@ -497,7 +643,287 @@ fn dropout_masks_like_the_portable_default() {
                 .into_data()
                 .try_to_vec::<f32>()
                 .expect("f32");
-            assert_eq!(again, y);
+            assert_eq!(again, y, "the same mask again (device seed 11)");
+        }
+    }
+}
+
+/// A tensor's shape and values, on the host.
+#[derive(Debug)]
+struct Host {
+    dims: Vec<usize>,
+    values: Vec<f32>,
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Host {
+    Host {
+        dims: t.dims().to_vec(),
+        values: t.into_data().try_to_vec::<f32>().expect("f32"),
+    }
+}
+
+/// The gradients of `loss`, or none if no input reaches it (an empty result may be a
+/// fresh tensor, outside the graph).
+fn backward(loss: Tensor<1>) -> Option<Gradients> {
+    loss.is_tracked().then(|| loss.backward())
+}
+
+/// The gradient of `t` on the host; none counts as zeros of `t`'s shape.
+fn grad<const D: usize>(t: &Tensor<D>, grads: &Option<Gradients>) -> Host {
+    grads
+        .as_ref()
+        .and_then(|grads| t.grad(grads))
+        .map(host)
+        .unwrap_or_else(|| host(t.zeros_like()))
+}
+
+/// The same shapes and, where there are values (a zero-size reduction such as a bias
+/// gradient over no pixels), the same values within `1e-5 (1 + |b|)`.
+fn assert_same(seed: u64, what: &str, kernel: Vec<Host>, portable: Vec<Host>) {
+    assert_eq!(kernel.len(), portable.len(), "{what}");
+    for (i, (a, b)) in kernel.iter().zip(&portable).enumerate() {
+        assert_eq!(a.dims, b.dims, "{what} (seed {seed}): shape of result {i}");
+        for (x, y) in a.values.iter().zip(&b.values) {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()) || (x.is_nan() && y.is_nan()),
+                "{what} (seed {seed}): result {i}: kernel {x}, portable {y}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_op_on_empty_tensors() {
+    // Dropout draws its mask seed from the device.
+    let _rng = exclusive_rng();
+    let mut rng = Rng::new(115);
+    let seed = rng.seed;
+
+    // No sample, no input channel (then y = bias and db = Σ dy), no output channel; 3x3
+    // kernels (im2col) and 1x1 (the per-sample products).
+    for ([n, ci, h, w], co, k) in [
+        ([0, 3, 4, 4], 5, 3),
+        ([2, 0, 4, 4], 5, 3),
+        ([2, 3, 4, 4], 0, 3),
+        ([0, 3, 4, 4], 5, 1),
+        ([2, 0, 4, 4], 5, 1),
+        ([2, 3, 4, 4], 0, 1),
+    ] {
+        let spec = ConvSpec::same([k, k], [1, 1]);
+        let (x, weight) = (rng.random([n, ci, h, w]), rng.random([co, ci, k, k]));
+        let bias = rng.random([co]);
+        let probe = rng.random([n, co, h, w]).detach();
+        let run = |conv: fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvSpec) -> Tensor<4>| {
+            let y = conv(x.clone(), weight.clone(), Some(bias.clone()), spec);
+            let grads = backward((y.clone() * probe.clone()).sum());
+            let dx = grad(&x, &grads);
+            vec![host(y), dx, grad(&weight, &grads), grad(&bias, &grads)]
+        };
+        let what = format!("conv2d {:?} -> {co}, {k}x{k}", [n, ci, h, w]);
+        assert_same(seed, &what, run(conv2d), run(conv2d_portable));
+    }
+
+    for [b, hidden, h, w] in [[0, 3, 4, 4], [2, 0, 4, 4]] {
+        let gates = rng.random([b, 4 * hidden, h, w]);
+        let recurrent = rng.random([b, 4 * hidden, h, w]);
+        let c = rng.random([b, hidden, h, w]);
+        let probes = [0, 1].map(|_| rng.random([b, hidden, h, w]).detach());
+        let run = |cell: fn(
+            Tensor<4>,
+            Option<Tensor<4>>,
+            Option<Tensor<4>>,
+        ) -> marscf_kernels::LstmCellState| {
+            let s = cell(gates.clone(), Some(recurrent.clone()), Some(c.clone()));
+            let loss =
+                (s.h.clone() * probes[0].clone()).sum() + (s.c.clone() * probes[1].clone()).sum();
+            let grads = backward(loss);
+            let dg = grad(&gates, &grads);
+            vec![
+                host(s.h),
+                host(s.c),
+                dg,
+                grad(&recurrent, &grads),
+                grad(&c, &grads),
+            ]
+        };
+        let what = format!("lstm_cell {:?}", [b, hidden, h, w]);
+        assert_same(seed, &what, run(lstm_cell), run(lstm_cell_portable));
+    }
+
+    for (steps, [n, hidden, h, w]) in [(2, [0, 3, 4, 4]), (2, [4, 0, 4, 4])] {
+        let spec = ConvSpec::same([3, 3], [1, 1]);
+        let gates = rng.random([n, 4 * hidden, h, w]);
+        let weight = rng.random([4 * hidden, hidden, 3, 3]);
+        let probe = rng.random([n, hidden, h, w]).detach();
+        let run = |layer: fn(Tensor<4>, Tensor<4>, usize, ConvSpec) -> Tensor<4>| {
+            let out = layer(gates.clone(), weight.clone(), steps, spec);
+            let grads = backward((out.clone() * probe.clone()).sum());
+            vec![host(out), grad(&gates, &grads), grad(&weight, &grads)]
+        };
+        let what = format!("conv_lstm_layer T{steps} {:?}", [n, hidden, h, w]);
+        assert_same(
+            seed,
+            &what,
+            run(conv_lstm_layer),
+            run(conv_lstm_layer_portable),
+        );
+    }
+
+    for [b, c, h, w] in [[0, 3, 4, 4], [2, 0, 4, 4], [2, 3, 0, 4]] {
+        let x = rng.random([b, c, h, w]);
+        let probe = rng.random([b, 2 * c, h, w]).detach();
+        let run = |f: fn(Tensor<4>) -> Tensor<4>| {
+            let y = f(x.clone());
+            let grads = backward((y.clone() * probe.clone()).sum());
+            vec![host(y), grad(&x, &grads)]
+        };
+        let what = format!("concat_elu {:?}", [b, c, h, w]);
+        assert_same(seed, &what, run(concat_elu), run(concat_elu_portable));
+    }
+
+    for (shape, dim) in [
+        ([0, 6, 4, 4], 1),
+        ([2, 0, 4, 4], 1),
+        ([2, 6, 4, 0], 1),
+        ([2, 6, 4, 0], 3),
+    ] {
+        let x = rng.random(shape);
+        let mut half = shape;
+        half[dim] /= 2;
+        let probe = rng.random(half).detach();
+        let run = |f: fn(Tensor<4>, usize) -> Tensor<4>| {
+            let y = f(x.clone(), dim);
+            let grads = backward((y.clone() * probe.clone()).sum());
+            vec![host(y), grad(&x, &grads)]
+        };
+        let what = format!("gate {shape:?} dim {dim}");
+        assert_same(seed, &what, run(gate), run(gate_portable));
+    }
+
+    for [b, l, c] in [[0, 5, 3], [2, 0, 3], [2, 5, 0]] {
+        let x = rng.random([b, l, c]);
+        let (gamma, beta) = (rng.random([c]), rng.random([c]));
+        let probe = rng.random([b, l, c]).detach();
+        let run = |f: fn(Tensor<3>, Tensor<1>, Tensor<1>, f64) -> Tensor<3>| {
+            let y = f(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let grads = backward((y.clone() * probe.clone()).sum());
+            let dx = grad(&x, &grads);
+            vec![host(y), dx, grad(&gamma, &grads), grad(&beta, &grads)]
+        };
+        let what = format!("layer_norm {:?}", [b, l, c]);
+        assert_same(seed, &what, run(layer_norm), run(layer_norm_portable));
+    }
+
+    for shape in [[0, 3, 5], [2, 0, 5], [2, 3, 0]] {
+        let x = rng.random(shape);
+        let probe = rng.random(shape).detach();
+        let run = |f: fn(Tensor<3>) -> Tensor<3>| {
+            let y = f(x.clone());
+            let grads = backward((y.clone() * probe.clone()).sum());
+            vec![host(y), grad(&x, &grads)]
+        };
+        let what = format!("softmax {shape:?}");
+        assert_same(seed, &what, run(softmax), run(softmax_portable));
+    }
+
+    for ([b, c, h, w], relu) in [
+        ([0, 3, 4, 4], false),
+        ([2, 3, 0, 4], true),
+        ([2, 3, 4, 0], false),
+        ([2, 0, 4, 4], false),
+    ] {
+        let x = rng.random([b, c, h, w]);
+        let (bias, logs) = (rng.random([1, c, 1, 1]), rng.random([1, c, 1, 1]));
+        let probe = rng.random([b, c, h, w]).detach();
+        let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>, bool) -> Tensor<4>| {
+            let y = f(x.clone(), bias.clone(), logs.clone(), relu);
+            let grads = backward((y.clone() * probe.clone()).sum());
+            let dx = grad(&x, &grads);
+            vec![host(y), dx, grad(&bias, &grads), grad(&logs, &grads)]
+        };
+        let what = format!("actnorm {:?} relu {relu}", [b, c, h, w]);
+        assert_same(seed, &what, run(actnorm), run(actnorm_portable));
+    }
+
+    for [b, k, c, h, w] in [[0, 3, 2, 3, 3], [2, 3, 0, 3, 3], [2, 3, 2, 0, 3]] {
+        let what = format!("mixture {:?}", [b, k, c, h, w]);
+        let x = rng.random([b, c, h, w]);
+        let (pi, mu, log_s) = (
+            rng.random([b, k, c, h, w]),
+            rng.random([b, k, c, h, w]),
+            rng.random([b, k, c, h, w]),
+        );
+        let probes = [0, 1].map(|_| rng.random([b, c, h, w]).detach());
+        let run = |f: fn(&LogMixture, Tensor<4>) -> MixtureLogDensities| {
+            let mixture = LogMixture {
+                log_weights: pi.clone(),
+                mu: mu.clone(),
+                log_s: log_s.clone(),
+            };
+            let d = f(&mixture, x.clone());
+            let loss = (d.log_pdf.clone() * probes[0].clone()).sum()
+                + (d.log_cdf.clone() * probes[1].clone()).sum();
+            let grads = backward(loss);
+            let dx = grad(&x, &grads);
+            let params = [grad(&pi, &grads), grad(&mu, &grads), grad(&log_s, &grads)];
+            let mut out = vec![host(d.log_pdf), host(d.log_cdf), dx];
+            out.extend(params);
+            out
+        };
+        let densities = (
+            run(mixture_log_densities),
+            run(mixture_log_densities_portable),
+        );
+        assert_same(seed, &what, densities.0, densities.1);
+
+        let mixture = MixtureCdf {
+            weights: pi.clone(),
+            mu: mu.clone(),
+            inv_scale: log_s.clone(),
+        };
+        let y = rng.random([b, c, h, w]);
+        let bracket = || [y.clone() - 10.0, y.clone() + 10.0];
+        let x = bisect_mixture(&mixture, y.clone(), bracket(), 20, 1e-6);
+        let x0 = bisect_mixture_portable(&mixture, y.clone(), bracket(), 20, 1e-6);
+        assert_same(
+            seed,
+            &format!("bisection {what}"),
+            vec![host(x)],
+            vec![host(x0)],
+        );
+    }
+
+    for (shape, whole_channels) in [
+        ([0, 3, 4, 4], false),
+        ([0, 3, 4, 4], true),
+        ([2, 3, 0, 4], true),
+        ([2, 0, 4, 4], false),
+    ] {
+        let x = rng.random(shape);
+        let run = |f: fn(Tensor<4>, f64, bool) -> Tensor<4>| {
+            let y = f(x.clone(), 0.2, whole_channels);
+            let grads = backward(y.clone().sum());
+            vec![host(y), grad(&x, &grads)]
+        };
+        let what = format!("dropout {shape:?} whole channels {whole_channels}");
+        assert_same(seed, &what, run(dropout), run(dropout_portable));
+    }
+
+    for ([b, l, width], heads) in [([0, 5, 12], 2), ([2, 0, 12], 2), ([2, 5, 0], 2)] {
+        for prob in [0.0, 0.2] {
+            let packed = rng.random([b, l, width]);
+            let probe = rng.random([b, l, width / 3]).detach();
+            let run = |f: fn(Tensor<3>, usize, f64) -> Tensor<3>| {
+                let y = f(packed.clone(), heads, prob);
+                let grads = backward((y.clone() * probe.clone()).sum());
+                vec![host(y), grad(&packed, &grads)]
+            };
+            let what = format!("attention {:?} heads {heads} p {prob}", [b, l, width]);
+            let results = (
+                run(multi_head_attention),
+                run(multi_head_attention_portable),
+            );
+            assert_same(seed, &what, results.0, results.1);
         }
     }
 }

@@ -8,8 +8,8 @@ use clap::Args;
 use marscf::select_device;
 use marscf::train::{EvalOptions, Evaluation, evaluate_detailed, write_per_image_csv};
 
-use crate::args::{CheckpointArgs, DataArgs, ProtocolArg};
-use crate::commands::{Result, model_and_test_set};
+use crate::args::{CheckpointArgs, DataArgs, ProtocolArg, at_least_one};
+use crate::commands::{Result, model_and_test_set, output_policy};
 
 /// Options of `marscf eval`.
 #[derive(Args, Debug)]
@@ -19,7 +19,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Batch size.
-    #[arg(long, visible_alias = "batch_size", default_value_t = 64)]
+    #[arg(long, visible_alias = "batch_size", default_value_t = 64, value_parser = at_least_one)]
     batch_size: usize,
     /// Seed of the dequantisation noise.
     #[arg(long, default_value_t = 0)]
@@ -48,17 +48,16 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     let device = select_device()?;
     let (model, info, test) = model_and_test_set(&args.source, &args.data, &device)?;
-    if let Some(csv) = args
+    let csv = args
         .per_image
-        .as_ref()
-        .filter(|p| !args.overwrite && p.exists())
-    {
-        return Err(format!(
-            "{} exists: give --overwrite to replace it, or another --per-image file",
-            csv.display()
-        )
-        .into());
-    }
+        .as_deref()
+        .map(|csv| {
+            Ok::<_, Box<dyn std::error::Error>>((
+                csv,
+                output_policy(csv, "--per-image file", args.overwrite)?,
+            ))
+        })
+        .transpose()?;
     let started = Instant::now();
     let options = EvalOptions {
         batch_size: args.batch_size,
@@ -68,8 +67,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let evaluation = evaluate_detailed(&model, &test, &options, &device)?;
     let seconds = started.elapsed().as_secs_f64();
-    if let Some(csv) = &args.per_image {
-        write_per_image_csv(&evaluation, csv, args.overwrite)?;
+    if let Some((csv, existing)) = csv {
+        write_per_image_csv(&evaluation, csv, existing)?;
     }
     if args.json {
         let line = serde_json::json!({

@@ -49,11 +49,11 @@ pub fn run(args: ImportArgs) -> Result<()> {
         .and_then(|s| s.to_str())
         .unwrap_or("imported");
     let target = args.out.join(stem);
-    let (weights, _) = checkpoint::checkpoint_files(&target);
-    if weights.exists() {
+    let (weights, config) = checkpoint::checkpoint_files(&target);
+    if let Some(existing) = [&weights, &config].into_iter().find(|f| f.exists()) {
         return Err(format!(
             "{} exists: remove it or choose another --out",
-            weights.display()
+            existing.display()
         )
         .into());
     }

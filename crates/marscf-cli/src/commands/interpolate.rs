@@ -7,8 +7,8 @@ use marscf::data::{BatchOptions, make_batch, stream};
 use marscf::report::save_image_grid;
 use marscf::select_device;
 
-use crate::args::{CheckpointArgs, DataArgs};
-use crate::commands::{Result, model_and_test_set};
+use crate::args::{CheckpointArgs, DataArgs, at_least_one};
+use crate::commands::{Result, model_and_test_set, output_policy};
 
 /// Options of `marscf interpolate`.
 #[derive(Args, Debug)]
@@ -24,15 +24,19 @@ pub struct InterpolateArgs {
     #[arg(long, default_value_t = 1)]
     to: usize,
     /// Steps between them (the strip has steps + 1 images).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
     steps: usize,
     /// The PNG strip to write.
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// Runs `marscf interpolate`.
 pub fn run(args: InterpolateArgs) -> Result<()> {
+    let existing = output_policy(&args.out, "--out file", args.overwrite)?;
     let device = select_device()?.without_autodiff();
     let (model, info, test) = model_and_test_set(&args.source, &args.data, &device)?;
     for index in [args.from, args.to] {
@@ -57,7 +61,7 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         )
     };
     let strip = model.interpolate(image(args.from), image(args.to), args.steps)?;
-    save_image_grid(strip, args.steps + 1, &args.out)?;
+    save_image_grid(strip, args.steps + 1, &args.out, existing)?;
     println!(
         "{} images from test image {} to {} of {} written to {}",
         args.steps + 1,

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use marscf::checkpoint::{self, Origin};
+use marscf::data::atomic_file::Existing;
 use marscf::data::datasets::{DatasetName, LoadOptions, load_with};
 use marscf::data::{ImageSet, MnistLayout};
 use marscf::import::{ImportReport, load_reference, reference_image_side};
@@ -23,6 +24,23 @@ use crate::args::{CheckpointArgs, DataArgs};
 
 /// What a subcommand returns: any error, printed with its causes by `main`.
 pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// How a subcommand writes its output file `path` (option `option`): replaced with
+/// `overwrite`, else refused here if it exists, before any work (and again by the write
+/// itself, should it appear meanwhile).
+pub fn output_policy(path: &Path, option: &str, overwrite: bool) -> Result<Existing> {
+    if overwrite {
+        return Ok(Existing::Replace);
+    }
+    if path.exists() {
+        return Err(format!(
+            "{} exists: give --overwrite to replace it, or another {option}",
+            path.display()
+        )
+        .into());
+    }
+    Ok(Existing::Keep)
+}
 
 /// The training and test sets `info` describes (the test set cut to its first
 /// `info.test_images`), downloaded first if `args` ask, decoded into memory or through the

@@ -6,8 +6,8 @@ use clap::Args;
 use marscf::report::save_image_grid;
 use marscf::select_device;
 
-use crate::args::CheckpointArgs;
-use crate::commands::{ModelSource, Result, load_model};
+use crate::args::{CheckpointArgs, at_least_one, non_negative};
+use crate::commands::{ModelSource, Result, load_model, output_policy};
 
 /// Options of `marscf sample`.
 #[derive(Args, Debug)]
@@ -15,10 +15,10 @@ pub struct SampleArgs {
     #[command(flatten)]
     source: CheckpointArgs,
     /// Number of samples.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     n: usize,
     /// Temperature (1 is the model).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
     temperature: f64,
     /// Seed.
     #[arg(long, default_value_t = 0)]
@@ -26,10 +26,14 @@ pub struct SampleArgs {
     /// The PNG grid to write.
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// Runs `marscf sample`.
 pub fn run(args: SampleArgs) -> Result<()> {
+    let existing = output_policy(&args.out, "--out file", args.overwrite)?;
     let device = select_device()?;
     let source = ModelSource {
         path: &args.source.checkpoint,
@@ -39,9 +43,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
     };
     let model = load_model(&source, &device)?.model;
     device.seed(args.seed);
-    let images = model.sample(args.n, args.temperature);
+    let images = model.sample(args.n, args.temperature)?;
     let per_row = (args.n as f64).sqrt().ceil() as usize;
-    save_image_grid(images, per_row, &args.out)?;
+    save_image_grid(images, per_row, &args.out, existing)?;
     println!(
         "{} samples at temperature {} written to {}",
         args.n,

@@ -12,7 +12,9 @@ use marscf::train::{OptimOptions, RunConfig, Start, TrainingData, saved_run, tra
 use marscf::{DataInfo, MarScfConfig, select_devices};
 use serde_json::Value;
 
-use crate::args::{DataArgs, Given, ModelArgs, PriorArg, TRAIN_MODEL};
+use crate::args::{
+    DataArgs, Given, ModelArgs, PriorArg, TRAIN_MODEL, at_least_one, decay, non_negative, positive,
+};
 use crate::commands::{Result, load_data};
 use crate::progress::ProgressBarObserver;
 
@@ -34,28 +36,28 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=8))]
     n_bits: u32,
     /// Images per optimizer step.
-    #[arg(long, visible_alias = "batch_size", default_value_t = RunConfig::new("").batch_size)]
+    #[arg(long, visible_alias = "batch_size", default_value_t = RunConfig::new("").batch_size, value_parser = at_least_one)]
     batch_size: usize,
     /// Stop after N epochs.
     #[arg(long)]
     epochs: Option<u64>,
     /// Stop before M minutes of wall time, final evaluation included.
-    #[arg(long, visible_alias = "max_minutes")]
+    #[arg(long, visible_alias = "max_minutes", value_parser = positive)]
     max_minutes: Option<f64>,
     /// Stop after N optimizer steps.
     #[arg(long, visible_alias = "max_steps")]
     max_steps: Option<u64>,
     /// Adamax learning rate.
-    #[arg(long, default_value_t = OptimOptions::default().lr)]
+    #[arg(long, default_value_t = OptimOptions::default().lr, value_parser = positive)]
     lr: f64,
     /// Linear learning-rate warm-up in optimizer steps.
     #[arg(long, visible_alias = "warmup_steps", default_value_t = OptimOptions::default().warmup_steps)]
     warmup_steps: u64,
     /// Clip the global gradient norm.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     grad_clip: Option<f64>,
     /// Keep an exponential moving average of the weights with this decay (evaluation uses it).
-    #[arg(long)]
+    #[arg(long, value_parser = decay)]
     ema: Option<f64>,
     /// Seed of everything random.
     #[arg(long, default_value_t = RunConfig::new("").seed)]
@@ -64,19 +66,19 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = RunConfig::new("").eval_every)]
     eval_every: u64,
     /// Batch size of evaluation.
-    #[arg(long, default_value_t = RunConfig::new("").eval_batch_size)]
+    #[arg(long, default_value_t = RunConfig::new("").eval_batch_size, value_parser = at_least_one)]
     eval_batch_size: usize,
     /// Samples in the grid drawn at each evaluation.
     #[arg(long, default_value_t = RunConfig::new("").samples)]
     samples: usize,
     /// Temperature of those samples.
-    #[arg(long, default_value_t = RunConfig::new("").temperature)]
+    #[arg(long, default_value_t = RunConfig::new("").temperature, value_parser = non_negative)]
     temperature: f64,
     /// Apply the CIFAR-10 shift/flip augmentation [default: on for cifar10].
     #[arg(long)]
     augment: Option<bool>,
     /// Consecutive non-finite steps after which training stops.
-    #[arg(long, default_value_t = OptimOptions::default().nan_patience)]
+    #[arg(long, default_value_t = OptimOptions::default().nan_patience, value_parser = clap::value_parser!(u32).range(1..))]
     nan_patience: u32,
     /// Output folder (checkpoints, metrics.jsonl, bits_per_dim.png, samples.png); it must
     /// be empty or missing unless --resume or --overwrite.
@@ -158,6 +160,7 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
     };
     let model = plan.model;
     model.validate()?;
+    run.validate()?;
     let devices = select_devices(args.devices as usize)?;
     let (train_set, test_set) = load_data(&info, &args.data)?;
     println!(

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{dot, exp, lanes, with_widest_simd};
+use super::math::{chunk_len, dot, exp, lanes, with_widest_simd};
 
 /// `y` from `x`, `bias` and `logs` (`C` each), `p` pixels per plane.
 pub fn forward(x: &[f32], bias: &[f32], logs: &[f32], p: usize, relu: bool) -> Vec<f32> {
@@ -13,8 +13,9 @@ pub fn forward(x: &[f32], bias: &[f32], logs: &[f32], p: usize, relu: bool) -> V
     let scale: Vec<f32> = logs.iter().map(|&l| exp(l)).collect();
     let scale = scale.as_slice();
     let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(c * p)
-        .zip(x.par_chunks(c * p))
+    let sample = chunk_len(c * p);
+    y.par_chunks_mut(sample)
+        .zip(x.par_chunks(sample))
         .for_each(|(y, x)| {
             with_widest_simd(
                 #[inline(always)]
@@ -54,9 +55,10 @@ pub fn backward(y: &[f32], dy: &[f32], logs: &[f32], p: usize, relu: bool) -> Gr
     let scale = scale.as_slice();
     let mut dx = vec![0.0f32; y.len()];
     // Per sample, per channel: (Σ dx, Σ dy y).
+    let sample = chunk_len(c * p);
     let sums: Vec<Vec<[f32; 2]>> = dx
-        .par_chunks_mut(c * p)
-        .zip(y.par_chunks(c * p).zip(dy.par_chunks(c * p)))
+        .par_chunks_mut(sample)
+        .zip(y.par_chunks(sample).zip(dy.par_chunks(sample)))
         .map(|(dx, (y, dy))| {
             with_widest_simd(
                 #[inline(always)]

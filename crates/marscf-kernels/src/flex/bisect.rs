@@ -40,41 +40,34 @@ pub struct Bracket {
 
 /// Runs `iterations` steps `above = F(x) > y; lower = above ? lower : x;
 /// upper = above ? x : upper; x = (lower + upper) / 2` on every element, with
-/// `F(x) = Σ_j π_j σ((x - μ_j) / s_j)`. Returns the largest `|Δx|` of the last step.
+/// `F(x) = Σ_j π_j σ((x - μ_j) / s_j)`. Returns the largest `|Δx|` of the last step (0 for
+/// no element).
+///
+/// Each sample's `P` elements are cut into blocks of at most [`BLOCK`], so that a block
+/// never spans two samples (whose mixtures lie `k P` apart).
 pub fn steps(m: Mixture<'_>, state: &mut Bracket, iterations: usize) -> f32 {
+    if m.y.is_empty() {
+        return 0.0;
+    }
     let p = m.y.len() / m.batch;
     let k = m.weights.len() / m.y.len();
     state
         .x
-        .par_chunks_mut(BLOCK)
-        .zip(state.lower.par_chunks_mut(BLOCK))
-        .zip(state.upper.par_chunks_mut(BLOCK))
+        .par_chunks_mut(p)
+        .zip(state.lower.par_chunks_mut(p))
+        .zip(state.upper.par_chunks_mut(p))
         .enumerate()
-        .map(|(block, ((x, lower), upper))| {
-            let start = block * BLOCK;
-            let (b, e) = (start / p, start % p);
-            // Blocks never straddle two samples when BLOCK divides P; otherwise split.
-            let len = x.len().min(p - e);
-            let mut moved = with_widest_simd(
-                #[inline(always)]
-                || {
-                    block_steps(
-                        m,
-                        [b, e, k, p],
-                        (&mut x[..len], &mut lower[..len], &mut upper[..len]),
-                        iterations,
+        .flat_map(|(b, ((x, lower), upper))| {
+            x.par_chunks_mut(BLOCK)
+                .zip(lower.par_chunks_mut(BLOCK))
+                .zip(upper.par_chunks_mut(BLOCK))
+                .enumerate()
+                .map(move |(block, bracket)| {
+                    with_widest_simd(
+                        #[inline(always)]
+                        || block_steps(m, [b, block * BLOCK, k, p], bracket, iterations),
                     )
-                },
-            );
-            if len < x.len() {
-                let (b, e) = (b + 1, 0);
-                let rest = (&mut x[len..], &mut lower[len..], &mut upper[len..]);
-                moved = moved.max(with_widest_simd(
-                    #[inline(always)]
-                    || block_steps(m, [b, e, k, p], rest, iterations),
-                ));
-            }
-            moved
+                })
         })
         .reduce(|| 0.0, f32::max)
 }
@@ -83,7 +76,7 @@ pub fn steps(m: Mixture<'_>, state: &mut Bracket, iterations: usize) -> f32 {
 fn block_steps(
     m: Mixture<'_>,
     [b, e, k, p]: [usize; 4],
-    (x, lower, upper): (&mut [f32], &mut [f32], &mut [f32]),
+    ((x, lower), upper): ((&mut [f32], &mut [f32]), &mut [f32]),
     iterations: usize,
 ) -> f32 {
     let n = x.len();

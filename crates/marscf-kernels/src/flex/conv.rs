@@ -76,6 +76,13 @@ impl ConvGeometry {
         }
     }
 
+    /// Whether the convolution has no sample or no channel in or out: its forward is then
+    /// the bias alone (over no element if `N Co = 0`), and its gradients are zeros, but for
+    /// the bias's `Σ dy`.
+    fn degenerate(&self) -> bool {
+        self.batch == 0 || self.c_in == 0 || self.c_out == 0
+    }
+
     /// The inner dimension of the forward product, `Ci kh kw`.
     fn patch_len(&self) -> usize {
         self.c_in * self.kernel[0] * self.kernel[1]
@@ -430,6 +437,18 @@ pub fn forward_into(
 ) {
     let ([ho, wo], k, co) = (g.out(), g.patch_len(), g.c_out);
     assert_eq!(y.len(), g.batch * co * ho * wo, "convolution output size");
+    if g.degenerate() {
+        // y[n, c] = b[c] (or += b[c]): the sum over no input channel.
+        for (plane, row) in y.chunks_exact_mut(ho * wo).enumerate() {
+            let b = bias.map_or(0.0, |b| b[plane % co]);
+            if accumulate {
+                add_scalar(row, b);
+            } else {
+                row.fill(b);
+            }
+        }
+        return;
+    }
     if g.pointwise() {
         return pointwise_forward(x, w, bias, g, y, accumulate);
     }
@@ -484,6 +503,14 @@ pub fn forward_into(
 /// `(dW, db)` of `y = conv(x, w) + b` given `dy` `(N, Co, Ho, Wo)`: `dW` `(Co, Ci, kh, kw)`,
 /// `db` `(Co)`.
 pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f32>) {
+    if g.degenerate() {
+        let ([ho, wo], co) = (g.out(), g.c_out);
+        let mut db = vec![0.0f32; co];
+        for (plane, row) in dy.chunks_exact(ho * wo).enumerate() {
+            db[plane % co] += sum(row);
+        }
+        return (vec![0.0; co * g.patch_len()], db);
+    }
     if g.pointwise() {
         return pointwise_weight_grad(x, dy, g);
     }
@@ -552,6 +579,9 @@ fn flipped(w: &[f32], g: &ConvGeometry) -> Vec<f32> {
 /// its columns (`Co kh kw` rows) are fewer than the `Ci kh kw` rows that the col2im of
 /// `Wᵀ dY` would add back.
 pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    if g.degenerate() {
+        return vec![0.0; g.batch * g.c_in * g.size[0] * g.size[1]];
+    }
     if g.pointwise() {
         return pointwise_input_grad(dy, w, g);
     }

@@ -20,11 +20,11 @@ pub struct Trace {
     pub c: Vec<f32>,
 }
 
-/// The lengths of one step's state `B h H W` and gates `4 B h H W`, for the recurrent
+/// The lengths of one step's state `B h H W` and gates `B 4h H W`, for the recurrent
 /// convolution `g` of one step (`N = B`, `h -> 4h`).
 fn lengths(g: &ConvGeometry) -> (usize, usize) {
-    let state = g.batch * g.c_in * g.size[0] * g.size[1];
-    (state, g.c_out / g.c_in * state)
+    let plane = g.batch * g.size[0] * g.size[1];
+    (g.c_in * plane, g.c_out * plane)
 }
 
 /// Runs the layer over `gates` (`steps` steps) with the recurrent kernel `w`.

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{exp, with_widest_simd};
+use super::math::{chunk_len, exp, with_widest_simd};
 
 /// `elu(v) = v` for `v > 0`, `e^v - 1` otherwise; with its derivative (`1` or `e^v`).
 #[inline(always)]
@@ -12,9 +12,9 @@ fn elu_and_slope(v: f32) -> (f32, f32) {
     if v > 0.0 { (v, 1.0) } else { (e - 1.0, e) }
 }
 
-/// `(B, C·H·W)` as `batch` samples of `plane` elements -> `(B, 2 C·H·W)`.
+/// `(B, C·H·W)` as `batch` samples of `plane` elements -> `(B, 2 C·H·W)` (empty if `x` is).
 pub fn forward(x: &[f32], batch: usize) -> Vec<f32> {
-    let plane = x.len() / batch;
+    let plane = chunk_len(x.len().checked_div(batch).unwrap_or(0));
     let mut y = vec![0.0f32; 2 * x.len()];
     y.par_chunks_mut(2 * plane)
         .zip(x.par_chunks(plane))
@@ -35,7 +35,7 @@ pub fn forward(x: &[f32], batch: usize) -> Vec<f32> {
 
 /// `dx` from the input `x` and `dy` `(B, 2 C·H·W)`.
 pub fn backward(x: &[f32], dy: &[f32], batch: usize) -> Vec<f32> {
-    let plane = x.len() / batch;
+    let plane = chunk_len(x.len().checked_div(batch).unwrap_or(0));
     let mut dx = vec![0.0f32; x.len()];
     dx.par_chunks_mut(plane)
         .zip(x.par_chunks(plane).zip(dy.par_chunks(2 * plane)))

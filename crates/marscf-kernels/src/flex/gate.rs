@@ -3,11 +3,11 @@
 
 use rayon::prelude::*;
 
-use super::math::{sigmoid, with_widest_simd};
+use super::math::{chunk_len, sigmoid, with_widest_simd};
 
 /// `x` as `outer` blocks `[a; b]` -> `outer` blocks `a σ(b)` (half as long).
 pub fn forward(x: &[f32], outer: usize) -> Vec<f32> {
-    let half = x.len() / outer / 2;
+    let half = chunk_len(x.len().checked_div(outer).unwrap_or(0) / 2);
     let mut y = vec![0.0f32; x.len() / 2];
     y.par_chunks_mut(half)
         .zip(x.par_chunks(2 * half))
@@ -27,7 +27,7 @@ pub fn forward(x: &[f32], outer: usize) -> Vec<f32> {
 
 /// `dx = [dy σ(b); dy a σ(b) (1 - σ(b))]` per block.
 pub fn backward(x: &[f32], dy: &[f32], outer: usize) -> Vec<f32> {
-    let half = x.len() / outer / 2;
+    let half = chunk_len(x.len().checked_div(outer).unwrap_or(0) / 2);
     let mut dx = vec![0.0f32; x.len()];
     dx.par_chunks_mut(2 * half)
         .zip(x.par_chunks(2 * half).zip(dy.par_chunks(half)))

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{lanes, run_len, sum_runs, with_widest_simd};
+use super::math::{chunk_len, lanes, run_len, sum_runs, with_widest_simd};
 
 /// Rows per parallel task in the forward.
 const ROWS_PER_TASK: usize = 64;
@@ -35,8 +35,9 @@ fn moments(x: &[f32], epsilon: f32) -> (f32, f32) {
 pub fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
     let c = gamma.len();
     let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(c * ROWS_PER_TASK)
-        .zip(x.par_chunks(c * ROWS_PER_TASK))
+    let task = chunk_len(c * ROWS_PER_TASK);
+    y.par_chunks_mut(task)
+        .zip(x.par_chunks(task))
         .for_each(|(y, x)| {
             with_widest_simd(
                 #[inline(always)]
@@ -67,7 +68,7 @@ pub struct Gradients {
 pub fn backward(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f32) -> Gradients {
     let c = gamma.len();
     let rows = x.len() / c.max(1);
-    let run = run_len(rows) * c;
+    let run = chunk_len(run_len(rows) * c);
     let mut dx = vec![0.0f32; x.len()];
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(run)

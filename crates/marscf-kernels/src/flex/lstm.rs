@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{sigmoid, tanh, with_widest_simd};
+use super::math::{chunk_len, sigmoid, tanh, with_widest_simd};
 
 /// The cell's inputs: the pre-activations `a` `(B, 4 hidden, H, W)` and the previous cell
 /// state `c` `(B, hidden, H, W)`.
@@ -23,9 +23,9 @@ pub struct CellInputs<'a> {
 }
 
 impl<'a> CellInputs<'a> {
-    /// `hidden · H · W`, the length of one gate of one sample.
+    /// `hidden · H · W`, the length of one gate of one sample (0 without samples).
     fn plane(&self) -> usize {
-        self.c.len() / self.batch
+        self.c.len().checked_div(self.batch).unwrap_or(0)
     }
 
     /// Sample `b`'s slices: `([i, f, g, o] of a, c)`.
@@ -51,8 +51,8 @@ pub fn forward(inputs: CellInputs<'_>) -> Vec<f32> {
 pub fn forward_into(inputs: CellInputs<'_>, h_out: &mut [f32], c_out: &mut [f32]) {
     let p = inputs.plane();
     h_out
-        .par_chunks_mut(p)
-        .zip(c_out.par_chunks_mut(p))
+        .par_chunks_mut(chunk_len(p))
+        .zip(c_out.par_chunks_mut(chunk_len(p)))
         .enumerate()
         .for_each(|(b, (h_out, c_out))| {
             let (a, c) = inputs.sample(b);
@@ -98,8 +98,8 @@ pub fn backward_into(
 ) {
     let p = inputs.plane();
     d_pre
-        .par_chunks_mut(4 * p)
-        .zip(d_c.par_chunks_mut(p))
+        .par_chunks_mut(chunk_len(4 * p))
+        .zip(d_c.par_chunks_mut(chunk_len(p)))
         .enumerate()
         .for_each(|(b, (da, dc))| {
             let (a, c) = inputs.sample(b);

@@ -1,7 +1,9 @@
-//! Branch-free `exp`, `ln`, `sigmoid` and `tanh` on `f32` that the compiler vectorises (Cephes'
-//! single-precision polynomials: a few ulp from libm's), and the runtime choice of the
-//! widest instruction set for the loops that use them; the strided gemm and the per-thread
-//! scratch buffers that the matrix-product kernels share; sums over runs of work.
+//! Branch-free `exp`, `ln`, `ln_1p`, `sigmoid` and `tanh` on `f32` that the compiler
+//! vectorises (Cephes' single-precision polynomials, within 1 to 3 ulp of the standard
+//! library's, special values as the standard library's: the unit tests state each bound),
+//! and the runtime choice of the widest instruction set for the loops that use them; the
+//! strided gemm and the per-thread scratch buffers that the matrix-product kernels share;
+//! sums over runs of work.
 
 use std::cell::RefCell;
 
@@ -16,11 +18,17 @@ const ROUND: f32 = 12_582_912.0;
 /// `2^23 + 127`: adding it to an integral `n` puts the exponent bits of `2^n` at the bottom.
 const BIASED: f32 = 8_388_735.0;
 
-/// `e^x`, clamped to `[e^-87.3, e^88.3]` (the normal `f32` range).
+/// `e^x`, as `f32::exp` (within 2 ulp, subnormal results included): NaN gives NaN, `-∞`
+/// and `x` below about `-103.97` give 0, `x` above about `88.72` and `∞` give `∞`.
+///
+/// `x` (clamped to `[-104, 89]`, beyond which the result rounds to 0 or overflows anyway;
+/// NaN passes the clamp) is split as `x = n ln 2 + r`, `|r| <= ln 2 / 2`; then
+/// `e^x = e^r 2^{n₁} 2^{n - n₁}` with `n₁ ≈ n / 2`: two factors, each a normal power of
+/// two for every `n` in `[-150, 128]`, so that the product underflows to subnormals and
+/// overflows to `∞` as the exact result rounds.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
-    // x = n ln 2 + r, |r| <= ln 2 / 2, e^x = 2^n e^r.
+    let x = x.clamp(-104.0, 89.0);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4;
@@ -30,18 +38,29 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    // n + 127 lands in the low mantissa bits of 2^23 + n + 127; shifted up, it is the
-    // exponent field of 2^n (n is integral and within [-126, 127] after the clamp).
-    let scale = f32::from_bits((n + BIASED).to_bits() << 23);
-    er * scale
+    let half = (n * 0.5 + ROUND) - ROUND;
+    er * pow2(half) * pow2(n - half)
 }
 
-/// `ln x` for positive normal `x`: `x = m 2^e` with `m` in `[√½, √2)`, then Cephes'
-/// polynomial in `m - 1`.
+/// `2^n` for an integral `n` in `[-126, 127]`: `n + 127` lands in the low mantissa bits of
+/// `2^23 + n + 127`; shifted up, it is the exponent field of `2^n`. (A NaN `n` gives some
+/// number, which the NaN it multiplies keeps NaN.)
+#[inline(always)]
+fn pow2(n: f32) -> f32 {
+    f32::from_bits((n + BIASED).to_bits() << 23)
+}
+
+/// `ln x`, as `f32::ln` (within 1 ulp, subnormal `x` included): NaN and `x < 0` give NaN,
+/// `±0` gives `-∞`, `∞` gives `∞`.
+///
+/// `x = m 2^e` with `m` in `[√½, √2)` (a subnormal `x` first scaled by `2^23`, exactly),
+/// then Cephes' polynomial in `m - 1`; the special values are selected at the end.
 #[inline(always)]
 pub fn ln(x: f32) -> f32 {
-    let bits = x.to_bits();
-    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    let subnormal = x < f32::MIN_POSITIVE;
+    let scaled = if subnormal { x * 8_388_608.0 } else { x };
+    let bits = scaled.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - if subnormal { 126 + 23 } else { 126 };
     let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
     let small = m < std::f32::consts::FRAC_1_SQRT_2;
     e -= small as i32;
@@ -58,26 +77,35 @@ pub fn ln(x: f32) -> f32 {
     y = y * m + 3.333_333e-1;
     let e = e as f32;
     let y = y * m * z + LN2_LO * e - 0.5 * z;
-    m + y + LN2_HI * e
+    let r = m + y + LN2_HI * e;
+    let r = if x == f32::INFINITY { x } else { r };
+    let r = if x == 0.0 { f32::NEG_INFINITY } else { r };
+    // False for NaN and negative x.
+    if x >= 0.0 { r } else { f32::NAN }
 }
 
-/// `ln(1 + u)` for `u >= 0`, accurate where `u` is small: `ln(w) u / (w - 1)` with
-/// `w = 1 + u` rounded (the correction cancels the rounding of `w`), `u` where `w = 1`.
+/// `ln(1 + u)`, as `f32::ln_1p` (within 2 ulp), accurate where `u` is small:
+/// `ln(w) u / (w - 1)` with `w = 1 + u` rounded (the correction cancels the rounding of
+/// `w`), `u` where `w = 1`, `∞` for `u = ∞`; `-∞` for `u = -1`, NaN below and for NaN.
 #[inline(always)]
 pub fn ln_1p(u: f32) -> f32 {
     let w = 1.0 + u;
     let d = w - 1.0;
-    if d == 0.0 { u } else { ln(w) * (u / d) }
+    let r = ln(w) * (u / d);
+    let r = if u == f32::INFINITY { u } else { r };
+    if d == 0.0 { u } else { r }
 }
 
-/// `σ(x) = 1 / (1 + e^-x)`.
+/// `σ(x) = 1 / (1 + e^-x)` (within 3 ulp; NaN gives NaN). Below about `x = -88.72`, where
+/// `e^-x` overflows, it is 0 instead of a subnormal under `2^-126`.
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
-/// `tanh(x)`: an odd polynomial for `|x| < 0.625`, `1 - 2 / (e^{2|x|} + 1)` with the sign
-/// of `x` beyond.
+/// `tanh(x)`, as `f32::tanh` (within 3 ulp; NaN gives NaN, `±∞` gives `±1`, `-0` gives
+/// `-0`): an odd polynomial for `|x| < 0.625`, `1 - 2 / (e^{2|x|} + 1)` with the sign of `x`
+/// beyond.
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
     let a = x.abs();
@@ -87,7 +115,8 @@ pub fn tanh(x: f32) -> f32 {
     p = p * z - 5.373_971_6e-2;
     p = p * z + 1.333_144_2e-1;
     p = p * z - 3.333_328e-1;
-    let small = p * z * x + x;
+    // The sign of x kept for x = -0, where the sum would round to +0.
+    let small = (p * z * x + x).copysign(x);
     let large = (1.0 - 2.0 / (exp(2.0 * a) + 1.0)).copysign(x);
     if a < 0.625 { small } else { large }
 }
@@ -115,6 +144,12 @@ pub fn with_widest_simd<R>(body: impl FnOnce() -> R) -> R {
         }
     }
     body()
+}
+
+/// `len` as the length of the chunks of a slice of items `len` long: at least 1. With
+/// `len = 0` the slice is empty, so it still yields no chunk (and `chunks(0)` would panic).
+pub fn chunk_len(len: usize) -> usize {
+    len.max(1)
 }
 
 /// `dst += src`, element by element.
@@ -196,7 +231,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`), `m x n` from `m x k` and
-/// `k x n`, each given by its (row, column) strides.
+/// `k x n`, each given by its (row, column) strides (non-negative). Any of `m`, `n`, `k` may
+/// be 0 (`k = 0`: `dst = 0`).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     [m, n, k]: [usize; 3],
@@ -209,6 +245,20 @@ pub fn matmul(
     accumulate: bool,
     parallelism: Parallelism,
 ) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // An empty sum: dst = 0, or unchanged when accumulating.
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    dst[i * dst_strides[0] as usize + j * dst_strides[1] as usize] = 0.0;
+                }
+            }
+        }
+        return;
+    }
     let extent = |[rs, cs]: [isize; 2], rows: usize, cols: usize| {
         (rows.max(1) - 1) * rs as usize + (cols.max(1) - 1) * cs as usize + 1
     };
@@ -292,6 +342,114 @@ mod tests {
 
     fn grid() -> impl Iterator<Item = f32> {
         (-4000..=4000).map(|i| i as f32 * 0.01)
+    }
+
+    /// The distance between `a` and `b` in units in the last place (subnormals included):
+    /// 0 for equal values (either zero against the other, equal infinities) and for two NaNs,
+    /// `u64::MAX` for a NaN or an infinity against anything else.
+    fn ulps(a: f32, b: f32) -> u64 {
+        if a.is_nan() || b.is_nan() {
+            return if a.is_nan() && b.is_nan() {
+                0
+            } else {
+                u64::MAX
+            };
+        }
+        if a == b {
+            return 0;
+        }
+        if a.is_infinite() || b.is_infinite() {
+            return u64::MAX;
+        }
+        // The bit patterns, ordered as the values are (negative numbers mirrored below 0).
+        let ordered = |x: f32| {
+            let i = i64::from(x.to_bits() as i32);
+            if i < 0 { i64::from(i32::MIN) - i } else { i }
+        };
+        ordered(a).abs_diff(ordered(b))
+    }
+
+    /// The special inputs (NaN, zeros, negatives, subnormals, the extremes, infinities), then
+    /// a sweep over every exponent of both signs (one bit pattern in 4099).
+    fn inputs() -> impl Iterator<Item = f32> {
+        let special = [
+            f32::NAN,
+            -f32::NAN,
+            0.0,
+            -0.0,
+            -1.0,
+            -1e-30,
+            1e-40,
+            -1e-40,
+            f32::from_bits(1),
+            f32::MIN_POSITIVE,
+            f32::MIN_POSITIVE * 0.999,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1.0,
+            -87.3,
+            88.3,
+            88.72,
+            -88.72,
+            -88.7229,
+            -89.0,
+            88.8,
+            -103.0,
+            -104.5,
+        ];
+        special
+            .into_iter()
+            .chain((0..=u32::MAX).step_by(4099).map(f32::from_bits))
+    }
+
+    /// Each polynomial against the standard library over [`inputs`], within a stated number
+    /// of ulps: `exp` 2 and `ln` 1 of `f32::exp` and `f32::ln`, `ln_1p` 2 of `f32::ln_1p`,
+    /// `tanh` 3 of `f32::tanh`, `sigmoid` 3 of `1 / (1 + e^-x)` in `f64` rounded, except
+    /// where `e^-x` overflows (`x` below about `-88.72`): there `sigmoid` is 0 instead of a
+    /// subnormal below `2^-126`. NaN gives NaN, and the infinities and zeros what `std`
+    /// gives (the sign of a zero included).
+    #[test]
+    fn special_and_swept_inputs_match_std() {
+        /// A function of ours, its reference, and the bound in ulps between them.
+        type Case = (&'static str, fn(f32) -> f32, fn(f32) -> f32, u64);
+        let cases: [Case; 5] = [
+            ("exp", exp, f32::exp, 2),
+            ("ln", ln, f32::ln, 1),
+            ("ln_1p", ln_1p, f32::ln_1p, 2),
+            ("tanh", tanh, f32::tanh, 3),
+            (
+                "sigmoid",
+                sigmoid,
+                |x| (1.0 / (1.0 + (-f64::from(x)).exp())) as f32,
+                3,
+            ),
+        ];
+        for (name, ours, std, bound) in cases {
+            for x in inputs() {
+                let (got, want) = (ours(x), std(x));
+                if name == "sigmoid" && exp(-x) == f32::INFINITY {
+                    assert!(
+                        got == 0.0 && want < f32::MIN_POSITIVE,
+                        "sigmoid({x:e}) = {got:e}, std {want:e}"
+                    );
+                    continue;
+                }
+                assert!(
+                    ulps(got, want) <= bound,
+                    "{name}({x:e}) = {got:e}, std {want:e}: {} ulps, bound {bound}",
+                    ulps(got, want)
+                );
+                if want == 0.0 {
+                    assert_eq!(
+                        got.is_sign_negative(),
+                        want.is_sign_negative(),
+                        "{name}({x:e}) = {got:e}, std {want:e}: the sign of zero"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{exp, ln, ln_1p, sigmoid, with_widest_simd};
+use super::math::{chunk_len, exp, ln, ln_1p, sigmoid, with_widest_simd};
 
 /// Positions per block: every component's terms of a block stay in cache.
 const BLOCK: usize = 64;
@@ -110,8 +110,9 @@ pub fn forward(m: Mixture) -> Vec<f32> {
     let total = m.x.len();
     let mut out = vec![0.0f32; 2 * total];
     let (pdf, cdf) = out.split_at_mut(total);
-    pdf.par_chunks_mut(m.positions)
-        .zip(cdf.par_chunks_mut(m.positions))
+    let sample = chunk_len(m.positions);
+    pdf.par_chunks_mut(sample)
+        .zip(cdf.par_chunks_mut(sample))
         .enumerate()
         .for_each(|(b, (pdf, cdf))| {
             let mut terms = vec![0.0f32; 2 * m.components * BLOCK];
@@ -131,7 +132,7 @@ pub fn forward(m: Mixture) -> Vec<f32> {
 /// The gradients of every input from `out = [A; B]` (the forward's output) and its
 /// gradient `d_out = [dA; dB]`, both `(2B, P)` flattened.
 pub fn backward(m: Mixture, out: &[f32], d_out: &[f32]) -> MixtureGrads {
-    let (total, per_sample) = (m.x.len(), m.components * m.positions);
+    let (total, per_sample) = (m.x.len(), chunk_len(m.components * m.positions));
     let mut grads = MixtureGrads {
         log_weights: vec![0.0; m.log_weights.len()],
         mu: vec![0.0; m.mu.len()],
@@ -145,7 +146,7 @@ pub fn backward(m: Mixture, out: &[f32], d_out: &[f32]) -> MixtureGrads {
         .par_chunks_mut(per_sample)
         .zip(grads.mu.par_chunks_mut(per_sample))
         .zip(grads.log_s.par_chunks_mut(per_sample))
-        .zip(grads.x.par_chunks_mut(m.positions))
+        .zip(grads.x.par_chunks_mut(chunk_len(m.positions)))
         .enumerate()
         .for_each(|(b, (((d_lw, d_mu), d_ls), dx))| {
             let at = b * m.positions..(b + 1) * m.positions;

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{dot, exp, lanes, with_widest_simd};
+use super::math::{chunk_len, dot, exp, lanes, with_widest_simd};
 
 /// Rows per parallel task: enough work per task to outweigh scheduling.
 const ROWS_PER_TASK: usize = 64;
@@ -11,15 +11,16 @@ const ROWS_PER_TASK: usize = 64;
 /// `p = softmax(x)` over each row of length `len`.
 pub fn softmax_forward(x: &[f32], len: usize) -> Vec<f32> {
     let mut p = x.to_vec();
-    p.par_chunks_mut(len * ROWS_PER_TASK).for_each(|p| {
-        with_widest_simd(
-            #[inline(always)]
-            || {
-                p.chunks_exact_mut(len)
-                    .for_each(|row| softmax_in_place(row, 1.0))
-            },
-        )
-    });
+    p.par_chunks_mut(chunk_len(len * ROWS_PER_TASK))
+        .for_each(|p| {
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    p.chunks_exact_mut(len)
+                        .for_each(|row| softmax_in_place(row, 1.0))
+                },
+            )
+        });
     p
 }
 
@@ -35,8 +36,9 @@ pub fn softmax_in_place(row: &mut [f32], scale: f32) {
 /// `dx = p ⊙ (dp - Σ_row dp ⊙ p)`, the gradient of `p = softmax(x)`.
 pub fn softmax_backward(p: &[f32], dp: &[f32], len: usize) -> Vec<f32> {
     let mut dx = dp.to_vec();
-    dx.par_chunks_mut(len * ROWS_PER_TASK)
-        .zip(p.par_chunks(len * ROWS_PER_TASK))
+    let task = chunk_len(len * ROWS_PER_TASK);
+    dx.par_chunks_mut(task)
+        .zip(p.par_chunks(task))
         .for_each(|(dx, p)| {
             with_widest_simd(
                 #[inline(always)]
