@@ -182,8 +182,8 @@ impl LuInvConv1x1 {
         let signs = to_host(self.sign_s.val());
         let log_s = to_host(self.log_s.val());
         for (index, (&sign_s, &log_s)) in signs.iter().zip(&log_s).enumerate() {
-            let in_range = log_s.abs() <= max_abs_log_s; // false for NaN too
-            if sign_s == 0.0 || sign_s.is_nan() || !in_range {
+            let out_of_range = log_s.is_nan() || log_s.abs() > max_abs_log_s;
+            if sign_s == 0.0 || sign_s.is_nan() || out_of_range {
                 return Err(CoreError::LuDiagonalOutOfRange {
                     index,
                     sign_s,
