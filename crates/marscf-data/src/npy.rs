@@ -213,8 +213,9 @@ impl NpyArray {
 /// the most skewed Huffman tables), so `n` compressed bytes inflate to at most `1032 n` bytes
 /// (plus one last match, [`DEFLATE_SLACK`]).
 pub const DEFLATE_MAX_RATIO: u64 = 1032;
-/// See [`DEFLATE_MAX_RATIO`].
-const DEFLATE_SLACK: u64 = 258;
+/// The bytes one last match adds to the bound of [`DEFLATE_MAX_RATIO`]: a deflated member of `n`
+/// compressed bytes inflates to at most `1032 n + 258` bytes.
+pub const DEFLATE_SLACK: u64 = 258;
 
 /// An `.npz` archive open for reading its arrays.
 ///
