@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::data::MnistLayout;
 use marscf::data::datasets::{DatasetName, load};
-use marscf::train::{OptimOptions, RunConfig, Silent, Start, TrainingData, train};
+use marscf::train::{DataParallel, OptimOptions, RunConfig, Silent, Start, TrainingData, train};
 use marscf::{DataInfo, MarScfConfig, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,7 +60,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data.test.len(),
         marscf::device::selected_backend_name()
     );
-    let summary = train(&model, &run, &data, &[device], Start::Resume, &mut Silent)?;
+    let parallel = DataParallel::single(&device);
+    let summary = train(&model, &run, &data, parallel, Start::Resume, &mut Silent)?;
     println!(
         "{} steps, {} epochs: test {:.4} bits/dim (best {:.4}); {}",
         summary.steps,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use marscf::core::MultiScaleFlowConfig;
 use marscf::data::datasets::DatasetName;
 use marscf::data::{ImageSet, MnistLayout, embedded};
-use marscf::train::{RunConfig, Start, TrainingData, train};
+use marscf::train::{DataParallel, RunConfig, Start, TrainingData, train};
 use marscf::{DataInfo, MarScfConfig, select_device};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &model,
         &run,
         &data,
-        &[device],
+        DataParallel::single(&device),
         Start::Overwrite,
         &mut Printer,
     )?;

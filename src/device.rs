@@ -100,8 +100,16 @@ pub fn selected_backend_name() -> String {
 /// and the like choose which), or the one CPU device `count` times over for Flex and
 /// NdArray (a shard each on the same device: the same training, no faster).
 pub fn select_devices(count: usize) -> Result<Vec<Device>, DeviceError> {
+    select_process_devices(0, count)
+}
+
+/// [`select_devices`] for the process of local rank `local_rank` among those of its
+/// machine: GPUs `local_rank * count .. (local_rank + 1) * count`, so that the machine's
+/// processes take distinct GPUs; the CPU device on a CPU backend.
+pub fn select_process_devices(local_rank: usize, count: usize) -> Result<Vec<Device>, DeviceError> {
     let first = select_device()?;
-    if count <= 1 {
+    let count = count.max(1);
+    if local_rank == 0 && count == 1 {
         return Ok(vec![first]);
     }
     let name = selected_backend_name();
@@ -109,14 +117,19 @@ pub fn select_devices(count: usize) -> Result<Vec<Device>, DeviceError> {
     if found.is_empty() {
         return Ok(vec![first; count]);
     }
-    if found.len() < count {
+    let needed = (local_rank + 1) * count;
+    if found.len() < needed {
         return Err(DeviceError::TooFew {
             backend: name,
-            requested: count,
+            requested: needed,
             available: found.len(),
         });
     }
-    Ok(found.into_iter().take(count).collect())
+    Ok(found
+        .into_iter()
+        .skip(local_rank * count)
+        .take(count)
+        .collect())
 }
 
 /// The GPUs of the backend named `name`; none for a CPU backend.

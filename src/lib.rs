@@ -21,7 +21,7 @@ pub mod report;
 pub mod train;
 
 pub use data_info::DataInfo;
-pub use device::{DeviceError, select_device, select_devices};
+pub use device::{DeviceError, select_device, select_devices, select_process_devices};
 pub use error::ModelError;
 pub use marscf_core as core;
 pub use marscf_data as data;

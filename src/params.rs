@@ -95,3 +95,22 @@ pub fn flat_gradient(grads: &GradientsParams, info: &ParamInfo) -> Option<Tensor
         rank => panic!("parameters of rank {rank} do not occur in this crate"),
     }
 }
+
+/// Replaces the gradient of the parameter `info` by `flat` (its values in order).
+pub fn set_flat_gradient(grads: &mut GradientsParams, info: &ParamInfo, flat: Tensor<1>) {
+    let shape = &info.shape;
+    match shape.len() {
+        1 => grads.register(info.id, flat),
+        2 => grads.register(info.id, flat.reshape([shape[0], shape[1]])),
+        3 => grads.register(info.id, flat.reshape([shape[0], shape[1], shape[2]])),
+        4 => grads.register(
+            info.id,
+            flat.reshape([shape[0], shape[1], shape[2], shape[3]]),
+        ),
+        5 => grads.register(
+            info.id,
+            flat.reshape([shape[0], shape[1], shape[2], shape[3], shape[4]]),
+        ),
+        rank => panic!("parameters of rank {rank} do not occur in this crate"),
+    }
+}

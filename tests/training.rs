@@ -13,7 +13,7 @@ use marscf::data::atomic_file::Existing;
 use marscf::data::datasets::DatasetName;
 use marscf::data::{ImageSet, MnistLayout, embedded};
 use marscf::import::load_reference;
-use marscf::params::param_values;
+use marscf::params::{param_paths, param_values};
 use marscf::train::{
     AdamaxConfig, DataParallel, EvalOptions, OptimOptions, Protocol, RunConfig, RunFolder, Silent,
     Start, StepOutcome, TrainError, Training, TrainingData, evaluate, evaluate_detailed, train,
@@ -149,7 +149,8 @@ fn train_tiny(
     start: Start,
 ) -> marscf::train::RunSummary {
     let run = run_config(out.to_path_buf(), max_steps);
-    train(model, &run, data, devices, start, &mut Silent).unwrap()
+    let parallel = DataParallel::new(devices.to_vec()).unwrap();
+    train(model, &run, data, parallel, start, &mut Silent).unwrap()
 }
 
 /// The weights of the state a run saved in `dir`, by path.
@@ -364,7 +365,7 @@ fn data_that_does_not_fit_is_an_error() {
             train: wrong.clone(),
             test: wrong,
         },
-        std::slice::from_ref(&device),
+        DataParallel::single(&device),
         Start::New,
         &mut Silent,
     )
@@ -390,12 +391,11 @@ fn a_resume_on_other_training_data_is_refused_with_what_differs() {
     let resume_on = |train_set: ImageSet| {
         let run = run_config(out.clone(), 2);
         let data = training_data(train_set, digits(8, true));
-        let devices = std::slice::from_ref(&device);
         train(
             &tiny_model(),
             &run,
             &data,
-            devices,
+            DataParallel::single(&device),
             Start::Resume,
             &mut Silent,
         )
@@ -438,8 +438,8 @@ fn a_folder_that_holds_no_run_is_refused_untouched() {
     let data = training_data(digits(16, false), digits(8, true));
     for start in [Start::Resume, Start::Overwrite] {
         let run = run_config(out.clone(), 1);
-        let devices = std::slice::from_ref(&device);
-        let err = train(&tiny_model(), &run, &data, devices, start, &mut Silent)
+        let parallel = DataParallel::single(&device);
+        let err = train(&tiny_model(), &run, &data, parallel, start, &mut Silent)
             .map(|_| ())
             .unwrap_err();
         assert!(
@@ -469,8 +469,8 @@ fn a_run_folder_has_one_writer_at_a_time() {
     let data = training_data(digits(16, false), digits(8, true));
     for start in [Start::Resume, Start::Overwrite] {
         let run = run_config(folder.dir.clone(), 1);
-        let devices = std::slice::from_ref(&device);
-        let err = train(&tiny_model(), &run, &data, devices, start, &mut Silent)
+        let parallel = DataParallel::single(&device);
+        let err = train(&tiny_model(), &run, &data, parallel, start, &mut Silent)
             .map(|_| ())
             .unwrap_err();
         assert!(
@@ -484,7 +484,7 @@ fn a_run_folder_has_one_writer_at_a_time() {
         &tiny_model(),
         &run,
         &data,
-        std::slice::from_ref(&device),
+        DataParallel::single(&device),
         Start::Resume,
         &mut Silent,
     )
@@ -586,10 +586,17 @@ fn settings_out_of_range_are_refused_before_anything_is_written() {
         ),
     ];
     for (name, run) in cases {
-        let devices = std::slice::from_ref(&device);
-        let err = train(&tiny_model(), &run, &data, devices, Start::New, &mut Silent)
-            .map(|_| ())
-            .unwrap_err();
+        let parallel = DataParallel::single(&device);
+        let err = train(
+            &tiny_model(),
+            &run,
+            &data,
+            parallel,
+            Start::New,
+            &mut Silent,
+        )
+        .map(|_| ())
+        .unwrap_err();
         assert!(
             matches!(&err, TrainError::Model(ModelError::Setting { name: n, .. }) if *n == name),
             "{name}: {err}"
@@ -611,7 +618,7 @@ fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
         &model,
         &run_config(out.clone(), 2),
         &data,
-        std::slice::from_ref(&device),
+        DataParallel::single(&device),
         Start::New,
         &mut Silent,
     )
@@ -623,7 +630,7 @@ fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
         &model,
         &run_config(out.clone(), 2),
         &data,
-        std::slice::from_ref(&device),
+        DataParallel::single(&device),
         Start::New,
         &mut Silent,
     )
@@ -911,10 +918,11 @@ fn a_step_over_two_devices_is_the_step_on_the_whole_batch() {
         .unwrap();
     assert_eq!(two.devices().len(), 2);
 
+    let params = param_paths(&one.model);
     let whole = DataParallel::single(&device)
-        .gradient(&one.model, x.clone())
+        .gradient(&one.model, x.clone(), &params)
         .unwrap();
-    let sharded = parallel.gradient(&two.model, x.clone()).unwrap();
+    let sharded = parallel.gradient(&two.model, x.clone(), &params).unwrap();
     let rel = (whole.bits_per_dim - sharded.bits_per_dim).abs() / whole.bits_per_dim;
     assert!(
         rel < 1e-6,

@@ -22,6 +22,7 @@ use marscf_core::FlowEvent;
 use marscf_data::{BatchOptions, ImageSet, make_batch, stream};
 use serde::Serialize;
 
+use crate::train::collective::{Collective, OneProcess, host_f64};
 use crate::{MarScf, ModelError, files};
 use marscf_data::atomic_file::Existing;
 
@@ -121,8 +122,8 @@ pub struct Evaluation {
 }
 
 /// The mean test bits/dim of `model` over `set`, in batches of `batch_size`, each image
-/// dequantised once with noise drawn from `seed` ([`evaluate_detailed`] with one draw).
-/// Runs without autodiff.
+/// dequantised once with noise drawn from `seed` (what [`evaluate_detailed`] reports with
+/// one draw). Runs without autodiff.
 pub fn evaluate(
     model: &MarScf,
     set: &ImageSet,
@@ -130,12 +131,7 @@ pub fn evaluate(
     seed: u64,
     device: &Device,
 ) -> Result<f64, ModelError> {
-    let options = EvalOptions {
-        batch_size,
-        seed,
-        ..EvalOptions::default()
-    };
-    Ok(evaluate_detailed(model, set, &options, device)?.bits_per_dim)
+    evaluate_across(model, set, batch_size, seed, device, &OneProcess)
 }
 
 /// Scores the images of `set` with `options.draws` dequantisation draws (see the module's
@@ -156,6 +152,39 @@ pub fn evaluate_detailed(
             (model.clone().fork(&device).train(), device)
         }
     };
+    let scored = scored_images(set, options)?;
+    let tally = tally(&model, set, scored, options, &device, |_| true)?;
+    Ok(tally.finish(options.draws))
+}
+
+/// [`evaluate`] with the test set's batches shared among the processes of `world` (batch
+/// `b` on process `b mod W`, with the noise one process draws for it) and the sums reduced:
+/// every process gets the mean bits/dim over the whole set.
+pub fn evaluate_across(
+    model: &MarScf,
+    set: &ImageSet,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+    world: &dyn Collective,
+) -> Result<f64, ModelError> {
+    let options = EvalOptions {
+        batch_size,
+        seed,
+        ..EvalOptions::default()
+    };
+    let scored = scored_images(set, &options)?;
+    let (rank, size) = (world.rank(), world.size());
+    let (model, device) = (model.valid(), device.clone().without_autodiff());
+    let local = tally(&model, set, scored, &options, &device, |b| b % size == rank)?;
+    let mut sums = [local.total, local.images.len() as f64];
+    world.sum_f64(&mut sums);
+    Ok(sums[0] / sums[1])
+}
+
+/// How many images `options` scores of `set` (the first ones); settings out of range and
+/// evaluations that would score no image are errors.
+fn scored_images(set: &ImageSet, options: &EvalOptions) -> Result<usize, ModelError> {
     for (name, value) in [("batch_size", options.batch_size), ("draws", options.draws)] {
         if value == 0 {
             return Err(ModelError::Setting {
@@ -180,12 +209,27 @@ pub fn evaluate_detailed(
         };
         return Err(ModelError::NothingToScore { reason });
     }
+    Ok(scored)
+}
+
+/// The tally of the first `scored` images of `set`, in batches of `options.batch_size`,
+/// of the batches `b` that `take(b)` selects.
+fn tally(
+    model: &MarScf,
+    set: &ImageSet,
+    scored: usize,
+    options: &EvalOptions,
+    device: &Device,
+    take: impl Fn(usize) -> bool,
+) -> Result<Tally, ModelError> {
     let indices: Vec<usize> = (0..scored).collect();
-    let mut tally = Tally::new(&model);
-    for (b, chunk) in indices.chunks(batch_size).enumerate() {
-        tally.score_batch(&model, set, chunk, b as u64, options, &device)?;
+    let mut tally = Tally::new(model);
+    for (b, chunk) in indices.chunks(options.batch_size).enumerate() {
+        if take(b) {
+            tally.score_batch(model, set, chunk, b as u64, options, device)?;
+        }
     }
-    Ok(tally.finish(options.draws))
+    Ok(tally)
 }
 
 /// The sums an evaluation accumulates, in bits/dim per image and draw.
@@ -242,7 +286,7 @@ impl Tally {
             let output = model
                 .forward_traced(x, |event, state| trace.record(event, state.logdet.clone()))?;
             self.total += output.bits_per_dim.clone().sum().into_scalar::<f32>() as f64;
-            for (score, value) in scores.iter_mut().zip(host(output.bits_per_dim)) {
+            for (score, value) in scores.iter_mut().zip(host_f64(output.bits_per_dim)) {
                 *score += value;
             }
             let path = trace.finish(output.objective);
@@ -351,7 +395,8 @@ impl ObjectiveTrace {
     /// The terms, given the final objective (the end of the top level's prior term).
     fn finish(self, objective: Tensor<1>) -> ObjectivePath {
         let top = self.start.len() - 1;
-        let take = |t: &Option<Tensor<1>>| host(t.clone().expect("the flow traces every level"));
+        let take =
+            |t: &Option<Tensor<1>>| host_f64(t.clone().expect("the flow traces every level"));
         let levels = (0..=top)
             .map(|level| {
                 let start = take(&self.start[level]);
@@ -359,7 +404,7 @@ impl ObjectiveTrace {
                 let end = if level < top {
                     take(&self.split[level])
                 } else {
-                    host(objective.clone())
+                    host_f64(objective.clone())
                 };
                 let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a - b).collect();
                 (diff(&steps, &start), diff(&end, &steps))
@@ -370,12 +415,4 @@ impl ObjectiveTrace {
             levels,
         }
     }
-}
-
-/// A `(B)` tensor's values in f64.
-fn host(t: Tensor<1>) -> Vec<f64> {
-    t.into_data()
-        .convert::<f64>()
-        .try_into_vec::<f64>()
-        .expect("a float tensor converts to f64")
 }

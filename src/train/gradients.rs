@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
-use crate::params::{ParamInfo, flat_gradient};
+use crate::params::{ParamInfo, flat_gradient, set_flat_gradient};
 
 /// `sqrt(Σ ||g||²)` over every parameter's gradient (one read from the device);
 /// NaN or infinite when any gradient is.
@@ -34,19 +34,9 @@ pub fn clip_to_norm(
     }
     let factor = max_norm / (norm + 1e-6);
     for info in params.values() {
-        match info.shape.len() {
-            1 => scale::<1>(&mut grads, info, factor),
-            2 => scale::<2>(&mut grads, info, factor),
-            3 => scale::<3>(&mut grads, info, factor),
-            4 => scale::<4>(&mut grads, info, factor),
-            _ => scale::<5>(&mut grads, info, factor),
+        if let Some(g) = flat_gradient(&grads, info) {
+            set_flat_gradient(&mut grads, info, g.mul_scalar(factor));
         }
     }
     grads
-}
-
-fn scale<const D: usize>(grads: &mut GradientsParams, info: &ParamInfo, factor: f64) {
-    if let Some(g) = grads.remove::<D>(info.id) {
-        grads.register(info.id, g.mul_scalar(factor));
-    }
 }

@@ -2,11 +2,14 @@
 //! training step, evaluation, and the training loop with checkpoints and resume.
 
 pub mod adamax;
+pub mod collective;
 pub mod config;
 pub mod ema;
 pub mod evaluate;
 pub mod folder;
 pub mod gradients;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod observer;
 pub mod parallel;
 pub mod resume;
@@ -16,16 +19,17 @@ pub mod stop;
 pub mod training;
 
 pub use adamax::{Adamax, AdamaxConfig, AdamaxState};
+pub use collective::{Collective, OneProcess, end_every_process_on_error};
 pub use config::{RunConfig, RunPosition};
 pub use evaluate::{
     Breakdown, EvalOptions, Evaluation, ImageScore, LevelTerms, Protocol, evaluate,
-    evaluate_detailed, write_per_image_csv,
+    evaluate_across, evaluate_detailed, write_per_image_csv,
 };
 pub use folder::{RunFolder, RunLock};
 pub use observer::{Observer, Silent};
-pub use parallel::{BatchGradient, DataParallel};
+pub use parallel::{BatchGradient, DataParallel, Reduction};
 pub use run::{RunSummary, Start, TrainingData, checkpoint_name, saved_run, train};
-pub use training::{Counters, OptimOptions, StepOutcome, Training};
+pub use training::{Communication, Counters, OptimOptions, StepOutcome, Training};
 
 use std::path::PathBuf;
 
@@ -96,6 +100,29 @@ pub enum TrainError {
         dir: PathBuf,
         /// The holder, as its lock file names it (`pid <pid> on <host>`).
         holder: String,
+    },
+    /// The processes of a training hold different weights: they no longer train one model.
+    #[error(
+        "the weights differ between processes at step {step} ({ranks} of {processes} differ from rank 0): stopped; resume from the last saved state"
+    )]
+    ReplicasDiverged {
+        /// The step of the check.
+        step: u64,
+        /// Processes whose weights differ from rank 0's.
+        ranks: usize,
+        /// Processes in all.
+        processes: usize,
+    },
+    /// Rank 0 resumes a run whose saved state another process cannot read.
+    #[error(
+        "rank {rank} cannot see the run rank 0 resumes in {}: every process reads the saved state, so --out must be on a filesystem all of them share",
+        dir.display()
+    )]
+    StateNotShared {
+        /// This process's rank.
+        rank: usize,
+        /// The run's folder.
+        dir: PathBuf,
     },
     /// A resumed run's settings differ from the saved run's where they must not.
     #[error(

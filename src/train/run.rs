@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use marscf_core::CouplingKind;
 use marscf_data::atomic_file::Existing;
@@ -15,17 +16,22 @@ use crate::data_info::DataInfo;
 use crate::report::{
     MetricsRecord, append_metrics, plot_metrics, read_metrics, save_image_grid, truncate_metrics,
 };
+use crate::train::collective::{Collective, checksum, same_on_every_rank};
+use crate::train::evaluate::evaluate_across;
 use crate::train::folder::{RunFolder, RunLock, read_position};
 use crate::train::stop::StopRule;
 use crate::train::{
-    DataParallel, Observer, RunConfig, RunPosition, StepOutcome, TrainError, Training, evaluate,
-    resume,
+    Communication, DataParallel, Observer, RunConfig, RunPosition, StepOutcome, TrainError,
+    Training, resume,
 };
 
 /// The RNG stream of training batches (and of the device's dropout masks).
 const TRAIN_STREAM: u64 = 0x7a1;
 /// The RNG stream of the samples drawn at evaluations.
 const SAMPLE_STREAM: u64 = 0x5a3;
+/// Steps between two checks that every process holds the same weights (also checked before
+/// every save).
+const REPLICA_CHECK_EVERY: u64 = 100;
 
 /// How a run starts in its folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +69,11 @@ pub struct RunSummary {
     pub position: RunPosition,
     /// The best checkpoint (by test bits/dim).
     pub best_checkpoint: PathBuf,
+    /// The gradients' all-reduces over the processes (none in one process).
+    pub communication: Communication,
+    /// Seconds of the optimizer steps in all (batches, forward, backward, all-reduce,
+    /// update), the run's earlier sessions not included.
+    pub step_seconds: f64,
 }
 
 /// `marscf_<dataset>_<coupling>_<K>_<C>`, the reference's checkpoint name.
@@ -90,27 +101,49 @@ pub fn saved_run(out_dir: &Path) -> Result<Option<CheckpointInfo>, TrainError> {
 /// Trains `model` on `data` as `run` says, in `run.out_dir`, starting as `start` says;
 /// a resumed run continues exactly where the saved one stopped.
 ///
-/// Each step's batch is split over `devices` ([`DataParallel`]; the first is the main
-/// device, which evaluates and saves). The checkpoints record no device count, so a run may
-/// resume on another number of devices; without dropout it is the same training up to
-/// rounding, with dropout the masks depend on the number of shards.
+/// Each step's batch is split over `parallel`'s processes and devices ([`DataParallel`]; the
+/// first device is the main device, which evaluates and saves). In a world of several
+/// processes every process calls this with the same arguments; rank 0 alone claims the
+/// folder and writes in it, the others read a saved state from it when resuming (a
+/// filesystem they share), evaluate their share of the test set and write nothing. An error
+/// on one process leaves the others waiting: end them all
+/// ([`end_every_process_on_error`](crate::train::end_every_process_on_error)).
+///
+/// The checkpoints record no device or process count, so a run may resume on other
+/// numbers of either; without dropout it is the same training up to rounding, with dropout
+/// the masks depend on the number of shards.
 pub fn train(
     model: &MarScfConfig,
     run: &RunConfig,
     data: &TrainingData,
-    devices: &[Device],
+    parallel: DataParallel,
     start: Start,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, TrainError> {
     check_data(model, run, data)?;
-    let parallel = DataParallel::new(devices.to_vec())?;
+    let processes = parallel.world().size();
+    if run.batch_size < processes {
+        return Err(TrainError::Data(format!(
+            "batch size {} for {processes} processes: each needs at least one image",
+            run.batch_size
+        )));
+    }
     let mut session = Session::open(model, run, data, parallel, start, observer)?;
     let mut stop = StopRule::new(run, data.test.len());
+    let mut step_seconds = 0.0;
     observer.on_start(session.step(), run.max_steps);
-    while !stop.reached(session.step(), session.position.epoch, session.elapsed()) {
+    while !session.rank0_says(stop.reached(
+        session.step(),
+        session.position.epoch,
+        session.elapsed(),
+    )) {
         let started = Instant::now();
         let epoch_ended = session.train_step(observer)?;
+        step_seconds += started.elapsed().as_secs_f64();
         stop.step_took(started.elapsed().as_secs_f64());
+        if session.step().is_multiple_of(REPLICA_CHECK_EVERY) {
+            session.check_replicas()?;
+        }
         if session.evaluation_due(epoch_ended) {
             let started = Instant::now();
             session.evaluate_and_save(observer)?;
@@ -123,6 +156,8 @@ pub fn train(
     Ok(RunSummary {
         steps: session.step(),
         skipped: session.training.counters.skipped,
+        communication: session.training.communication(),
+        step_seconds,
         position: session.position,
         best_checkpoint: session.best,
     })
@@ -186,8 +221,8 @@ struct Session<'a> {
     started: Instant,
     seconds_before: f64,
     evaluated_at: Option<u64>,
-    /// The run folder's lock, held while the session lives.
-    lock: RunLock,
+    /// The run folder's lock, held while the session lives (by rank 0, the one writer).
+    lock: Option<RunLock>,
 }
 
 impl<'a> Session<'a> {
@@ -207,7 +242,14 @@ impl<'a> Session<'a> {
             data: Some(data.info.clone().with_training_set(&data.train)),
             run: Some(run.clone()),
         };
-        let (lock, state) = claim_or_find_state(&folder, start, observer)?;
+        let world = parallel.world();
+        let (lock, state) = if world.rank() == 0 {
+            let (lock, state) = claim_or_find_state(&folder, start, observer)?;
+            (Some(lock), state)
+        } else {
+            (None, None)
+        };
+        let state = state_on_every_rank(state, &folder, world)?;
         let resumed = match state {
             Some(state) => Some(restore(
                 &state, model, &origin, run, &folder, &device, observer,
@@ -222,7 +264,11 @@ impl<'a> Session<'a> {
                 RunPosition::default(),
             ),
         };
-        let training = training.with_devices(parallel)?;
+        let mut training = training.with_devices(parallel)?;
+        training.take_rank0_weights();
+        if lock.is_some() && !is_new {
+            truncate_metrics(&folder.metrics, training.counters.step)?;
+        }
         let order = EpochOrder {
             seed: run.seed,
             len: data.train.len(),
@@ -253,6 +299,37 @@ impl<'a> Session<'a> {
         self.training.counters.step
     }
 
+    fn world(&self) -> &dyn Collective {
+        self.training.world()
+    }
+
+    /// Rank 0's `decision`, on every process (a stopping rule that reads the clock may
+    /// decide differently on each).
+    fn rank0_says(&self, decision: bool) -> bool {
+        let mut value = [f64::from(u8::from(decision))];
+        self.world().broadcast_f64(&mut value);
+        value[0] != 0.0
+    }
+
+    /// [`TrainError::ReplicasDiverged`] unless every process holds rank 0's weights and
+    /// position.
+    fn check_replicas(&self) -> Result<(), TrainError> {
+        let world = self.world();
+        if world.size() == 1 {
+            return Ok(());
+        }
+        let position = [self.step() as f64, self.position.batches as f64];
+        let mut values = checksum(&self.training.model.valid(), &position);
+        if let Some(ema) = &self.training.ema {
+            values.extend(checksum(&ema.model, &[]));
+        }
+        same_on_every_rank(&values, world).map_err(|ranks| TrainError::ReplicasDiverged {
+            step: self.step(),
+            ranks,
+            processes: world.size(),
+        })
+    }
+
     /// Seconds of training, earlier sessions of the run included.
     fn elapsed(&self) -> f64 {
         self.seconds_before + self.started.elapsed().as_secs_f64()
@@ -279,6 +356,7 @@ impl<'a> Session<'a> {
         observer.on_step(self.step(), &outcome, images_per_second);
         let epoch_ended = self.advance();
         match outcome {
+            StepOutcome::Applied { .. } if self.lock.is_none() => {}
             StepOutcome::Applied {
                 bits_per_dim, lr, ..
             } => append_metrics(
@@ -298,14 +376,15 @@ impl<'a> Session<'a> {
     }
 
     /// Dropout masks come from the devices' generators: seeded per batch, so that a resumed
-    /// run draws the same ones (device `i` from its own stream, a device listed twice once;
-    /// devices of one backend share its generator, which the shards then draw from in
-    /// order).
+    /// run draws the same ones (device `i` of process `r` from stream `r N + i`, a device
+    /// listed twice once; devices of one backend share its generator, which the shards then
+    /// draw from in order).
     fn seed_dropout(&self) {
         let devices = self.training.devices();
+        let first = self.world().rank() * devices.len();
         for (i, device) in devices.iter().enumerate() {
             if !devices[..i].contains(device) {
-                let tag = TRAIN_STREAM + ((i as u64) << 16);
+                let tag = TRAIN_STREAM + (((first + i) as u64) << 16);
                 device.seed(stream_seed(self.run.seed, tag, self.position.batches));
             }
         }
@@ -342,13 +421,15 @@ impl<'a> Session<'a> {
     fn evaluate_and_save(&mut self, observer: &mut dyn Observer) -> Result<(), TrainError> {
         let run = self.run;
         let model = self.training.eval_model();
-        let bits_per_dim = evaluate(
+        let bits_per_dim = evaluate_across(
             &model,
             &self.data.test,
             run.eval_batch_size,
             run.seed,
             &self.device,
+            self.world(),
         )?;
+        self.check_replicas()?;
         let improved = bits_per_dim.is_finite()
             && self
                 .position
@@ -356,10 +437,16 @@ impl<'a> Session<'a> {
                 .is_none_or(|best| bits_per_dim < best);
         if improved {
             self.position.best_test_bits_per_dim = Some(bits_per_dim);
-            checkpoint::save(&model, &self.origin, &self.best)?;
+            if self.lock.is_some() {
+                checkpoint::save(&model, &self.origin, &self.best)?;
+            }
         }
         self.position.last_test_bits_per_dim = Some(bits_per_dim);
         observer.on_eval(self.step(), bits_per_dim, improved);
+        self.evaluated_at = Some(self.step());
+        if self.lock.is_none() {
+            return Ok(());
+        }
         let record = MetricsRecord {
             test_bits_per_dim: Some(bits_per_dim),
             ..self.record()
@@ -373,13 +460,18 @@ impl<'a> Session<'a> {
             let per_row = (run.samples as f64).sqrt().ceil() as usize;
             save_image_grid(samples, per_row, &self.folder.samples, Existing::Replace)?;
         }
-        self.evaluated_at = Some(self.step());
         self.save_state()
     }
 
+    /// Saves the state to resume from (rank 0; the other processes write nothing).
     fn save_state(&self) -> Result<(), TrainError> {
-        self.folder
-            .save_state(&self.training, &self.position, &self.origin, &self.lock)
+        match &self.lock {
+            Some(lock) => {
+                self.folder
+                    .save_state(&self.training, &self.position, &self.origin, lock)
+            }
+            None => Ok(()),
+        }
     }
 
     /// A metrics line at the current step, with no measurement filled in.
@@ -432,6 +524,27 @@ fn claim_or_find_state(
         Start::New => {}
     }
     Ok((folder.claim()?, None))
+}
+
+/// The state to resume from on every process: rank 0 found it (or found none) while
+/// claiming the folder; the others read the same one from the folder they share with it.
+fn state_on_every_rank(
+    found: Option<PathBuf>,
+    folder: &RunFolder,
+    world: &dyn Collective,
+) -> Result<Option<PathBuf>, TrainError> {
+    let mut resumes = [f64::from(u8::from(found.is_some()))];
+    world.broadcast_f64(&mut resumes);
+    if world.rank() == 0 || resumes[0] == 0.0 {
+        return Ok(found);
+    }
+    match folder.latest_state() {
+        Some(state) => Ok(Some(state)),
+        None => Err(TrainError::StateNotShared {
+            rank: world.rank(),
+            dir: folder.dir.clone(),
+        }),
+    }
 }
 
 /// The new run's training state: the model initialised (ActNorm's data-dependent
@@ -487,7 +600,6 @@ fn restore(
     }
     let training = Training::load(state, run.optim.clone(), device)?;
     let position = read_position(state)?;
-    truncate_metrics(&folder.metrics, training.counters.step)?;
     observer.on_message(&format!(
         "resumed at step {} from {}",
         training.counters.step,

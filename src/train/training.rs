@@ -14,9 +14,10 @@ use crate::files;
 use crate::params::{ParamInfo, param_paths};
 use crate::train::TrainError;
 use crate::train::adamax::AdamaxConfig;
+use crate::train::collective::{Collective, broadcast_params};
 use crate::train::ema::Ema;
 use crate::train::gradients::{clip_to_norm, global_norm};
-use crate::train::parallel::{BatchGradient, DataParallel};
+use crate::train::parallel::{BatchGradient, DataParallel, Reduction};
 use crate::train::schedule::warmup_lr;
 use crate::{MarScf, ModelError};
 use marscf_data::atomic_file::Existing;
@@ -93,6 +94,26 @@ pub struct Training {
     params: BTreeMap<String, ParamInfo>,
     options: OptimOptions,
     parallel: DataParallel,
+    communication: Communication,
+}
+
+/// The gradients' all-reduces over the processes so far (none in one process).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Communication {
+    /// All-reduces done (one per step with a finite loss).
+    pub reductions: u64,
+    /// Their seconds in all.
+    pub seconds: f64,
+    /// Values (f32) summed per all-reduce.
+    pub values: usize,
+}
+
+impl Communication {
+    fn add(&mut self, reduce: Reduction) {
+        self.reductions += 1;
+        self.seconds += reduce.seconds;
+        self.values = reduce.values;
+    }
 }
 
 impl Training {
@@ -113,6 +134,7 @@ impl Training {
             counters: Counters::default(),
             optimizer: AdamaxConfig::new().init(),
             options,
+            communication: Communication::default(),
         }
     }
 
@@ -134,6 +156,32 @@ impl Training {
         self.parallel.devices()
     }
 
+    /// The processes the steps run in.
+    pub fn world(&self) -> &dyn Collective {
+        self.parallel.world()
+    }
+
+    /// The gradients' all-reduces so far.
+    pub fn communication(&self) -> Communication {
+        self.communication
+    }
+
+    /// Takes rank 0's weights (the model's and the average's) on every process, in one
+    /// broadcast each: the start of a training over several processes, so that they begin
+    /// from the same state whatever each built or read.
+    pub fn take_rank0_weights(&mut self) {
+        let world = self.parallel.world();
+        if world.size() == 1 {
+            return;
+        }
+        let device = self.parallel.main().clone();
+        self.model = broadcast_params(self.model.valid(), world)
+            .fork(&device)
+            .train();
+        if let Some(ema) = &mut self.ema {
+            ema.model = broadcast_params(ema.model.clone(), world);
+        }
+    }
     /// The options in use.
     pub fn options(&self) -> &OptimOptions {
         &self.options
@@ -147,7 +195,11 @@ impl Training {
         let BatchGradient {
             bits_per_dim,
             gradients,
-        } = self.parallel.gradient(&self.model, batch)?;
+            reduce,
+        } = self.parallel.gradient(&self.model, batch, &self.params)?;
+        if let Some(reduce) = reduce {
+            self.communication.add(reduce);
+        }
         let grad_norm = gradients
             .as_ref()
             .map_or(f64::NAN, |grads| global_norm(grads, &self.params));
@@ -268,6 +320,7 @@ impl Training {
             counters,
             optimizer,
             options,
+            communication: Communication::default(),
         })
     }
 }

@@ -3,13 +3,17 @@
 //! is refused with the list of differences.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 use marscf::checkpoint::{CheckpointInfo, Origin};
 use marscf::core::MultiScaleFlowConfig;
 use marscf::data::datasets::DatasetName;
-use marscf::train::{OptimOptions, RunConfig, Start, TrainingData, saved_run, train};
-use marscf::{DataInfo, MarScfConfig, select_devices};
+use marscf::train::{
+    Collective, DataParallel, Observer, OneProcess, OptimOptions, RunConfig, RunSummary, Silent,
+    Start, TrainingData, end_every_process_on_error, saved_run, train,
+};
+use marscf::{DataInfo, MarScfConfig, select_process_devices};
 use serde_json::Value;
 
 use crate::args::{
@@ -141,8 +145,44 @@ const SETTINGS: [(&str, &[&str]); 25] = [
     ("augment", &["/run/augment"]),
 ];
 
-/// Runs `marscf train`.
+/// Runs `marscf train`: in one process, or as one of the processes an MPI launcher started
+/// (feature `mpi`), where an error on any of them ends them all.
 pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
+    let world = processes()?;
+    let result = train_in(args, given, &world);
+    end_every_process_on_error(world.as_ref(), result)
+}
+
+/// The processes an MPI launcher started with this one, or this one alone.
+#[cfg(feature = "mpi")]
+fn processes() -> Result<Arc<dyn Collective>> {
+    Ok(match marscf::train::mpi::MpiWorld::launched() {
+        Some(world) => Arc::new(world),
+        None => Arc::new(OneProcess),
+    })
+}
+
+/// This process alone; started by an MPI launcher among others, an error (each would
+/// train alone).
+#[cfg(not(feature = "mpi"))]
+fn processes() -> Result<Arc<dyn Collective>> {
+    let launched = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok()?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(1);
+    if launched > 1 {
+        return Err(format!(
+            "started as one of {launched} MPI processes, but this marscf was built without MPI: build it with `--features mpi` (docs/distributed.md)"
+        )
+        .into());
+    }
+    Ok(Arc::new(OneProcess))
+}
+
+/// `marscf train` as one process of `world`: rank 0 prints and writes, the others only
+/// compute.
+fn train_in(args: TrainArgs, given: &Given, world: &Arc<dyn Collective>) -> Result<()> {
     let asked = asked_run(&args)?;
     let saved = if args.resume {
         saved_run(&args.out)?
@@ -161,18 +201,22 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
     let model = plan.model;
     model.validate()?;
     run.validate()?;
-    let devices = select_devices(args.devices as usize)?;
+    let devices = select_process_devices(world.local_rank(), args.devices as usize)?;
     let (train_set, test_set) = load_data(&info, &args.data)?;
-    println!(
-        "training mAR-SCF on {} ({} train / {} test images {:?}) with {}{}, out {}",
-        info.dataset,
-        train_set.len(),
-        test_set.len(),
-        train_set.shape,
-        marscf::device::selected_backend_name(),
-        device_count(&devices),
-        args.out.display()
-    );
+    let rank0 = world.rank() == 0;
+    if rank0 {
+        println!(
+            "training mAR-SCF on {} ({} train / {} test images {:?}) with {}{}{}, out {}",
+            info.dataset,
+            train_set.len(),
+            test_set.len(),
+            train_set.shape,
+            marscf::device::selected_backend_name(),
+            device_count(&devices),
+            process_count(world.as_ref()),
+            args.out.display()
+        );
+    }
     let start = match (args.resume, args.overwrite) {
         (true, _) => Start::Resume,
         (false, true) => Start::Overwrite,
@@ -183,9 +227,20 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
         train: train_set,
         test: test_set,
     };
-    let mut observer = ProgressBarObserver::new(run.max_steps, run.max_minutes);
-    let summary = train(&model, &run, &data, &devices, start, &mut observer)?;
+    let parallel = DataParallel::new(devices)?.across(world.clone());
+    let mut observer: Box<dyn Observer> = if rank0 {
+        Box::new(ProgressBarObserver::new(run.max_steps, run.max_minutes))
+    } else {
+        Box::new(Silent)
+    };
+    let summary = train(&model, &run, &data, parallel, start, observer.as_mut())?;
     drop(observer);
+    if !rank0 {
+        return Ok(());
+    }
+    if world.size() > 1 {
+        println!("{}", communication_line(&summary));
+    }
     println!(
         "done: {} steps ({} skipped), {} epochs, {:.0} s; test bits/dim {:.4} (best {:.4}, saved as {})",
         summary.steps,
@@ -197,6 +252,28 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
         summary.best_checkpoint.display()
     );
     Ok(())
+}
+
+/// `""` for one process, else how many.
+fn process_count(world: &dyn Collective) -> String {
+    match world.size() {
+        1 => String::new(),
+        size => format!(" in each of {size} processes"),
+    }
+}
+
+/// The gradients' all-reduce per step: its values, bytes, time and share of a step.
+fn communication_line(summary: &RunSummary) -> String {
+    let c = summary.communication;
+    let steps = c.reductions.max(1) as f64;
+    format!(
+        "all-reduce: {} values ({:.2} MB) per step, {:.1} ms per step on average, {:.1} % of the step time ({} steps)",
+        c.values,
+        (c.values * 4) as f64 / 1e6,
+        1e3 * c.seconds / steps,
+        100.0 * c.seconds / summary.step_seconds.max(f64::MIN_POSITIVE),
+        c.reductions
+    )
 }
 
 /// `""` for one device, else how many and whether they are distinct.
