@@ -1,0 +1,92 @@
+//! `mpirun -np 2 marscf train` (feature `mpi`) against `marscf train` with the same global
+//! batch: the same test bits/dim, one writer, one report.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::{marscf_command, path, stderr};
+
+/// The arguments of a short MNIST-sample run into `out`.
+fn run_args(out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--mnist-layout",
+        "grey28",
+        "-L",
+        "2",
+        "-K",
+        "1",
+        "-C",
+        "8",
+        "--batch-size",
+        "8",
+        "--test-images",
+        "48",
+        "--eval-batch-size",
+        "16",
+        "--samples",
+        "4",
+        "--max-steps",
+        "20",
+        "--out",
+        path(out),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The test bits/dim a finished `marscf train` printed last.
+fn final_test_bits_per_dim(output: &Output) -> f64 {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("done:"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stdout}\n{}", stderr(output)));
+    let value = line
+        .split("test bits/dim ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the summary names the test bits/dim");
+    value.parse().expect("a number")
+}
+
+#[test]
+fn two_processes_train_as_one() {
+    let dir = std::env::temp_dir().join(format!("marscf-cli-mpi-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (alone, shared) = (dir.join("alone"), dir.join("shared"));
+
+    let one = marscf_command().args(run_args(&alone)).output().unwrap();
+    assert!(one.status.success(), "{}", stderr(&one));
+    let two = Command::new("mpirun")
+        .args(["--oversubscribe", "--bind-to", "none", "-np", "2"])
+        .arg(env!("CARGO_BIN_EXE_marscf"))
+        .args(run_args(&shared))
+        .env("BURN_DEVICE", "flex")
+        .env("RAYON_NUM_THREADS", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .expect("mpirun runs (Open MPI installed)");
+    assert!(two.status.success(), "{}", stderr(&two));
+
+    let (a, b) = (final_test_bits_per_dim(&one), final_test_bits_per_dim(&two));
+    assert!(
+        (a - b).abs() < 1e-3,
+        "test bits/dim: one process {a}, two {b}"
+    );
+    // Rank 0 alone reports and writes.
+    let stdout = String::from_utf8_lossy(&two.stdout);
+    assert_eq!(stdout.matches("training mAR-SCF").count(), 1, "{stdout}");
+    assert!(stdout.contains("in each of 2 processes"), "{stdout}");
+    assert_eq!(stdout.matches("all-reduce: ").count(), 1, "{stdout}");
+    let metrics = |out: &Path| std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics(&alone).lines().count(),
+        metrics(&shared).lines().count()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
