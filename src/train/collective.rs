@@ -3,8 +3,8 @@
 //! processes, and every process applies the same update (docs/distributed.md).
 //!
 //! [`Collective`] is the one interface the trainer uses; [`OneProcess`] is the world of a
-//! single process (every operation the identity), [`MpiWorld`](crate::train::mpi::MpiWorld)
-//! (feature `mpi`) the processes an MPI launcher (`mpirun`, `srun`) started. A GPU-side
+//! single process (every operation the identity), `MpiWorld` (feature `mpi`,
+//! `marscf::train::mpi`) the processes an MPI launcher (`mpirun`, `srun`) started. A GPU-side
 //! implementation (NCCL's all-reduce on device buffers) fits the same interface.
 
 use std::collections::HashMap;
@@ -122,8 +122,8 @@ pub fn broadcast_params<M: Module>(module: M, world: &dyn Collective) -> M {
     module.map(&mut Replace { values: &by_id })
 }
 
-/// What [`check_replicas`] compares: `Σ θ`, `Σ θ²` (in f64) over every float parameter of
-/// `module`, and `extra`.
+/// What the trainer compares between processes ([`same_on_every_rank`]): `Σ θ`, `Σ θ²` (in
+/// f64) over every float parameter of `module`, and `extra`.
 pub fn checksum<M: Module>(module: &M, extra: &[f64]) -> Vec<f64> {
     let mut parts = Vec::new();
     for_each_param(module, |_, _, value| {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -32,7 +32,7 @@ use crate::{MarScf, ModelError};
 #[derive(Clone)]
 pub struct DataParallel {
     devices: Vec<Device>,
-    world: Arc<dyn Collective>,
+    world: Rc<dyn Collective>,
 }
 
 impl std::fmt::Debug for DataParallel {
@@ -73,7 +73,7 @@ impl DataParallel {
         }
         Ok(Self {
             devices: devices.into_iter().map(Device::autodiff).collect(),
-            world: Arc::new(OneProcess),
+            world: Rc::new(OneProcess),
         })
     }
 
@@ -81,13 +81,14 @@ impl DataParallel {
     pub fn single(device: &Device) -> Self {
         Self {
             devices: vec![device.clone().autodiff()],
-            world: Arc::new(OneProcess),
+            world: Rc::new(OneProcess),
         }
     }
 
     /// The same devices in each process of `world`: every global batch is split over the
-    /// processes first (see [`gradient`](Self::gradient)).
-    pub fn across(mut self, world: Arc<dyn Collective>) -> Self {
+    /// processes first (see [`gradient`](Self::gradient)). Shared by `Rc`: MPI is called
+    /// from the thread that initialised it only.
+    pub fn across(mut self, world: Rc<dyn Collective>) -> Self {
         self.world = world;
         self
     }

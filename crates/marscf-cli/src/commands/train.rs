@@ -3,7 +3,7 @@
 //! is refused with the list of differences.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use clap::Args;
 use marscf::checkpoint::{CheckpointInfo, Origin};
@@ -155,17 +155,17 @@ pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
 
 /// The processes an MPI launcher started with this one, or this one alone.
 #[cfg(feature = "mpi")]
-fn processes() -> Result<Arc<dyn Collective>> {
+fn processes() -> Result<Rc<dyn Collective>> {
     Ok(match marscf::train::mpi::MpiWorld::launched() {
-        Some(world) => Arc::new(world),
-        None => Arc::new(OneProcess),
+        Some(world) => Rc::new(world),
+        None => Rc::new(OneProcess),
     })
 }
 
 /// This process alone; started by an MPI launcher among others, an error (each would
 /// train alone).
 #[cfg(not(feature = "mpi"))]
-fn processes() -> Result<Arc<dyn Collective>> {
+fn processes() -> Result<Rc<dyn Collective>> {
     let launched = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
         .iter()
         .filter_map(|name| std::env::var(name).ok()?.parse::<usize>().ok())
@@ -177,12 +177,12 @@ fn processes() -> Result<Arc<dyn Collective>> {
         )
         .into());
     }
-    Ok(Arc::new(OneProcess))
+    Ok(Rc::new(OneProcess))
 }
 
 /// `marscf train` as one process of `world`: rank 0 prints and writes, the others only
 /// compute.
-fn train_in(args: TrainArgs, given: &Given, world: &Arc<dyn Collective>) -> Result<()> {
+fn train_in(args: TrainArgs, given: &Given, world: &Rc<dyn Collective>) -> Result<()> {
     let asked = asked_run(&args)?;
     let saved = if args.resume {
         saved_run(&args.out)?
