@@ -148,7 +148,15 @@ fn mpirun(ranks: usize, test: &str, env: &[(&str, String)]) -> (Output, Duration
     let started = Instant::now();
     let mut command = Command::new("mpirun");
     command
-        .args(["--oversubscribe", "--bind-to", "none", "-np"])
+        // A hang fails the test after five minutes instead of stalling CI.
+        .args([
+            "--timeout",
+            "300",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+        ])
         .arg(ranks.to_string())
         .arg(std::env::current_exe().unwrap())
         .args([
@@ -355,7 +363,7 @@ fn runs_resume_on_other_numbers_of_processes() {
 fn a_process_that_fails_ends_every_process() {
     // One job at a time: they share two cores.
     let _one_job = exclusive_rng();
-    for failure in ["error", "die"] {
+    for failure in ["error", "panic", "die"] {
         let (output, took) = mpirun(2, "rank_fails", &[(FAILURE, failure.to_string())]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{failure}: the job succeeded");
@@ -363,12 +371,12 @@ fn a_process_that_fails_ends_every_process() {
             took < Duration::from_secs(30),
             "{failure}: the job took {took:?} to end"
         );
-        if failure == "error" {
-            assert!(
-                stderr.contains("error on rank 1 of 2: injected failure"),
-                "{stderr}"
-            );
-        }
+        let said = match failure {
+            "error" => "error on rank 1 of 2: injected failure",
+            "panic" => "panic on rank 1 of 2; ending every rank",
+            _ => "",
+        };
+        assert!(stderr.contains(said), "{failure}: {stderr}");
     }
 }
 
@@ -383,6 +391,7 @@ fn rank_fails() {
                 let failed: Result<(), &str> = Err("injected failure");
                 end_every_process_on_error(world.as_ref(), failed).unwrap();
             }
+            "panic" => panic!("injected panic"),
             // Killed outright (no core dump, no unwinding, no MPI_Finalize).
             _ => {
                 let pid = std::process::id().to_string();

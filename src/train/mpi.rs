@@ -44,6 +44,21 @@ impl MpiWorld {
     }
 }
 
+impl Drop for MpiWorld {
+    /// A panic on one process ends them all: unwinding would otherwise reach
+    /// `MPI_Finalize`, which waits for processes that wait in a collective for this one.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "panic on rank {} of {}; ending every rank",
+                self.rank(),
+                self.size()
+            );
+            self.abort(1);
+        }
+    }
+}
+
 impl Collective for MpiWorld {
     fn rank(&self) -> usize {
         self.world.rank() as usize

@@ -125,17 +125,18 @@ impl DataParallel {
     ) -> Result<BatchGradient, ModelError> {
         let size = batch.dims()[0];
         let world = self.world();
+        // Refused on every process alike, before any collective call.
+        if size < world.size() {
+            return Err(ModelError::Setting {
+                name: "batch_size",
+                value: size as f64,
+                rule: "at least one image per process",
+            });
+        }
         let batch = if world.size() == 1 {
             batch
         } else {
-            let ranges = shard_ranges(size, world.size());
-            let Some(range) = ranges.get(world.rank()) else {
-                return Err(ModelError::Setting {
-                    name: "batch_size",
-                    value: size as f64,
-                    rule: "at least one image per process",
-                });
-            };
+            let range = shard_ranges(size, world.size())[world.rank()].clone();
             batch.narrow(0, range.start, range.len())
         };
         let mut shards = Vec::with_capacity(self.devices.len());

@@ -29,8 +29,9 @@ use crate::train::{
 const TRAIN_STREAM: u64 = 0x7a1;
 /// The RNG stream of the samples drawn at evaluations.
 const SAMPLE_STREAM: u64 = 0x5a3;
-/// Steps between two checks that every process holds the same weights (also checked before
-/// every save).
+/// Batches between two checks that every process holds the same weights and position (also
+/// checked at the start and before every save). Counted in batches, which advance on every
+/// process alike, so that the check is reached by all of them together.
 const REPLICA_CHECK_EVERY: u64 = 100;
 
 /// How a run starts in its folder.
@@ -141,7 +142,7 @@ pub fn train(
         let epoch_ended = session.train_step(observer)?;
         step_seconds += started.elapsed().as_secs_f64();
         stop.step_took(started.elapsed().as_secs_f64());
-        if session.step().is_multiple_of(REPLICA_CHECK_EVERY) {
+        if session.position.batches.is_multiple_of(REPLICA_CHECK_EVERY) {
             session.check_replicas()?;
         }
         if session.evaluation_due(epoch_ended) {
@@ -289,6 +290,7 @@ impl<'a> Session<'a> {
             evaluated_at: None,
             lock,
         };
+        session.check_replicas()?;
         if is_new {
             session.save_state()?;
         }

@@ -182,6 +182,7 @@ impl Training {
             ema.model = broadcast_params(ema.model.clone(), world);
         }
     }
+
     /// The options in use.
     pub fn options(&self) -> &OptimOptions {
         &self.options

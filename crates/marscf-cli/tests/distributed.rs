@@ -62,7 +62,8 @@ fn two_processes_train_as_one() {
     let one = marscf_command().args(run_args(&alone)).output().unwrap();
     assert!(one.status.success(), "{}", stderr(&one));
     let two = Command::new("mpirun")
-        .args(["--oversubscribe", "--bind-to", "none", "-np", "2"])
+        .args(["--timeout", "300", "--oversubscribe", "--bind-to", "none"])
+        .args(["-np", "2"])
         .arg(env!("CARGO_BIN_EXE_marscf"))
         .args(run_args(&shared))
         .env("BURN_DEVICE", "flex")

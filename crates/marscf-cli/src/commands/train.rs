@@ -166,7 +166,7 @@ fn processes() -> Result<Rc<dyn Collective>> {
 /// train alone).
 #[cfg(not(feature = "mpi"))]
 fn processes() -> Result<Rc<dyn Collective>> {
-    let launched = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+    let launched = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"]
         .iter()
         .filter_map(|name| std::env::var(name).ok()?.parse::<usize>().ok())
         .max()
