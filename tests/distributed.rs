@@ -15,10 +15,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Tensor;
-use common::{device, exclusive_rng, max_abs_diff, temp_dir};
-use marscf::core::MultiScaleFlowConfig;
+use common::{
+    device, digits, exclusive_rng, gradients_by_path, max_abs_diff, temp_dir, tiny_model,
+};
 use marscf::data::datasets::DatasetName;
-use marscf::data::{BatchOptions, ImageSet, MnistLayout, embedded, make_batch, stream};
+use marscf::data::{BatchOptions, MnistLayout, make_batch, stream};
 use marscf::params::{param_paths, param_values};
 use marscf::train::collective::{checksum, same_on_every_rank};
 use marscf::train::mpi::MpiWorld;
@@ -26,7 +27,7 @@ use marscf::train::{
     Collective, DataParallel, OneProcess, OptimOptions, RunConfig, Silent, Start, StepOutcome,
     Training, TrainingData, end_every_process_on_error, train,
 };
-use marscf::{DataInfo, MarScf, MarScfConfig, PriorKind};
+use marscf::{DataInfo, MarScfConfig};
 
 /// The folder a `rank_*` test trains in.
 const DIR: &str = "MARSCF_TEST_RUN_DIR";
@@ -34,24 +35,6 @@ const DIR: &str = "MARSCF_TEST_RUN_DIR";
 const STEPS: &str = "MARSCF_TEST_RUN_STEPS";
 /// How the failing rank fails: `error` or `die`.
 const FAILURE: &str = "MARSCF_TEST_FAILURE";
-
-/// A model small enough for a 2-core machine to train in seconds, without dropout.
-fn tiny_model() -> MarScfConfig {
-    let flow = MultiScaleFlowConfig::new([1, 28, 28], 2, 1, 8);
-    MarScfConfig::new(flow).with_prior(PriorKind::Mar {
-        hidden: 8,
-        lstm_layers: 1,
-    })
-}
-
-fn digits(n: usize, test: bool) -> ImageSet {
-    let split = if test {
-        embedded::test()
-    } else {
-        embedded::train()
-    };
-    ImageSet::from_mnist(&split, MnistLayout::Grey28).take(n)
-}
 
 /// 15 images (shards of 8 + 7 on two processes, 5 + 5 + 5 on three), dequantised.
 fn global_batch(config: &MarScfConfig) -> Tensor<4> {
@@ -130,16 +113,6 @@ fn assert_close_or_within(
             "{what} {path}: differs by {diff:e}, largest magnitude {scale:e}"
         );
     }
-}
-
-fn gradients_by_path(
-    model: &MarScf,
-    grads: &burn::optim::GradientsParams,
-) -> BTreeMap<String, Tensor<1>> {
-    param_paths(model)
-        .into_iter()
-        .filter_map(|(path, info)| marscf::params::flat_gradient(grads, &info).map(|g| (path, g)))
-        .collect()
 }
 
 /// `mpirun --oversubscribe -np ranks` of this binary's test `test`, with `env`, one thread

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use burn::optim::Optimizer;
 use burn::tensor::{Tensor, TensorData};
-use common::{device, exclusive_rng, max_abs_diff, parity_folders, read_safetensors, temp_dir};
-use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
+use common::{
+    device, digits, exclusive_rng, gradients_by_path, max_abs_diff, parity_folders,
+    read_safetensors, temp_dir, tiny_model,
+};
+use marscf::core::{CouplingKind, MixLogCdfConfig};
 use marscf::data::atomic_file::Existing;
 use marscf::data::datasets::DatasetName;
 use marscf::data::{ImageSet, MnistLayout, embedded};
@@ -58,15 +61,6 @@ fn adamax_follows_pytorchs_rule() {
     assert_eq!(state.unwrap().step, 2);
 }
 
-/// A tiny model on 1x28x28 digits: L = 2, K = 1, hidden 8, a one-layer prior.
-fn tiny_model() -> MarScfConfig {
-    let flow = MultiScaleFlowConfig::new([1, 28, 28], 2, 1, 8);
-    MarScfConfig::new(flow).with_prior(PriorKind::Mar {
-        hidden: 8,
-        lstm_layers: 1,
-    })
-}
-
 /// All of `set` as one batch, and [`tiny_model`] initialised on it.
 fn initialized_tiny_model(
     set: &ImageSet,
@@ -99,15 +93,6 @@ fn initialized_model(
     );
     let model = config.init(device).unwrap().initialize(x.clone()).unwrap();
     (model, x)
-}
-
-fn digits(n: usize, test: bool) -> ImageSet {
-    let split = if test {
-        embedded::test()
-    } else {
-        embedded::train()
-    };
-    ImageSet::from_mnist(&split, MnistLayout::Grey28).take(n)
 }
 
 /// `train` and `test` described as the embedded digits in the 1x28x28 layout.
@@ -885,17 +870,6 @@ fn assert_close_tensors(
             "{what} {path}: differs by {diff:e} (largest magnitude {scale:e})"
         );
     }
-}
-
-/// Each parameter's gradient in `grads`, flattened, by path.
-fn gradients_by_path(
-    model: &marscf::MarScf,
-    grads: &burn::optim::GradientsParams,
-) -> BTreeMap<String, Tensor<1>> {
-    marscf::params::param_paths(model)
-        .into_iter()
-        .filter_map(|(path, info)| marscf::params::flat_gradient(grads, &info).map(|g| (path, g)))
-        .collect()
 }
 
 #[test]

@@ -178,3 +178,34 @@ pub fn affine_fixture_checkpoint() -> std::path::PathBuf {
         .expect("the affine fixture folder")
         .join("checkpoint.pt")
 }
+
+/// A tiny model on 1x28x28 digits: L = 2, K = 1, hidden 8, a one-layer prior, no dropout.
+pub fn tiny_model() -> marscf::MarScfConfig {
+    let flow = marscf::core::MultiScaleFlowConfig::new([1, 28, 28], 2, 1, 8);
+    marscf::MarScfConfig::new(flow).with_prior(marscf::PriorKind::Mar {
+        hidden: 8,
+        lstm_layers: 1,
+    })
+}
+
+/// The first `n` embedded digits of the training (or test) split, 1x28x28.
+pub fn digits(n: usize, test: bool) -> marscf::data::ImageSet {
+    use marscf::data::{ImageSet, MnistLayout, embedded};
+    let split = if test {
+        embedded::test()
+    } else {
+        embedded::train()
+    };
+    ImageSet::from_mnist(&split, MnistLayout::Grey28).take(n)
+}
+
+/// Every parameter's gradient in `grads`, flattened, by path.
+pub fn gradients_by_path(
+    model: &marscf::MarScf,
+    grads: &burn::optim::GradientsParams,
+) -> std::collections::BTreeMap<String, Tensor<1>> {
+    marscf::params::param_paths(model)
+        .into_iter()
+        .filter_map(|(path, info)| marscf::params::flat_gradient(grads, &info).map(|g| (path, g)))
+        .collect()
+}

@@ -9,17 +9,10 @@ use std::process::{Command, Output};
 use support::{marscf_command, path, stderr};
 
 /// The arguments of a short MNIST-sample run into `out`.
-fn run_args(out: &Path) -> Vec<String> {
-    [
-        "train",
-        "--mnist-layout",
-        "grey28",
-        "-L",
-        "2",
-        "-K",
-        "1",
-        "-C",
-        "8",
+fn run_args(out: &Path) -> Vec<&str> {
+    let mut args = vec!["train"];
+    args.extend_from_slice(&support::TINY_MODEL);
+    args.extend_from_slice(&[
         "--batch-size",
         "8",
         "--test-images",
@@ -32,9 +25,8 @@ fn run_args(out: &Path) -> Vec<String> {
         "20",
         "--out",
         path(out),
-    ]
-    .map(String::from)
-    .to_vec()
+    ]);
+    args
 }
 
 /// The test bits/dim a finished `marscf train` printed last.

@@ -48,16 +48,9 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// A tiny run on 1x28x28 digits: `L = 2, K = 1, C = 8`, batch 8, 16 test images.
 fn tiny_train(out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--mnist-layout",
-        "grey28",
-        "-L",
-        "2",
-        "-K",
-        "1",
-        "-C",
-        "8",
+    let mut args = vec!["train"];
+    args.extend_from_slice(&support::TINY_MODEL);
+    args.extend_from_slice(&[
         "--batch-size",
         "8",
         "--test-images",
@@ -66,7 +59,7 @@ fn tiny_train(out: &Path, extra: &[&str]) -> Output {
         "0",
         "--out",
         path(out),
-    ];
+    ]);
     args.extend_from_slice(extra);
     marscf(&args)
 }

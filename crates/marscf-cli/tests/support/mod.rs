@@ -28,3 +28,6 @@ pub fn path(p: &Path) -> &str {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The options of the tests' tiny model: 1x28x28 digits, L = 2, K = 1, hidden 8.
+pub const TINY_MODEL: [&str; 8] = ["--mnist-layout", "grey28", "-L", "2", "-K", "1", "-C", "8"];
