@@ -32,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     save_image_grid(
         images,
         (n as f64).sqrt().ceil() as usize,
+        None,
         &out,
         Existing::Replace,
     )?;

@@ -60,6 +60,12 @@ pub enum ModelError {
         /// Its range, in words.
         rule: &'static str,
     },
+    /// A width or layer count given for a prior that has none (only the mAR prior does).
+    #[error("the {prior} prior has no width or layers: those size the mar prior")]
+    PriorSize {
+        /// The prior's name ([`crate::PriorKind::name`]).
+        prior: &'static str,
+    },
     /// An evaluation that would score no image: its mean would be undefined.
     #[error("no image to score: {reason}")]
     NothingToScore {

@@ -33,6 +33,17 @@ pub enum PriorKind {
     Glow,
 }
 
+impl PriorKind {
+    /// The prior's name on the command line: `mar`, `standard-normal`, `glow`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Mar { .. } => "mar",
+            Self::StandardNormal => "standard-normal",
+            Self::Glow => "glow",
+        }
+    }
+}
+
 impl Default for PriorKind {
     fn default() -> Self {
         Self::Mar {

@@ -151,13 +151,17 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
     write_png(&canvas, path, Existing::Replace)
 }
 
+/// Height of the caption band above a grid, in pixels.
+const CAPTION_HEIGHT: usize = 16;
+
 /// Saves images `(N, C, H, W)` in `[-0.5, 0.5]` as a PNG grid, `per_row` per row with a
-/// 2-pixel border; values are clamped, NaN shows as black. One or three channels. An
-/// existing `path` is replaced whole, or with [`Existing::Keep`] left as it is
-/// ([`ModelError::Exists`]).
+/// 2-pixel border, under a one-line `caption` if given (say, the temperature); values are
+/// clamped, NaN shows as black. One or three channels. An existing `path` is replaced
+/// whole, or with [`Existing::Keep`] left as it is ([`ModelError::Exists`]).
 pub fn save_image_grid(
     images: Tensor<4>,
     per_row: usize,
+    caption: Option<&str>,
     path: &Path,
     existing: Existing,
 ) -> Result<(), ModelError> {
@@ -169,12 +173,13 @@ pub fn save_image_grid(
         .map_err(|e| ModelError::invalid(path, format!("cannot read the images back: {e:?}")))?;
     let per_row = per_row.max(1).min(n.max(1));
     let rows = n.div_ceil(per_row);
-    let (pad, width, height) = (2, per_row * (w + 2) + 2, rows * (h + 2) + 2);
+    let top = if caption.is_some() { CAPTION_HEIGHT } else { 0 };
+    let (pad, width, height) = (2, per_row * (w + 2) + 2, top + rows * (h + 2) + 2);
     let mut canvas = image::RgbImage::new(width as u32, height as u32);
     for i in 0..n {
         let (x0, y0) = (
             pad + (i % per_row) * (w + pad),
-            pad + (i / per_row) * (h + pad),
+            top + pad + (i / per_row) * (h + pad),
         );
         for y in 0..h {
             for x in 0..w {
@@ -191,7 +196,29 @@ pub fn save_image_grid(
             }
         }
     }
+    if let Some(caption) = caption {
+        canvas = with_caption(canvas, caption)
+            .map_err(|e| ModelError::invalid(path, format!("cannot draw the caption: {e}")))?;
+    }
     write_png(&canvas, path, existing)
+}
+
+/// `canvas` with `caption` written in white into its top [`CAPTION_HEIGHT`] pixels.
+fn with_caption(canvas: image::RgbImage, caption: &str) -> Result<image::RgbImage, String> {
+    register_font();
+    let (width, height) = canvas.dimensions();
+    let mut pixels = canvas.into_raw();
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        let style = ("sans-serif", CAPTION_HEIGHT as f64 - 3.0)
+            .into_font()
+            .color(&WHITE);
+        root.draw_text(caption, &style, (3, 2))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(image::RgbImage::from_raw(width, height, pixels)
+        .expect("the buffer holds width x height RGB pixels"))
 }
 
 /// Encodes `canvas` as PNG and writes it to `path` through [`files::write`].

@@ -7,28 +7,6 @@ use serde_json::Value;
 
 use crate::checkpoint::CheckpointInfo;
 
-/// Settings of a resumed run that may differ from the saved run's: the stopping rules,
-/// evaluation (how many test images) and samples, the learning-rate schedule, clipping and
-/// patience.
-const CHANGEABLE: [&str; 13] = [
-    "data.test_images",
-    "run.max_steps",
-    "run.epochs",
-    "run.max_minutes",
-    "run.eval_every",
-    "run.eval_batch_size",
-    "run.samples",
-    "run.temperature",
-    "run.out_dir",
-    "run.optim.lr",
-    "run.optim.warmup_steps",
-    "run.optim.grad_clip",
-    "run.optim.nan_patience",
-];
-
-/// Settings that do not describe the run at all (where the data was read from).
-const IGNORED: [&str; 1] = ["data.root"];
-
 /// The differences between a saved run and the run asked for, one line each
 /// (`run.batch_size: saved 32, given 64`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,29 +19,58 @@ pub struct ResumeCheck {
 
 /// Compares the `saved` run's description with the `given` one, setting by setting.
 pub fn compare(saved: &CheckpointInfo, given: &CheckpointInfo) -> ResumeCheck {
-    let mut differences = Vec::new();
-    diff("", &to_value(saved), &to_value(given), &mut differences);
-    let mut check = ResumeCheck::default();
-    for (path, line) in differences {
-        if IGNORED.contains(&path.as_str()) {
-            continue;
-        }
-        if CHANGEABLE.contains(&path.as_str()) {
-            check.taken.push(line);
-        } else {
-            check.refused.push(line);
-        }
+    let mut saved = saved.clone();
+    if let (Some(saved), Some(given)) = (&mut saved.origin.data, &given.origin.data) {
+        // Where the files were read from does not describe the run.
+        saved.root = given.root.clone();
     }
-    check
+    let resumed = with_resumable_settings(saved.clone(), given);
+    let lines = |a: &CheckpointInfo, b: &CheckpointInfo| {
+        let mut differences = Vec::new();
+        diff("", &to_value(a), &to_value(b), &mut differences);
+        differences
+    };
+    ResumeCheck {
+        refused: lines(&resumed, given),
+        taken: lines(&saved, &resumed),
+    }
+}
+
+/// `saved` with the settings a resumed run may change taken from `given`: the stopping
+/// rules, how many test images, evaluation, the sample grid, the output folder, the
+/// learning-rate schedule, clipping and patience. The others (data, model, batch, seed,
+/// augmentation, weight average) make the run what it is.
+pub fn with_resumable_settings(
+    mut saved: CheckpointInfo,
+    given: &CheckpointInfo,
+) -> CheckpointInfo {
+    if let (Some(saved), Some(given)) = (&mut saved.origin.data, &given.origin.data) {
+        saved.test_images = given.test_images;
+    }
+    if let (Some(saved), Some(given)) = (&mut saved.origin.run, &given.origin.run) {
+        saved.max_steps = given.max_steps;
+        saved.epochs = given.epochs;
+        saved.max_minutes = given.max_minutes;
+        saved.eval_every = given.eval_every;
+        saved.eval_batch_size = given.eval_batch_size;
+        saved.samples = given.samples;
+        saved.temperature = given.temperature;
+        saved.out_dir = given.out_dir.clone();
+        saved.optim.lr = given.optim.lr;
+        saved.optim.warmup_steps = given.optim.warmup_steps;
+        saved.optim.grad_clip = given.optim.grad_clip;
+        saved.optim.nan_patience = given.optim.nan_patience;
+    }
+    saved
 }
 
 fn to_value(info: &impl Serialize) -> Value {
     serde_json::to_value(info).expect("a checkpoint description serialises")
 }
 
-/// Appends `(path, "path: saved a, given b")` for every leaf where `saved` and `given`
-/// differ; objects are compared key by key, anything else as a whole.
-fn diff(path: &str, saved: &Value, given: &Value, out: &mut Vec<(String, String)>) {
+/// Appends `"path: saved a, given b"` for every leaf where `saved` and `given` differ;
+/// objects are compared key by key, anything else as a whole.
+fn diff(path: &str, saved: &Value, given: &Value, out: &mut Vec<String>) {
     match (saved, given) {
         (Value::Object(a), Value::Object(b)) => {
             let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -82,7 +89,7 @@ fn diff(path: &str, saved: &Value, given: &Value, out: &mut Vec<(String, String)
                 diff(&child, a, b, out);
             }
         }
-        (a, b) if a != b => out.push((path.to_string(), format!("{path}: saved {a}, given {b}"))),
+        (a, b) if a != b => out.push(format!("{path}: saved {a}, given {b}")),
         _ => {}
     }
 }

@@ -460,7 +460,14 @@ impl<'a> Session<'a> {
             device.seed(stream_seed(run.seed, SAMPLE_STREAM, self.step()));
             let samples = model.sample(run.samples, run.temperature)?;
             let per_row = (run.samples as f64).sqrt().ceil() as usize;
-            save_image_grid(samples, per_row, &self.folder.samples, Existing::Replace)?;
+            let caption = format!("step {}, temperature {}", self.step(), run.temperature);
+            save_image_grid(
+                samples,
+                per_row,
+                Some(&caption),
+                &self.folder.samples,
+                Existing::Replace,
+            )?;
         }
         self.save_state()
     }

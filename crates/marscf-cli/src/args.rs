@@ -4,13 +4,12 @@
 
 use std::path::PathBuf;
 
-use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, ValueEnum};
+use clap::{Args, ValueEnum};
 use marscf::PriorKind;
 use marscf::core::{CouplingKind, MixLogCdfConfig};
 use marscf::data::MnistLayout;
 use marscf::data::datasets::{CacheDir, DatasetName};
-use marscf::train::Protocol;
+use marscf::train::{NEW_RUN_SIZE, Protocol};
 
 /// A count of at least one (`--n`, `--steps`, batch sizes).
 pub fn at_least_one(text: &str) -> Result<usize, String> {
@@ -48,13 +47,6 @@ pub fn decay(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The size of the model `train` builds unless told otherwise: `L = 3, K = 4, C = 64`.
-pub const TRAIN_MODEL: ModelSize = ModelSize {
-    levels: 3,
-    steps: 4,
-    hidden: 64,
-};
-
 /// Levels, steps per level and hidden width of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelSize {
@@ -64,25 +56,6 @@ pub struct ModelSize {
     pub steps: usize,
     /// Hidden width `C` of the coupling networks.
     pub hidden: usize,
-}
-
-/// Which options of the subcommand were typed on the command line (rather than left at
-/// their defaults): a resumed run takes the saved value of every other one.
-pub struct Given(Option<ArgMatches>);
-
-impl Given {
-    /// The subcommand's options in `matches`.
-    pub fn of(matches: &ArgMatches) -> Self {
-        Self(matches.subcommand().map(|(_, sub)| sub.clone()))
-    }
-
-    /// Whether option `id` (the field's name) was typed.
-    pub fn typed(&self, id: &str) -> bool {
-        self.0.as_ref().is_some_and(|m| {
-            m.try_get_raw(id).is_ok_and(|v| v.is_some())
-                && m.value_source(id) == Some(ValueSource::CommandLine)
-        })
-    }
 }
 
 /// Which coupling every flow step uses.
@@ -234,15 +207,15 @@ pub struct ModelArgs {
     pub coupling: Option<CouplingArg>,
     /// Levels L.
     #[arg(short = 'L', long = "levels", visible_alias = "L",
-          help = format!("Levels L [train default: {}]", TRAIN_MODEL.levels))]
+          help = format!("Levels L [train default: {}]", NEW_RUN_SIZE.0))]
     pub levels: Option<usize>,
     /// Flow steps per level K.
     #[arg(short = 'K', long = "steps", visible_alias = "K",
-          help = format!("Flow steps per level K [train default: {}]", TRAIN_MODEL.steps))]
+          help = format!("Flow steps per level K [train default: {}]", NEW_RUN_SIZE.1))]
     pub steps: Option<usize>,
     /// Hidden width C of the coupling networks.
     #[arg(short = 'C', long = "hidden", visible_aliases = ["C", "channels"],
-          help = format!("Hidden width C of the coupling networks [train default: {}]", TRAIN_MODEL.hidden))]
+          help = format!("Hidden width C of the coupling networks [train default: {}]", NEW_RUN_SIZE.2))]
     pub hidden: Option<usize>,
 }
 

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model (resumable), evaluating test bits/dim as it goes.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Test bits/dim of a native checkpoint or of a reference `.pt`.
     Eval(eval::EvalArgs),
     /// Draw a grid of samples from a checkpoint.
@@ -43,9 +43,8 @@ fn main() -> ExitCode {
     }
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let given = args::Given::of(&matches);
     let result = match cli.command {
-        Command::Train(args) => train::run(args, &given),
+        Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Import(args) => import::run(args),

@@ -61,7 +61,7 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         )
     };
     let strip = model.interpolate(image(args.from), image(args.to), args.steps)?;
-    save_image_grid(strip, args.steps + 1, &args.out, existing)?;
+    save_image_grid(strip, args.steps + 1, None, &args.out, existing)?;
     println!(
         "{} images from test image {} to {} of {} written to {}",
         args.steps + 1,

@@ -45,7 +45,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     device.seed(args.seed);
     let images = model.sample(args.n, args.temperature)?;
     let per_row = (args.n as f64).sqrt().ceil() as usize;
-    save_image_grid(images, per_row, &args.out, existing)?;
+    save_image_grid(images, per_row, None, &args.out, existing)?;
     println!(
         "{} samples at temperature {} written to {}",
         args.n,

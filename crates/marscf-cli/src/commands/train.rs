@@ -6,24 +6,18 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use clap::Args;
-use marscf::checkpoint::{CheckpointInfo, Origin};
-use marscf::core::MultiScaleFlowConfig;
 use marscf::data::datasets::DatasetName;
+use marscf::select_process_devices;
 use marscf::train::{
-    Collective, DataParallel, Observer, OneProcess, OptimOptions, RunConfig, RunSummary, Silent,
-    Start, TrainingData, end_every_process_on_error, saved_run, train,
+    Collective, DataParallel, Observer, OneProcess, OptimOptions, RunConfig, RunOverrides,
+    RunSummary, Silent, Start, TrainingData, end_every_process_on_error, new_run, saved_run, train,
 };
-use marscf::{DataInfo, MarScfConfig, select_process_devices};
-use serde_json::Value;
 
 use crate::args::{
-    DataArgs, Given, ModelArgs, PriorArg, TRAIN_MODEL, at_least_one, decay, non_negative, positive,
+    CouplingArg, DataArgs, ModelArgs, PriorArg, at_least_one, decay, non_negative, positive,
 };
 use crate::commands::{Result, load_data};
 use crate::progress::ProgressBarObserver;
-
-/// The dataset of a new run unless `--dataset` says otherwise.
-const DEFAULT_DATASET: DatasetName = DatasetName::MnistSample;
 
 /// Options of `marscf train`.
 #[derive(Args, Debug)]
@@ -35,13 +29,20 @@ pub struct TrainArgs {
     /// The prior [default: mar].
     #[arg(long, value_enum)]
     prior: Option<PriorArg>,
+    /// Width of the mAR prior's embeddings and ConvLSTM states [default: the reference's 32].
+    #[arg(long, value_parser = at_least_one)]
+    prior_hidden: Option<usize>,
+    /// Stacked ConvLSTM layers per level of the mAR prior [default: the reference's 3].
+    #[arg(long, value_parser = at_least_one)]
+    prior_layers: Option<usize>,
     /// Bits per pixel value (Glow's n_bits_x): pixels quantised to 2^N levels, noise
-    /// U(0, 1/2^N), bits/dim against that many levels.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=8))]
-    n_bits: u32,
+    /// U(0, 1/2^N), bits/dim against that many levels [default: 8].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
+    n_bits: Option<u32>,
     /// Images per optimizer step.
-    #[arg(long, visible_alias = "batch_size", default_value_t = RunConfig::new("").batch_size, value_parser = at_least_one)]
-    batch_size: usize,
+    #[arg(long, visible_alias = "batch_size", value_parser = at_least_one,
+          help = format!("Images per optimizer step [default: {}]", RunConfig::new("").batch_size))]
+    batch_size: Option<usize>,
     /// Stop after N epochs.
     #[arg(long)]
     epochs: Option<u64>,
@@ -52,11 +53,13 @@ pub struct TrainArgs {
     #[arg(long, visible_alias = "max_steps")]
     max_steps: Option<u64>,
     /// Adamax learning rate.
-    #[arg(long, default_value_t = OptimOptions::default().lr, value_parser = positive)]
-    lr: f64,
+    #[arg(long, value_parser = positive,
+          help = format!("Adamax learning rate [default: {}]", OptimOptions::default().lr))]
+    lr: Option<f64>,
     /// Linear learning-rate warm-up in optimizer steps.
-    #[arg(long, visible_alias = "warmup_steps", default_value_t = OptimOptions::default().warmup_steps)]
-    warmup_steps: u64,
+    #[arg(long, visible_alias = "warmup_steps",
+          help = format!("Linear learning-rate warm-up in optimizer steps [default: {}]", OptimOptions::default().warmup_steps))]
+    warmup_steps: Option<u64>,
     /// Clip the global gradient norm.
     #[arg(long, value_parser = positive)]
     grad_clip: Option<f64>,
@@ -64,26 +67,29 @@ pub struct TrainArgs {
     #[arg(long, value_parser = decay)]
     ema: Option<f64>,
     /// Seed of everything random.
-    #[arg(long, default_value_t = RunConfig::new("").seed)]
-    seed: u64,
+    #[arg(long, help = format!("Seed of everything random [default: {}]", RunConfig::new("").seed))]
+    seed: Option<u64>,
     /// Evaluate and checkpoint every N steps (0: after every epoch).
-    #[arg(long, default_value_t = RunConfig::new("").eval_every)]
-    eval_every: u64,
+    #[arg(long, help = format!("Evaluate and checkpoint every N steps (0: after every epoch) [default: {}]", RunConfig::new("").eval_every))]
+    eval_every: Option<u64>,
     /// Batch size of evaluation.
-    #[arg(long, default_value_t = RunConfig::new("").eval_batch_size, value_parser = at_least_one)]
-    eval_batch_size: usize,
+    #[arg(long, value_parser = at_least_one,
+          help = format!("Batch size of evaluation [default: {}]", RunConfig::new("").eval_batch_size))]
+    eval_batch_size: Option<usize>,
     /// Samples in the grid drawn at each evaluation.
-    #[arg(long, default_value_t = RunConfig::new("").samples)]
-    samples: usize,
+    #[arg(long, help = format!("Samples in the grid drawn at each evaluation [default: {}]", RunConfig::new("").samples))]
+    samples: Option<usize>,
     /// Temperature of those samples.
-    #[arg(long, default_value_t = RunConfig::new("").temperature, value_parser = non_negative)]
-    temperature: f64,
+    #[arg(long, value_parser = non_negative,
+          help = format!("Temperature of those samples (written on the grid) [default: {}]", RunConfig::new("").temperature))]
+    temperature: Option<f64>,
     /// Apply the CIFAR-10 shift/flip augmentation [default: on for cifar10].
     #[arg(long)]
     augment: Option<bool>,
     /// Consecutive non-finite steps after which training stops.
-    #[arg(long, default_value_t = OptimOptions::default().nan_patience, value_parser = clap::value_parser!(u32).range(1..))]
-    nan_patience: u32,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..),
+          help = format!("Consecutive non-finite steps after which training stops [default: {}]", OptimOptions::default().nan_patience))]
+    nan_patience: Option<u32>,
     /// Output folder (checkpoints, metrics.jsonl, bits_per_dim.png, samples.png); it must
     /// be empty or missing unless --resume or --overwrite.
     #[arg(long, default_value = "runs/marscf")]
@@ -101,55 +107,11 @@ pub struct TrainArgs {
     overwrite: bool,
 }
 
-/// Each option a resumed run may be given, and the settings (JSON pointers into a
-/// [`CheckpointInfo`]) it sets.
-const SETTINGS: [(&str, &[&str]); 25] = [
-    (
-        "dataset",
-        &[
-            "/data/dataset",
-            "/data/image",
-            "/data/mnist_layout",
-            "/model/flow/image",
-        ],
-    ),
-    (
-        "mnist_layout",
-        &["/data/mnist_layout", "/data/image", "/model/flow/image"],
-    ),
-    ("data_root", &["/data/root"]),
-    ("test_images", &["/data/test_images"]),
-    ("coupling", &["/model/flow/coupling"]),
-    ("levels", &["/model/flow/levels"]),
-    ("steps", &["/model/flow/steps"]),
-    ("hidden", &["/model/flow/hidden"]),
-    ("prior", &["/model/prior"]),
-    (
-        "n_bits",
-        &["/model/bits", "/data/bits", "/data/preprocessing"],
-    ),
-    ("batch_size", &["/run/batch_size"]),
-    ("epochs", &["/run/epochs"]),
-    ("max_minutes", &["/run/max_minutes"]),
-    ("max_steps", &["/run/max_steps"]),
-    ("lr", &["/run/optim/lr"]),
-    ("warmup_steps", &["/run/optim/warmup_steps"]),
-    ("grad_clip", &["/run/optim/grad_clip"]),
-    ("ema", &["/run/optim/ema"]),
-    ("nan_patience", &["/run/optim/nan_patience"]),
-    ("seed", &["/run/seed"]),
-    ("eval_every", &["/run/eval_every"]),
-    ("eval_batch_size", &["/run/eval_batch_size"]),
-    ("samples", &["/run/samples"]),
-    ("temperature", &["/run/temperature"]),
-    ("augment", &["/run/augment"]),
-];
-
 /// Runs `marscf train`: in one process, or as one of the processes an MPI launcher started
 /// (feature `mpi`), where an error on any of them ends them all.
-pub fn run(args: TrainArgs, given: &Given) -> Result<()> {
+pub fn run(args: TrainArgs) -> Result<()> {
     let world = processes()?;
-    let result = train_in(args, given, &world);
+    let result = train_in(args, &world);
     end_every_process_on_error(world.as_ref(), result)
 }
 
@@ -182,17 +144,15 @@ fn processes() -> Result<Rc<dyn Collective>> {
 
 /// `marscf train` as one process of `world`: rank 0 prints and writes, the others only
 /// compute.
-fn train_in(args: TrainArgs, given: &Given, world: &Rc<dyn Collective>) -> Result<()> {
-    let asked = asked_run(&args)?;
+fn train_in(args: TrainArgs, world: &Rc<dyn Collective>) -> Result<()> {
     let saved = if args.resume {
         saved_run(&args.out)?
     } else {
         None
     };
-    let plan = match saved {
-        Some(saved) => resumed_run(saved, &asked, given)?,
-        None => asked,
-    };
+    // Every option typed in place of the saved run's setting (the trainer then refuses
+    // those that would make it another run) or of a new run's default.
+    let plan = overrides(&args)?.apply(saved.unwrap_or_else(|| new_run(&args.out)))?;
     let info = plan.origin.data.ok_or("the run describes no data")?;
     let run = RunConfig {
         out_dir: args.out.clone(),
@@ -287,79 +247,187 @@ fn device_count(devices: &[burn::tensor::Device]) -> String {
     }
 }
 
-/// The run the options describe, defaults filling the rest.
-fn asked_run(args: &TrainArgs) -> Result<CheckpointInfo> {
-    let name: DatasetName = match &args.data.dataset {
-        Some(name) => name.parse()?,
-        None => DEFAULT_DATASET,
-    };
-    let layout = args.data.mnist_layout.map(Into::into).unwrap_or_default();
-    let data = DataInfo {
+/// The settings typed on the command line.
+fn overrides(args: &TrainArgs) -> Result<RunOverrides> {
+    let dataset: Option<DatasetName> = args.data.dataset.as_deref().map(str::parse).transpose()?;
+    Ok(RunOverrides {
+        dataset,
+        mnist_layout: args.data.mnist_layout.map(Into::into),
+        data_root: args.data.data_root.clone(),
         test_images: args.data.test_images,
-        ..DataInfo::new(name, layout, args.data.data_root.clone()).with_bits(args.n_bits)
-    };
-    let size = args.model.size(TRAIN_MODEL);
-    let flow = MultiScaleFlowConfig::new(data.image, size.levels, size.steps, size.hidden)
-        .with_coupling(args.model.coupling());
-    let model = MarScfConfig::new(flow)
-        .with_prior(args.prior.unwrap_or(PriorArg::Mar).into())
-        .with_bits(args.n_bits);
-    let run = RunConfig {
+        bits: args.n_bits,
+        coupling: args.model.coupling.map(CouplingArg::kind),
+        levels: args.model.levels,
+        steps: args.model.steps,
+        hidden: args.model.hidden,
+        prior: args.prior.map(Into::into),
+        prior_hidden: args.prior_hidden,
+        prior_layers: args.prior_layers,
         batch_size: args.batch_size,
-        optim: OptimOptions {
-            lr: args.lr,
-            warmup_steps: args.warmup_steps,
-            grad_clip: args.grad_clip,
-            ema: args.ema,
-            nan_patience: args.nan_patience,
-        },
         seed: args.seed,
-        eval_every: args.eval_every,
-        max_steps: args.max_steps,
+        augment: args.augment,
+        ema: args.ema,
         epochs: args.epochs,
+        max_steps: args.max_steps,
         max_minutes: args.max_minutes,
-        augment: args.augment.unwrap_or(name == DatasetName::Cifar10),
+        lr: args.lr,
+        warmup_steps: args.warmup_steps,
+        grad_clip: args.grad_clip,
+        nan_patience: args.nan_patience,
+        eval_every: args.eval_every,
+        eval_batch_size: args.eval_batch_size,
         samples: args.samples,
         temperature: args.temperature,
-        eval_batch_size: args.eval_batch_size,
-        out_dir: args.out.clone(),
-    };
-    Ok(CheckpointInfo {
-        model,
-        origin: Origin {
-            data: Some(data),
-            run: Some(run),
-        },
     })
 }
 
-/// The saved run, with the settings of every option typed on the command line taken from
-/// `asked` (the library then refuses those that would make it another run).
-fn resumed_run(
-    saved: CheckpointInfo,
-    asked: &CheckpointInfo,
-    given: &Given,
-) -> Result<CheckpointInfo> {
-    let asked_value = serde_json::to_value(asked)?;
-    let mut merged = serde_json::to_value(&saved)?;
-    for section in ["/data", "/run"] {
-        if merged.pointer(section).is_none_or(Value::is_null) {
-            // Saved before checkpoints recorded their data and settings: take the asked ones.
-            let slot = merged.pointer_mut(section).expect("the section exists");
-            *slot = asked_value[&section[1..]].clone();
-        }
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use marscf::PriorKind;
+    use marscf::checkpoint::CheckpointInfo;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        train: TrainArgs,
     }
-    for (option, pointers) in SETTINGS {
-        if !given.typed(option) {
-            continue;
-        }
-        for pointer in pointers {
-            if let (Some(slot), Some(value)) =
-                (merged.pointer_mut(pointer), asked_value.pointer(pointer))
-            {
-                *slot = value.clone();
+
+    fn asked(options: &[&str]) -> Result<CheckpointInfo> {
+        let args = Command::try_parse_from(std::iter::once("train").chain(options.iter().copied()))
+            .expect("the options parse");
+        Ok(overrides(&args.train)?.apply(new_run("out"))?)
+    }
+
+    #[test]
+    fn without_size_options_train_builds_the_reference_architecture() {
+        let model = asked(&[]).unwrap().model;
+        assert_eq!(
+            model.prior,
+            PriorKind::Mar {
+                hidden: 32,
+                lstm_layers: 3
             }
-        }
+        );
+        let flow = model.flow;
+        assert_eq!((flow.levels, flow.steps, flow.hidden), (3, 4, 64));
+        assert_eq!(flow.coupling, marscf::core::CouplingKind::Affine);
+        assert_eq!(flow.image, [3, 32, 32]);
     }
-    Ok(serde_json::from_value(merged)?)
+
+    #[test]
+    fn prior_size_options_size_the_mar_prior_only() {
+        let model = asked(&["--prior-hidden", "16", "--prior-layers", "1"])
+            .unwrap()
+            .model;
+        assert_eq!(
+            model.prior,
+            PriorKind::Mar {
+                hidden: 16,
+                lstm_layers: 1
+            }
+        );
+        let refused = asked(&["--prior", "glow", "--prior-layers", "2"]).unwrap_err();
+        assert!(
+            refused.to_string().contains("size the mar prior"),
+            "{refused}"
+        );
+        assert!(Command::try_parse_from(["train", "--prior-hidden", "0"]).is_err());
+    }
+
+    #[test]
+    fn every_setting_option_fills_its_override() {
+        let args = Command::try_parse_from([
+            "train",
+            "--dataset",
+            "cifar10",
+            "--mnist-layout",
+            "grey32",
+            "--data-root",
+            "d",
+            "--test-images",
+            "5",
+            "--n-bits",
+            "5",
+            "--coupling",
+            "additive",
+            "-L",
+            "2",
+            "-K",
+            "3",
+            "-C",
+            "16",
+            "--prior",
+            "mar",
+            "--prior-hidden",
+            "8",
+            "--prior-layers",
+            "2",
+            "--batch-size",
+            "7",
+            "--seed",
+            "11",
+            "--augment",
+            "false",
+            "--ema",
+            "0.99",
+            "--epochs",
+            "4",
+            "--max-steps",
+            "40",
+            "--max-minutes",
+            "2.5",
+            "--lr",
+            "0.001",
+            "--warmup-steps",
+            "9",
+            "--grad-clip",
+            "50",
+            "--nan-patience",
+            "3",
+            "--eval-every",
+            "13",
+            "--eval-batch-size",
+            "17",
+            "--samples",
+            "4",
+            "--temperature",
+            "0.7",
+        ])
+        .unwrap();
+        let expected = RunOverrides {
+            dataset: Some(DatasetName::Cifar10),
+            mnist_layout: Some(marscf::data::MnistLayout::Grey32),
+            data_root: Some("d".into()),
+            test_images: Some(5),
+            bits: Some(5),
+            coupling: Some(marscf::core::CouplingKind::Additive),
+            levels: Some(2),
+            steps: Some(3),
+            hidden: Some(16),
+            prior: Some(PriorKind::default()),
+            prior_hidden: Some(8),
+            prior_layers: Some(2),
+            batch_size: Some(7),
+            seed: Some(11),
+            augment: Some(false),
+            ema: Some(0.99),
+            epochs: Some(4),
+            max_steps: Some(40),
+            max_minutes: Some(2.5),
+            lr: Some(1e-3),
+            warmup_steps: Some(9),
+            grad_clip: Some(50.0),
+            nan_patience: Some(3),
+            eval_every: Some(13),
+            eval_batch_size: Some(17),
+            samples: Some(4),
+            temperature: Some(0.7),
+        };
+        assert_eq!(overrides(&args.train).unwrap(), expected);
+        let none = Command::try_parse_from(["train"]).unwrap();
+        assert_eq!(overrides(&none.train).unwrap(), RunOverrides::default());
+    }
 }

@@ -10,7 +10,7 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use marscf::kernels::{
+use marscf_kernels::{
     ConvSpec, conv2d, conv2d_portable, multi_head_attention, multi_head_attention_portable,
 };
 
