@@ -36,8 +36,11 @@ const LR: f64 = 2e-3;
 const WARMUP_STEPS: u64 = 50;
 /// Temperature of the sample grid (Glow's and most flow papers' choice).
 const TEMPERATURE: f64 = 0.7;
-/// Steps between evaluations (test bits/dim, checkpoint, sample grid).
+/// Steps between evaluations (test bits/dim, checkpoint, sample grid), and their batch.
 const EVAL_EVERY: u64 = 50;
+const EVAL_BATCH: usize = 100;
+/// Samples in the grid.
+const SAMPLES: usize = 36;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     marscf::keep_freed_memory()?;
@@ -70,27 +73,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         eval_every: EVAL_EVERY,
         max_minutes: Some(minutes),
-        samples: 36,
+        samples: SAMPLES,
         temperature: TEMPERATURE,
-        eval_batch_size: 100,
+        eval_batch_size: EVAL_BATCH,
         ..RunConfig::new(out.clone())
     };
     println!(
-        "mAR-SCF on {} embedded MNIST digits (1 x 32 x 32 grey), {} held out for testing, \
+        "mAR-SCF on {} embedded MNIST digits ({:?}, one grey channel), {} held out for testing, \
          on {} for {minutes} minutes:\n  \
          affine couplings L = {levels}, K = {steps}, C = {hidden}; mAR prior: {PRIOR_LAYERS} ConvLSTM \
          layer(s) of {PRIOR_HIDDEN} per level; batch {BATCH}, Adamax {LR}.\n  \
-         Every {EVAL_EVERY} steps: test bits/dim, the best checkpoint and 36 samples at \
+         Every {EVAL_EVERY} steps: test bits/dim, the best checkpoint and {SAMPLES} samples at \
          temperature {TEMPERATURE}, in {}.\n  \
-         The same with the command line: cargo run --release -- train --dataset mnist-sample \
-         --mnist-layout grey32 -L {levels} -K {steps} -C {hidden} --prior-hidden {PRIOR_HIDDEN} \
-         --prior-layers {PRIOR_LAYERS} --batch-size {BATCH} --lr {LR} --warmup-steps \
-         {WARMUP_STEPS} --eval-every {EVAL_EVERY} --temperature {TEMPERATURE} --max-minutes \
-         {minutes} --out {}",
+         The same run with the command line (into another folder): cargo run --release -- \
+         train --dataset mnist-sample --mnist-layout grey32 -L {levels} -K {steps} -C {hidden} \
+         --prior-hidden {PRIOR_HIDDEN} --prior-layers {PRIOR_LAYERS} --batch-size {BATCH} --lr \
+         {LR} --warmup-steps {WARMUP_STEPS} --eval-every {EVAL_EVERY} --eval-batch-size \
+         {EVAL_BATCH} --samples {SAMPLES} --temperature {TEMPERATURE} --max-minutes {minutes} \
+         --out runs/mnist-cli",
         data.train.len(),
+        data.info.image,
         data.test.len(),
         marscf::device::selected_backend_name(),
-        out.display(),
         out.display(),
     );
     // A previous run of this example is moved aside (to OUT_DIR.replaced-<n>), not lost.
@@ -110,7 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         summary.position.best_test_bits_per_dim.unwrap_or(f64::NAN)
     );
     println!(
-        "samples:        {}\n                36 digits drawn at temperature {TEMPERATURE} at the \
+        "samples:        {}\n                {SAMPLES} digits drawn at temperature {TEMPERATURE} at the \
          last evaluation; after five minutes on two cores most read as digits, some are \
          strokes (docs/first-run.png is one such grid)",
         out.join("samples.png").display()
@@ -122,9 +126,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "best model:     {}\n                sample it again: cargo run --release -- sample \
-         --checkpoint {} --temperature {TEMPERATURE}",
+         --checkpoint {} --n 64 --temperature {TEMPERATURE} --out {}",
         summary.best_checkpoint.display(),
-        summary.best_checkpoint.display()
+        summary.best_checkpoint.display(),
+        out.join("more_samples.png").display()
     );
     Ok(())
 }

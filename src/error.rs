@@ -60,6 +60,12 @@ pub enum ModelError {
         /// Its range, in words.
         rule: &'static str,
     },
+    /// A prior name that is none of [`crate::PriorKind::name`]'s.
+    #[error("unknown prior {name:?}: expected mar, standard-normal or glow")]
+    UnknownPrior {
+        /// The name given.
+        name: String,
+    },
     /// A width or layer count given for a prior that has none (only the mAR prior does).
     #[error("the {prior} prior has no width or layers: those size the mar prior")]
     PriorSize {

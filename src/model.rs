@@ -34,6 +34,11 @@ pub enum PriorKind {
 }
 
 impl PriorKind {
+    /// Every prior, the mAR prior at the reference's size.
+    pub fn all() -> [Self; 3] {
+        [Self::default(), Self::StandardNormal, Self::Glow]
+    }
+
     /// The prior's name on the command line: `mar`, `standard-normal`, `glow`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -41,6 +46,26 @@ impl PriorKind {
             Self::StandardNormal => "standard-normal",
             Self::Glow => "glow",
         }
+    }
+}
+
+impl std::fmt::Display for PriorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for PriorKind {
+    type Err = ModelError;
+
+    /// The prior named `name` ([`PriorKind::name`]), the mAR prior at the reference's size.
+    fn from_str(name: &str) -> Result<Self, ModelError> {
+        Self::all()
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| ModelError::UnknownPrior {
+                name: name.to_string(),
+            })
     }
 }
 
@@ -153,48 +178,15 @@ impl MarScfConfig {
 pub struct MarScf {
     /// The flow.
     pub flow: MultiScaleFlow,
-    /// The mAR prior; `None` for the other priors.
-    pub prior: Option<MarPrior>,
+    /// The mAR prior; `None` for the other priors. (Private, like `glow_prior`: only
+    /// [`MarScfConfig::init`] sets them, so that at most one is there.)
+    prior: Option<MarPrior>,
     /// Glow's learned prior; `None` for the other priors. (A field of its own, so that the
     /// mAR prior's parameters keep the names checkpoints know them by.)
-    pub glow_prior: Option<GlowPrior>,
+    glow_prior: Option<GlowPrior>,
     /// The configuration it was built from.
     #[module(skip)]
     pub config: MarScfConfig,
-}
-
-/// The model's prior as a [`Prior`].
-enum ModelPrior<'a> {
-    Mar(&'a MarPrior),
-    Glow(&'a GlowPrior),
-    StandardNormal,
-}
-
-impl Prior for ModelPrior<'_> {
-    fn log_prob(&self, level: usize, z: Tensor<4>, condition: Option<Tensor<4>>) -> Tensor<1> {
-        match self {
-            Self::Mar(prior) => prior.log_prob(level, z, condition),
-            Self::Glow(prior) => prior.log_prob(level, z, condition),
-            Self::StandardNormal => StandardNormal.log_prob(level, z, condition),
-        }
-    }
-
-    fn sample(
-        &self,
-        level: usize,
-        shape: [usize; 4],
-        condition: Option<Tensor<4>>,
-        temperature: f64,
-        device: &Device,
-    ) -> Tensor<4> {
-        match self {
-            Self::Mar(prior) => prior.sample(level, shape, condition, temperature, device),
-            Self::Glow(prior) => prior.sample(level, shape, condition, temperature, device),
-            Self::StandardNormal => {
-                StandardNormal.sample(level, shape, condition, temperature, device)
-            }
-        }
-    }
 }
 
 /// What [`MarScf::forward`] computes for a batch.
@@ -209,11 +201,13 @@ pub struct ModelOutput {
 }
 
 impl MarScf {
-    fn prior(&self) -> ModelPrior<'_> {
+    /// The prior its configuration names: [`MarScfConfig::init`] builds exactly one of the
+    /// two learned priors, or neither for standard normals, and nothing else can set them.
+    fn prior(&self) -> &dyn Prior {
         match (&self.prior, &self.glow_prior) {
-            (Some(prior), _) => ModelPrior::Mar(prior),
-            (None, Some(prior)) => ModelPrior::Glow(prior),
-            (None, None) => ModelPrior::StandardNormal,
+            (Some(prior), _) => prior,
+            (None, Some(prior)) => prior,
+            (None, None) => &StandardNormal,
         }
     }
 
@@ -241,7 +235,7 @@ impl MarScf {
     ) -> Result<ModelOutput, ModelError> {
         let dims = self.config.dims_per_sample();
         let start = objective_start(x.dims()[0], dims, self.config.bits, &x.device());
-        let encoded = self.flow.forward_traced(x, start, &self.prior(), trace)?;
+        let encoded = self.flow.forward_traced(x, start, self.prior(), trace)?;
         Ok(ModelOutput {
             bits_per_dim: bits_per_dim(encoded.objective.clone(), dims),
             objective: encoded.objective.clone(),
@@ -301,13 +295,24 @@ impl MarScf {
             .into_iter()
             .next()
             .expect("a model has parameters on a device");
-        Ok(model.flow.sample(&model.prior(), n, temperature, &device)?)
+        Ok(model.flow.sample(model.prior(), n, temperature, &device)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_prior_reads_back_from_its_name() {
+        for kind in PriorKind::all() {
+            assert_eq!(kind.to_string().parse::<PriorKind>().unwrap(), kind);
+        }
+        assert!(matches!(
+            "gaussian".parse::<PriorKind>(),
+            Err(ModelError::UnknownPrior { name }) if name == "gaussian"
+        ));
+    }
 
     #[test]
     fn configurations_saved_before_bit_depths_read_as_8_bits() {

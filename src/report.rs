@@ -153,6 +153,9 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
 
 /// Height of the caption band above a grid, in pixels.
 const CAPTION_HEIGHT: usize = 16;
+/// Width of one character of the caption (13-pixel DejaVu Sans Mono advances 7.8), with
+/// a margin.
+const CAPTION_CHAR_WIDTH: usize = 8;
 
 /// Saves images `(N, C, H, W)` in `[-0.5, 0.5]` as a PNG grid, `per_row` per row with a
 /// 2-pixel border, under a one-line `caption` if given (say, the temperature); values are
@@ -174,7 +177,10 @@ pub fn save_image_grid(
     let per_row = per_row.max(1).min(n.max(1));
     let rows = n.div_ceil(per_row);
     let top = if caption.is_some() { CAPTION_HEIGHT } else { 0 };
-    let (pad, width, height) = (2, per_row * (w + 2) + 2, top + rows * (h + 2) + 2);
+    // A caption wider than the grid widens the canvas (the grid stays on the left).
+    let caption_width = caption.map_or(0, |c| 6 + CAPTION_CHAR_WIDTH * c.chars().count());
+    let (pad, height) = (2, top + rows * (h + 2) + 2);
+    let width = (per_row * (w + 2) + 2).max(caption_width);
     let mut canvas = image::RgbImage::new(width as u32, height as u32);
     for i in 0..n {
         let (x0, y0) = (
@@ -228,4 +234,52 @@ fn write_png(canvas: &image::RgbImage, path: &Path, existing: Existing) -> Resul
         .write_to(&mut png, image::ImageFormat::Png)
         .map_err(ModelError::format(path, "cannot encode the PNG"))?;
     files::write(path, png.get_ref(), existing)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+
+    /// The PNG at `path`, decoded.
+    fn read(path: &Path) -> image::RgbImage {
+        image::open(path).expect("a PNG").to_rgb8()
+    }
+
+    #[test]
+    fn a_caption_adds_a_band_above_the_same_grid() {
+        let device = crate::select_device().expect("a backend is compiled in");
+        device.seed(3);
+        let images = Tensor::<4>::random([4, 1, 8, 8], Distribution::Uniform(-0.5, 0.5), &device);
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, captioned) = (dir.path().join("plain.png"), dir.path().join("c.png"));
+        save_image_grid(images.clone(), 2, None, &plain, Existing::Keep).unwrap();
+        let caption = "step 12345, temperature 0.7";
+        save_image_grid(images, 2, Some(caption), &captioned, Existing::Keep).unwrap();
+        let (plain, captioned) = (read(&plain), read(&captioned));
+        assert_eq!(plain.dimensions(), (2 * 10 + 2, 2 * 10 + 2));
+        let (width, height) = captioned.dimensions();
+        assert_eq!(height, plain.height() + CAPTION_HEIGHT as u32);
+        assert!(
+            width as usize >= 6 + CAPTION_CHAR_WIDTH * caption.chars().count(),
+            "the canvas widens to the caption"
+        );
+        let band_lit = (0..width)
+            .flat_map(|x| (0..CAPTION_HEIGHT as u32).map(move |y| (x, y)))
+            .filter(|&(x, y)| captioned.get_pixel(x, y).0 != [0, 0, 0])
+            .count();
+        assert!(band_lit > 50, "the caption is drawn ({band_lit} pixels)");
+        let right_half_lit = (width / 2..width)
+            .flat_map(|x| (0..CAPTION_HEIGHT as u32).map(move |y| (x, y)))
+            .any(|(x, y)| captioned.get_pixel(x, y).0 != [0, 0, 0]);
+        assert!(right_half_lit, "the caption's end is not clipped");
+        for (x, y, pixel) in plain.enumerate_pixels() {
+            assert_eq!(
+                captioned.get_pixel(x, y + CAPTION_HEIGHT as u32),
+                pixel,
+                "({x}, {y})"
+            );
+        }
+    }
 }

@@ -94,44 +94,92 @@ pub fn new_run(out_dir: impl Into<PathBuf>) -> CheckpointInfo {
     }
 }
 
+/// A run's whole description, as [`RunOverrides::apply`] makes it.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The model.
+    pub model: MarScfConfig,
+    /// What the data is.
+    pub data: DataInfo,
+    /// The run's settings.
+    pub run: RunConfig,
+}
+
 impl RunOverrides {
-    /// `info` with every given setting in its place: a new dataset or layout reshapes the
-    /// data and the flow's image, a new dataset sets augmentation to its default (on for
-    /// CIFAR-10) unless `augment` is given, prior sizes apply to the mAR prior. A
-    /// description without data or settings gets [`new_run`]'s. Prior sizes for another
-    /// prior are [`ModelError::Setting`].
-    pub fn apply(&self, info: CheckpointInfo) -> Result<CheckpointInfo, ModelError> {
+    /// `info` with every given setting in its place; a description without data or
+    /// settings gets [`new_run`]'s. A dataset or layout other than the description's
+    /// reshapes the data and the flow's image, and a dataset other than the description's
+    /// sets augmentation to its default (on for CIFAR-10) unless `augment` is given. A prior
+    /// of another kind replaces the description's (the mAR prior at the reference's size);
+    /// the mAR prior given for the mAR prior keeps its sizes, which `prior_hidden` and
+    /// `prior_layers` set. Those sizes for another prior are [`ModelError::PriorSize`].
+    pub fn apply(&self, info: CheckpointInfo) -> Result<RunPlan, ModelError> {
+        // Every field named, so that a new setting is a compile error until it is applied.
+        let Self {
+            dataset,
+            mnist_layout,
+            data_root,
+            test_images,
+            bits,
+            coupling,
+            levels,
+            steps,
+            hidden,
+            prior,
+            prior_hidden,
+            prior_layers,
+            batch_size,
+            seed,
+            augment,
+            ema,
+            epochs,
+            max_steps,
+            max_minutes,
+            lr,
+            warmup_steps,
+            grad_clip,
+            nan_patience,
+            eval_every,
+            eval_batch_size,
+            samples,
+            temperature,
+        } = self.clone();
         let CheckpointInfo { mut model, origin } = info;
         let defaults = new_run("").origin;
         let mut data = origin.data.or(defaults.data).expect("a new run has data");
         let mut run = origin.run.or(defaults.run).expect("a new run has settings");
-        if self.dataset.is_some() || self.mnist_layout.is_some() {
-            let name = self
-                .dataset
+        let new_dataset = dataset.filter(|name| Some(*name) != data.dataset_name());
+        let new_layout = mnist_layout.filter(|layout| *layout != data.layout());
+        if new_dataset.is_some() || new_layout.is_some() {
+            let name = new_dataset
                 .or_else(|| data.dataset_name())
                 .unwrap_or(NEW_RUN_DATASET);
-            let layout = self.mnist_layout.unwrap_or_else(|| data.layout());
+            let layout = new_layout.unwrap_or_else(|| data.layout());
             data = DataInfo {
                 test_images: data.test_images,
                 ..DataInfo::new(name, layout, data.root.take()).with_bits(data.bits)
             };
             model.flow.image = data.image;
         }
-        if let Some(name) = self.dataset {
+        if let Some(name) = new_dataset {
             run.augment = name == DatasetName::Cifar10;
         }
-        set(&mut data.root, self.data_root.clone().map(Some));
-        set(&mut data.test_images, self.test_images.map(Some));
-        if let Some(bits) = self.bits {
+        set(&mut data.root, data_root.map(Some));
+        set(&mut data.test_images, test_images.map(Some));
+        if let Some(bits) = bits {
             data = data.with_bits(bits);
             model.bits = bits;
         }
-        set(&mut model.flow.coupling, self.coupling.clone());
-        set(&mut model.flow.levels, self.levels);
-        set(&mut model.flow.steps, self.steps);
-        set(&mut model.flow.hidden, self.hidden);
-        set(&mut model.prior, self.prior.clone());
-        if self.prior_hidden.is_some() || self.prior_layers.is_some() {
+        set(&mut model.flow.coupling, coupling);
+        set(&mut model.flow.levels, levels);
+        set(&mut model.flow.steps, steps);
+        set(&mut model.flow.hidden, hidden);
+        if let Some(prior) = prior
+            && prior.name() != model.prior.name()
+        {
+            model.prior = prior;
+        }
+        if prior_hidden.is_some() || prior_layers.is_some() {
             let PriorKind::Mar {
                 hidden,
                 lstm_layers,
@@ -141,31 +189,25 @@ impl RunOverrides {
                     prior: model.prior.name(),
                 });
             };
-            set(hidden, self.prior_hidden);
-            set(lstm_layers, self.prior_layers);
+            set(hidden, prior_hidden);
+            set(lstm_layers, prior_layers);
         }
-        set(&mut run.batch_size, self.batch_size);
-        set(&mut run.seed, self.seed);
-        set(&mut run.augment, self.augment);
-        set(&mut run.optim.ema, self.ema.map(Some));
-        set(&mut run.epochs, self.epochs.map(Some));
-        set(&mut run.max_steps, self.max_steps.map(Some));
-        set(&mut run.max_minutes, self.max_minutes.map(Some));
-        set(&mut run.optim.lr, self.lr);
-        set(&mut run.optim.warmup_steps, self.warmup_steps);
-        set(&mut run.optim.grad_clip, self.grad_clip.map(Some));
-        set(&mut run.optim.nan_patience, self.nan_patience);
-        set(&mut run.eval_every, self.eval_every);
-        set(&mut run.eval_batch_size, self.eval_batch_size);
-        set(&mut run.samples, self.samples);
-        set(&mut run.temperature, self.temperature);
-        Ok(CheckpointInfo {
-            model,
-            origin: Origin {
-                data: Some(data),
-                run: Some(run),
-            },
-        })
+        set(&mut run.batch_size, batch_size);
+        set(&mut run.seed, seed);
+        set(&mut run.augment, augment);
+        set(&mut run.optim.ema, ema.map(Some));
+        set(&mut run.epochs, epochs.map(Some));
+        set(&mut run.max_steps, max_steps.map(Some));
+        set(&mut run.max_minutes, max_minutes.map(Some));
+        set(&mut run.optim.lr, lr);
+        set(&mut run.optim.warmup_steps, warmup_steps);
+        set(&mut run.optim.grad_clip, grad_clip.map(Some));
+        set(&mut run.optim.nan_patience, nan_patience);
+        set(&mut run.eval_every, eval_every);
+        set(&mut run.eval_batch_size, eval_batch_size);
+        set(&mut run.samples, samples);
+        set(&mut run.temperature, temperature);
+        Ok(RunPlan { model, data, run })
     }
 }
 
@@ -185,9 +227,11 @@ mod tests {
         let run = new_run("out");
         let unchanged = RunOverrides::default().apply(run.clone()).unwrap();
         assert_eq!(
-            serde_json::to_value(unchanged).unwrap(),
-            serde_json::to_value(run).unwrap()
+            serde_json::to_value(unchanged.model).unwrap(),
+            serde_json::to_value(run.model).unwrap()
         );
+        assert_eq!(Some(unchanged.data), run.origin.data);
+        assert_eq!(Some(unchanged.run), run.origin.run);
     }
 
     #[test]
@@ -221,12 +265,7 @@ mod tests {
             samples: Some(4),
             temperature: Some(0.7),
         };
-        let info = given.apply(new_run("out")).unwrap();
-        let (model, data, run) = (
-            info.model,
-            info.origin.data.unwrap(),
-            info.origin.run.unwrap(),
-        );
+        let RunPlan { model, data, run } = given.apply(new_run("out")).unwrap();
         let mut expected_data = DataInfo::new(
             DatasetName::Cifar10,
             MnistLayout::default(),
@@ -268,6 +307,55 @@ mod tests {
         assert_eq!(run, expected_run);
     }
 
+    /// A saved run away from every default: what a resume applies its options to.
+    fn saved() -> CheckpointInfo {
+        let plan = RunOverrides {
+            dataset: Some(DatasetName::Cifar10),
+            augment: Some(false),
+            prior_hidden: Some(16),
+            prior_layers: Some(1),
+            lr: Some(2e-3),
+            ..RunOverrides::default()
+        }
+        .apply(new_run("out"))
+        .unwrap();
+        CheckpointInfo {
+            model: plan.model,
+            origin: Origin {
+                data: Some(plan.data),
+                run: Some(plan.run),
+            },
+        }
+    }
+
+    #[test]
+    fn options_that_restate_the_saved_run_change_nothing() {
+        let restated = RunOverrides {
+            dataset: Some(DatasetName::Cifar10),
+            mnist_layout: Some(MnistLayout::Reference),
+            prior: Some(PriorKind::default()),
+            ..RunOverrides::default()
+        };
+        let saved = saved();
+        let plan = restated.apply(saved.clone()).unwrap();
+        assert!(!plan.run.augment, "the saved run's augmentation stays");
+        assert_eq!(
+            plan.model.prior,
+            PriorKind::Mar {
+                hidden: 16,
+                lstm_layers: 1
+            },
+            "the saved prior's sizes stay"
+        );
+        assert_eq!(Some(plan.data), saved.origin.data);
+        assert_eq!(Some(plan.run), saved.origin.run);
+        let glow = RunOverrides {
+            prior: Some(PriorKind::Glow),
+            ..RunOverrides::default()
+        };
+        assert_eq!(glow.apply(saved).unwrap().model.prior, PriorKind::Glow);
+    }
+
     #[test]
     fn a_layout_reshapes_and_prior_sizes_need_the_mar_prior() {
         let grey = RunOverrides {
@@ -278,8 +366,8 @@ mod tests {
         .apply(new_run("out"))
         .unwrap();
         assert_eq!(grey.model.flow.image, [1, 28, 28]);
-        assert_eq!(grey.origin.data.unwrap().image, [1, 28, 28]);
-        assert!(grey.origin.run.unwrap().augment);
+        assert_eq!(grey.data.image, [1, 28, 28]);
+        assert!(grey.run.augment);
 
         let sized_glow = RunOverrides {
             prior: Some(PriorKind::Glow),

@@ -40,10 +40,7 @@ pub fn compare(saved: &CheckpointInfo, given: &CheckpointInfo) -> ResumeCheck {
 /// rules, how many test images, evaluation, the sample grid, the output folder, the
 /// learning-rate schedule, clipping and patience. The others (data, model, batch, seed,
 /// augmentation, weight average) make the run what it is.
-pub fn with_resumable_settings(
-    mut saved: CheckpointInfo,
-    given: &CheckpointInfo,
-) -> CheckpointInfo {
+fn with_resumable_settings(mut saved: CheckpointInfo, given: &CheckpointInfo) -> CheckpointInfo {
     if let (Some(saved), Some(given)) = (&mut saved.origin.data, &given.origin.data) {
         saved.test_images = given.test_images;
     }

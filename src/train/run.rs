@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use marscf_core::CouplingKind;
 use marscf_data::atomic_file::Existing;
 use marscf_data::{BatchOptions, EpochOrder, ImageSet, make_batch, stream};
 
@@ -79,14 +78,9 @@ pub struct RunSummary {
 
 /// `marscf_<dataset>_<coupling>_<K>_<C>`, the reference's checkpoint name.
 pub fn checkpoint_name(dataset: &str, model: &MarScfConfig) -> String {
-    let coupling = match model.flow.coupling {
-        CouplingKind::Affine => "affine",
-        CouplingKind::MixLogCdf(_) => "mixlogcdf",
-        CouplingKind::Additive => "additive",
-    };
     format!(
-        "marscf_{dataset}_{coupling}_{}_{}",
-        model.flow.steps, model.flow.hidden
+        "marscf_{dataset}_{}_{}_{}",
+        model.flow.coupling, model.flow.steps, model.flow.hidden
     )
 }
 

@@ -6,7 +6,7 @@ use crate::common::{
 };
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use marscf::core::mixlogcdf_net::MIN_LOG_SCALE;
+use marscf::core::coupling::mixlogcdf_net::MIN_LOG_SCALE;
 use marscf::core::mixture::{LogisticMixture, logit_with_log_det};
 use marscf::core::{
     CoreError, CouplingKind, DropoutConfig, FlowStepConfig, InvertibleLayer, MixLogCdfConfig,

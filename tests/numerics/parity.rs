@@ -10,7 +10,7 @@ use crate::common::{device, parity_folders, read_safetensors};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
-use marscf::core::{CouplingKind, FlowEvent, MixLogCdfConfig, MultiScaleFlowConfig};
+use marscf::core::{CouplingKind, FlowEvent, MultiScaleFlowConfig};
 use marscf::import::{KeyTable, is_reference_only, load_reference, reference_step_index};
 use marscf::params::{flat_gradient, param_paths, param_values};
 use marscf::train::{OptimOptions, StepOutcome, Training};
@@ -31,11 +31,7 @@ fn fixture_config(folder: &Path) -> MarScfConfig {
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    let coupling = match json["coupling"].as_str().unwrap() {
-        "affine" => CouplingKind::Affine,
-        "mixlogcdf" => CouplingKind::MixLogCdf(MixLogCdfConfig::new()),
-        other => panic!("unknown coupling {other}"),
-    };
+    let coupling: CouplingKind = json["coupling"].as_str().unwrap().parse().unwrap();
     let flow =
         MultiScaleFlowConfig::new([image[0], image[1], image[2]], int("L"), int("K"), int("C"))
             .with_coupling(coupling);

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use marscf::PriorKind;
-use marscf::core::{CouplingKind, MixLogCdfConfig};
+use marscf::core::{CoreError, CouplingKind};
 use marscf::data::MnistLayout;
 use marscf::data::datasets::{CacheDir, DatasetName};
 use marscf::train::{NEW_RUN_SIZE, Protocol};
+use marscf::{ModelError, PriorKind};
 
 /// A count of at least one (`--n`, `--steps`, batch sizes).
 pub fn at_least_one(text: &str) -> Result<usize, String> {
@@ -58,25 +58,23 @@ pub struct ModelSize {
     pub hidden: usize,
 }
 
-/// Which coupling every flow step uses.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CouplingArg {
-    /// Glow's affine coupling.
-    Affine,
-    /// Flow++'s logistic-mixture CDF coupling.
-    Mixlogcdf,
-    /// NICE's additive coupling (log-det 0).
-    Additive,
+/// A coupling by its name ([`CouplingKind::name`]).
+pub fn coupling(text: &str) -> Result<CouplingKind, String> {
+    text.parse().map_err(|e: CoreError| e.to_string())
 }
 
-impl CouplingArg {
-    /// The coupling with its default settings.
-    pub fn kind(self) -> CouplingKind {
-        match self {
-            Self::Affine => CouplingKind::Affine,
-            Self::Mixlogcdf => CouplingKind::MixLogCdf(MixLogCdfConfig::default()),
-            Self::Additive => CouplingKind::Additive,
-        }
+/// A prior by its name ([`PriorKind::name`]), the mAR prior at the reference's size.
+pub fn prior(text: &str) -> Result<PriorKind, String> {
+    text.parse().map_err(|e: ModelError| e.to_string())
+}
+
+/// `a, b or c`: the names of `kinds`, for help texts.
+pub fn names<T: std::fmt::Display>(kinds: impl IntoIterator<Item = T>) -> String {
+    let names: Vec<String> = kinds.into_iter().map(|k| k.to_string()).collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
@@ -115,28 +113,6 @@ impl From<ProtocolArg> for Protocol {
         match arg {
             ProtocolArg::Ours => Protocol::Ours,
             ProtocolArg::Reference => Protocol::Reference,
-        }
-    }
-}
-
-/// The prior of the latents.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PriorArg {
-    /// The multi-scale autoregressive ConvLSTM prior.
-    Mar,
-    /// Standard normals (a Glow-style baseline).
-    StandardNormal,
-    /// Glow's learned prior: a Gaussian per split from a zero-initialised convolution of
-    /// the kept half, a learned top.
-    Glow,
-}
-
-impl From<PriorArg> for PriorKind {
-    fn from(arg: PriorArg) -> Self {
-        match arg {
-            PriorArg::Mar => PriorKind::default(),
-            PriorArg::StandardNormal => PriorKind::StandardNormal,
-            PriorArg::Glow => PriorKind::Glow,
         }
     }
 }
@@ -203,8 +179,9 @@ pub struct CheckpointArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Coupling of every flow step [default: affine].
-    #[arg(long, value_enum)]
-    pub coupling: Option<CouplingArg>,
+    #[arg(long, value_parser = coupling,
+          help = format!("Coupling of every flow step: {} [default: affine]", names(CouplingKind::all())))]
+    pub coupling: Option<CouplingKind>,
     /// Levels L.
     #[arg(short = 'L', long = "levels", visible_alias = "L",
           help = format!("Levels L [train default: {}]", NEW_RUN_SIZE.0))]
@@ -230,7 +207,7 @@ impl ModelArgs {
     }
 
     /// The coupling asked for (affine if not given).
-    pub fn coupling(&self) -> CouplingKind {
-        self.coupling.unwrap_or(CouplingArg::Affine).kind()
+    pub fn coupling_or_affine(&self) -> CouplingKind {
+        self.coupling.clone().unwrap_or_default()
     }
 }

@@ -224,11 +224,7 @@ pub fn run_case(
     };
     Ok(BenchResult {
         case: case.to_string(),
-        coupling: match config.coupling {
-            CouplingKind::Affine => "affine".into(),
-            CouplingKind::MixLogCdf(_) => "mixlogcdf".into(),
-            CouplingKind::Additive => "additive".into(),
-        },
+        coupling: config.coupling.to_string(),
         levels: config.levels,
         steps: config.steps,
         hidden: config.hidden,

@@ -4,6 +4,12 @@
 /// inputs whose shape does not match the layer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CoreError {
+    /// A coupling name that is none of [`crate::CouplingKind::name`]'s.
+    #[error("unknown coupling {name:?}: expected affine, mixlogcdf or additive")]
+    UnknownCoupling {
+        /// The name given.
+        name: String,
+    },
     /// A size that must be positive is zero.
     #[error("{what} must be positive, got 0")]
     ZeroSize {

@@ -12,8 +12,6 @@
 #![warn(missing_docs)]
 
 pub mod actnorm;
-pub mod additive_coupling;
-pub mod affine_coupling;
 pub mod coupling;
 pub mod dropout;
 mod error;
@@ -22,8 +20,6 @@ pub mod glow_prior;
 pub mod host_linalg;
 pub mod inv_conv;
 pub mod layer;
-pub mod mixlogcdf_coupling;
-pub mod mixlogcdf_net;
 pub mod mixture;
 pub mod multiscale;
 pub mod prior;
@@ -33,10 +29,11 @@ pub mod weight_norm;
 pub mod zero_conv;
 
 pub use actnorm::{ActNorm, ActNormConfig};
-pub use additive_coupling::{AdditiveCoupling, AdditiveCouplingConfig};
-pub use affine_coupling::{
-    AffineCoupling, AffineCouplingConfig, AffineCouplingNet, AffineCouplingNetConfig,
-};
+pub use coupling::additive::{AdditiveCoupling, AdditiveCouplingConfig};
+pub use coupling::affine::{AffineCoupling, AffineCouplingConfig};
+pub use coupling::glow_net::{AffineCouplingNet, AffineCouplingNetConfig};
+pub use coupling::mixlogcdf::{MixLogCdfCoupling, MixLogCdfCouplingConfig};
+pub use coupling::mixlogcdf_net::MixLogCdfConfig;
 pub use coupling::{Coupling, CouplingKind};
 pub use dropout::{Dropout, DropoutConfig};
 pub use error::CoreError;
@@ -44,7 +41,6 @@ pub use flow_step::{FlowStep, FlowStepConfig};
 pub use glow_prior::{GlowPrior, GlowPriorConfig};
 pub use inv_conv::{InvConv1x1, InvConv1x1Config, InvConvKind};
 pub use layer::{FlowState, InvertibleLayer, sum_per_sample};
-pub use mixlogcdf_coupling::{MixLogCdfConfig, MixLogCdfCoupling, MixLogCdfCouplingConfig};
 pub use multiscale::{Encoded, FlowEvent, FlowLevel, MultiScaleFlow, MultiScaleFlowConfig};
 pub use prior::{Prior, StandardNormal, gaussian_log_density};
 pub use split::{TupleFlip, merge, split};

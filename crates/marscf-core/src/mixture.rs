@@ -20,36 +20,26 @@ pub fn safe_log<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.clamp_min(LOG_FLOOR).log()
 }
 
-/// A mixture of `k` logistics per element.
+/// A mixture of `k` logistics per element: the kernels' [`LogMixture`] (normalised
+/// log-weights, locations, log-scales, each `(B, k, C, H, W)`) with what the coupling does
+/// with it.
 #[derive(Debug, Clone)]
-pub struct LogisticMixture {
-    /// Normalised log-weights `log_softmax(pi)`, `(B, k, C, H, W)`.
-    pub log_weights: Tensor<5>,
-    /// Locations, `(B, k, C, H, W)`.
-    pub mu: Tensor<5>,
-    /// Log-scales, `(B, k, C, H, W)`.
-    pub log_s: Tensor<5>,
-}
+pub struct LogisticMixture(pub LogMixture);
 
 impl LogisticMixture {
     /// From unnormalised weight logits `pi` (`(B, k, C, H, W)`), locations and log-scales.
     pub fn new(pi: Tensor<5>, mu: Tensor<5>, log_s: Tensor<5>) -> Self {
-        Self {
+        Self(LogMixture {
             log_weights: log_softmax(pi, 1),
             mu,
             log_s,
-        }
+        })
     }
 
     /// The log-density and log-CDF at `x` `(B, C, H, W)`, both from one evaluation of
     /// the components ([`mixture_log_densities`]).
     pub fn log_densities(&self, x: Tensor<4>) -> MixtureLogDensities {
-        let mixture = LogMixture {
-            log_weights: self.log_weights.clone(),
-            mu: self.mu.clone(),
-            log_s: self.log_s.clone(),
-        };
-        mixture_log_densities(&mixture, x)
+        mixture_log_densities(&self.0, x)
     }
 
     /// `ln Σ_j π_j logistic_pdf(x; mu_j, s_j)`, `(B, C, H, W)`, with
@@ -78,16 +68,21 @@ impl LogisticMixture {
     /// differ by rounding only, so a comparison can change only where `x` is already
     /// within a few ulps of the root.
     pub fn inverse_cdf(&self, y: Tensor<4>, max_iters: usize, tolerance: f64) -> Tensor<4> {
-        let [b, _, c, h, w] = self.mu.dims();
-        let spread = self.log_s.clone().exp().sum_dim(1).mul_scalar(20.0);
-        let lower = (self.mu.clone() - spread.clone())
+        let LogMixture {
+            log_weights,
+            mu,
+            log_s,
+        } = &self.0;
+        let [b, _, c, h, w] = mu.dims();
+        let spread = log_s.clone().exp().sum_dim(1).mul_scalar(20.0);
+        let lower = (mu.clone() - spread.clone())
             .min_dim(1)
             .reshape([b, c, h, w]);
-        let upper = (self.mu.clone() + spread).max_dim(1).reshape([b, c, h, w]);
+        let upper = (mu.clone() + spread).max_dim(1).reshape([b, c, h, w]);
         let cdf = MixtureCdf {
-            weights: self.log_weights.clone().exp(),
-            mu: self.mu.clone(),
-            inv_scale: self.log_s.clone().neg().exp(),
+            weights: log_weights.clone().exp(),
+            mu: mu.clone(),
+            inv_scale: log_s.clone().neg().exp(),
         };
         bisect_mixture(&cdf, y, [lower, upper], max_iters, tolerance)
     }

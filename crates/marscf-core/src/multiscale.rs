@@ -221,7 +221,7 @@ impl MultiScaleFlow {
         &self,
         x: Tensor<4>,
         logdet: Tensor<1>,
-        prior: &impl Prior,
+        prior: &(impl Prior + ?Sized),
     ) -> Result<Encoded, CoreError> {
         self.forward_traced(x, logdet, prior, |_, _| {})
     }
@@ -233,7 +233,7 @@ impl MultiScaleFlow {
         &self,
         x: Tensor<4>,
         logdet: Tensor<1>,
-        prior: &impl Prior,
+        prior: &(impl Prior + ?Sized),
         mut trace: impl FnMut(FlowEvent, &FlowState),
     ) -> Result<Encoded, CoreError> {
         self.check_input(&x)?;
@@ -301,7 +301,7 @@ impl MultiScaleFlow {
     /// [`check_invertible`](Self::check_invertible) does.
     pub fn sample(
         &self,
-        prior: &impl Prior,
+        prior: &(impl Prior + ?Sized),
         n: usize,
         temperature: f64,
         device: &Device,
@@ -357,10 +357,5 @@ impl MultiScaleFlow {
     /// See [`MultiScaleFlowConfig::latent_shapes`].
     pub fn latent_shapes(&self) -> Vec<[usize; 3]> {
         self.config.latent_shapes()
-    }
-
-    /// Number of dimensions `D = C H W` of one input.
-    pub fn dims_per_sample(&self) -> usize {
-        self.config.image.iter().product()
     }
 }

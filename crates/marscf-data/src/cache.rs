@@ -8,8 +8,8 @@
 //! - `<key>.u8`: the pixels, `count * C * H * W` bytes, image after image (the layout of
 //!   [`ImageSet::pixels`]), memory-mapped read-only at load;
 //! - `<key>.labels`: the labels, `u16` little-endian, read into memory (2 bytes per image);
-//! - `<key>.manifest`: a few lines of text ([`Manifest`]): format version, dataset, split,
-//!   shape, count, the [`Fingerprint`] of the source files, and the CRC-32 of each file.
+//! - `<key>.manifest`: a JSON object ([`Manifest`]): format version, dataset, split, shape,
+//!   count, the [`Fingerprint`] of the source files, and the CRC-32 of each file.
 //!
 //! **Crash-safe writes.** Each file is written under a temporary name ([`atomic_file`]),
 //! synced and renamed into place, the manifest last: a cache without a manifest, or with one
@@ -28,18 +28,19 @@
 //! **Bounded memory.** The writer streams pixels to disk as the readers decode them (a batch
 //! file, an npz chunk or a chunk of image files at a time) and keeps only the labels.
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::atomic_file::{self, AtomicFile, Existing};
 use crate::images::{ImageSet, ImageSink};
 use crate::pixels::Pixels;
 
-/// Version of the cache's file format, the first line of a manifest.
-pub const FORMAT: &str = "marscf-data decode cache 1";
+/// Version of the cache's file format, a manifest's `format` (1 was a text manifest).
+pub const FORMAT: u32 = 2;
 
 /// The name of the cache folder inside a data folder, by default.
 pub const DEFAULT_FOLDER: &str = ".marscf-cache";
@@ -82,7 +83,7 @@ impl Fingerprint {
         files: impl IntoIterator<Item = &'p Path>,
     ) -> Result<Self, DataError> {
         let mut hash = Fnv::default();
-        hash.write(FORMAT.as_bytes());
+        hash.write(&FORMAT.to_le_bytes());
         hash.write(reader.as_bytes());
         for file in files {
             let meta = std::fs::metadata(file).map_err(DataError::io(file))?;
@@ -119,8 +120,11 @@ impl Fnv {
 }
 
 /// The manifest of a cached split: what its two files hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// [`FORMAT`] when written.
+    pub format: u32,
     /// The dataset's canonical name.
     pub dataset: String,
     /// `"train"` or `"test"`.
@@ -138,82 +142,26 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest as written: [`FORMAT`], then one `key value` line per field.
-    pub fn to_text(&self) -> String {
-        let [c, h, w] = self.shape;
-        let mut text = format!("{FORMAT}\n");
-        let _ = writeln!(text, "dataset {}", self.dataset);
-        let _ = writeln!(text, "split {}", self.split);
-        let _ = writeln!(text, "shape {c} {h} {w}");
-        let _ = writeln!(text, "count {}", self.count);
-        let _ = writeln!(text, "sources {:016x}", self.sources);
-        let _ = writeln!(text, "pixels_crc32 {:08x}", self.pixels_crc32);
-        let _ = writeln!(text, "labels_crc32 {:08x}", self.labels_crc32);
-        text
+    /// The manifest as written: one JSON object on one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a manifest serialises")
     }
 
-    /// Parses a manifest written by [`to_text`](Self::to_text); `file` names it in errors.
-    pub fn parse(bytes: &[u8], file: &str) -> Result<Self, DataError> {
+    /// Reads a manifest written by [`to_json`](Self::to_json) in this [`FORMAT`]; `file`
+    /// names it in errors.
+    pub fn parse(bytes: &[u8], file: &Path) -> Result<Self, DataError> {
         let err = |message: String| DataError::Cache {
-            path: PathBuf::from(file),
+            path: file.to_path_buf(),
             message,
         };
-        let text = std::str::from_utf8(bytes).map_err(|_| err("manifest is not text".into()))?;
-        let mut lines = text.lines();
-        if lines.next() != Some(FORMAT) {
-            return Err(err(format!("manifest does not start with {FORMAT:?}")));
+        let manifest: Self = serde_json::from_slice(bytes)
+            .map_err(|e| err(format!("not a manifest of format {FORMAT}: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(err(format!(
+                "manifest of format {}, not {FORMAT}",
+                manifest.format
+            )));
         }
-        let mut field = |key: &str| {
-            lines
-                .next()
-                .and_then(|line| line.strip_prefix(key))
-                .and_then(|rest| rest.strip_prefix(' '))
-                .ok_or_else(|| err(format!("manifest lacks its '{key}' line")))
-        };
-        let number = |text: &str, key: &str| {
-            text.parse::<usize>()
-                .map_err(|_| err(format!("manifest: '{key}' {text:?} is not a number")))
-        };
-        let hex = |text: &str, key: &str| {
-            u64::from_str_radix(text, 16)
-                .map_err(|_| err(format!("manifest: '{key}' {text:?} is not hexadecimal")))
-        };
-        let name = |text: &str, key: &str| {
-            let valid = !text.is_empty()
-                && text
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            valid
-                .then(|| text.to_string())
-                .ok_or_else(|| err(format!("manifest: '{key}' {text:?} is not a name")))
-        };
-        let dataset = name(field("dataset")?, "dataset")?;
-        let split = name(field("split")?, "split")?;
-        let dims: Vec<&str> = field("shape")?.split(' ').collect();
-        let shape = match dims.as_slice() {
-            [c, h, w] => [
-                number(c, "shape")?,
-                number(h, "shape")?,
-                number(w, "shape")?,
-            ],
-            _ => return Err(err("manifest: 'shape' is not three numbers".into())),
-        };
-        let count = number(field("count")?, "count")?;
-        let sources = hex(field("sources")?, "sources")?;
-        let pixels_crc32 = hex(field("pixels_crc32")?, "pixels_crc32")?;
-        let labels_crc32 = hex(field("labels_crc32")?, "labels_crc32")?;
-        let crc = |v: u64, key: &str| {
-            u32::try_from(v).map_err(|_| err(format!("manifest: '{key}' exceeds 32 bits")))
-        };
-        let manifest = Self {
-            dataset,
-            split,
-            shape,
-            count,
-            sources,
-            pixels_crc32: crc(pixels_crc32, "pixels_crc32")?,
-            labels_crc32: crc(labels_crc32, "labels_crc32")?,
-        };
         manifest
             .pixel_bytes()
             .ok_or_else(|| err("manifest: count times shape overflows".into()))?;
@@ -284,8 +232,7 @@ fn open(
     verify: bool,
 ) -> Result<ImageSet, String> {
     let text = std::fs::read(&files.manifest).map_err(|e| e.to_string())?;
-    let manifest =
-        Manifest::parse(&text, &files.manifest.display().to_string()).map_err(|e| e.to_string())?;
+    let manifest = Manifest::parse(&text, &files.manifest).map_err(|e| e.to_string())?;
     if (
         manifest.dataset.as_str(),
         manifest.split.as_str(),
@@ -374,6 +321,7 @@ impl Writer {
         let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
         write_file(&files.labels, &label_bytes)?;
         let manifest = Manifest {
+            format: FORMAT,
             dataset: key.dataset.to_string(),
             split: key.split.to_string(),
             shape: key.shape,
@@ -382,7 +330,7 @@ impl Writer {
             pixels_crc32: crc.finalize(),
             labels_crc32: crc32fast::hash(&label_bytes),
         };
-        write_file(&files.manifest, manifest.to_text().as_bytes())
+        write_file(&files.manifest, manifest.to_json().as_bytes())
     }
 }
 

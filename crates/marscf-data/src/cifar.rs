@@ -107,7 +107,7 @@ pub fn parse_binary_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataErro
         let label = record[0];
         if usize::from(label) >= CIFAR_CLASSES {
             return Err(DataError::LabelOutOfRange {
-                file: file.to_string(),
+                path: file.into(),
                 index,
                 label: i64::from(label),
                 classes: CIFAR_CLASSES,

@@ -56,7 +56,7 @@ pub fn parse_python_batch(bytes: &[u8], file: &str) -> Result<ImageSet, DataErro
         .map(|(index, label)| match label {
             Value::I64(l) if (0..CIFAR_CLASSES as i64).contains(l) => Ok(*l as u16),
             Value::I64(l) => Err(DataError::LabelOutOfRange {
-                file: file.to_string(),
+                path: file.into(),
                 index,
                 label: *l,
                 classes: CIFAR_CLASSES,

@@ -185,7 +185,7 @@ pub fn fetch_verified(
     let got = hex(&hasher.finalize());
     if got != file.sha256 {
         return Err(DataError::Digest {
-            file: url,
+            path: url.into(),
             expected: file.sha256.to_string(),
             got,
         });
@@ -253,7 +253,7 @@ fn extract_bounded(archive: &Path, cache: &Path, max_bytes: u64) -> Result<PathB
         .collect();
     if !missing.is_empty() {
         return Err(DataError::ArchiveIncomplete {
-            file: name,
+            path: name.into(),
             missing,
         });
     }
@@ -350,7 +350,7 @@ mod tests {
         std::fs::write(&archive, archive_of(&refs)).expect("writing the archive");
         let err = extract_bounded(&archive, dir.path(), 1 << 20).expect_err("past 1 MiB");
         assert!(
-            matches!(&err, DataError::Archive { file, .. } if file.ends_with("bomb.tar.gz")),
+            matches!(&err, DataError::Archive { path: file, .. } if file.ends_with("bomb.tar.gz")),
             "{err}"
         );
         let mut causes = Vec::new();

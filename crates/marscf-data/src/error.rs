@@ -22,29 +22,29 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// The gzip stream is corrupt.
-    #[error("{file}: corrupt gzip data")]
+    #[error("{path}: corrupt gzip data")]
     Gzip {
         /// The file.
-        file: String,
+        path: PathBuf,
         /// What the decoder said.
         #[source]
         source: std::io::Error,
     },
     /// The file does not start with the expected magic number.
-    #[error("{file}: wrong magic number {got:#010x}, expected {expected:#010x}")]
+    #[error("{path}: wrong magic number {got:#010x}, expected {expected:#010x}")]
     BadMagic {
         /// The file.
-        file: String,
+        path: PathBuf,
         /// Expected magic number.
         expected: u32,
         /// Magic number found.
         got: u32,
     },
     /// The file is shorter (or longer) than its header says.
-    #[error("{file}: header promises {expected} bytes, file has {got}")]
+    #[error("{path}: header promises {expected} bytes, file has {got}")]
     Truncated {
         /// The file.
-        file: String,
+        path: PathBuf,
         /// Bytes the header promises.
         expected: usize,
         /// Bytes present.
@@ -52,26 +52,26 @@ pub enum DataError {
     },
     /// A compressed file whose data goes on past what its header promises; it is not
     /// inflated further, so its real length is not known.
-    #[error("{file}: data goes on past the {expected} bytes its header promises")]
+    #[error("{path}: data goes on past the {expected} bytes its header promises")]
     TrailingData {
         /// The file.
-        file: String,
+        path: PathBuf,
         /// Bytes the header promises (header included).
         expected: usize,
     },
     /// Images and labels disagree on the number of items, or a size is not the expected one.
-    #[error("{file}: {message}")]
+    #[error("{path}: {message}")]
     Mismatch {
         /// The file.
-        file: String,
+        path: PathBuf,
         /// What disagrees.
         message: String,
     },
     /// A label outside `0..classes` (after any shift of 1-based labels, the label as stored).
-    #[error("{file}: label {label} at index {index} is outside the {classes} classes")]
+    #[error("{path}: label {label} at index {index} is outside the {classes} classes")]
     LabelOutOfRange {
         /// The file.
-        file: String,
+        path: PathBuf,
         /// Item index.
         index: usize,
         /// The label, as stored in the file.
@@ -80,36 +80,36 @@ pub enum DataError {
         classes: usize,
     },
     /// A Python pickle (CIFAR-10's Python distribution) that cannot be decoded.
-    #[error("{file}: not a readable pickle")]
+    #[error("{path}: not a readable pickle")]
     Pickle {
         /// The file.
-        file: String,
+        path: PathBuf,
         /// What the decoder said.
         #[source]
         source: serde_pickle::Error,
     },
     /// A pickle that decodes but does not hold what a CIFAR-10 batch holds.
-    #[error("{file}: the pickle is not a CIFAR-10 batch: {message}")]
+    #[error("{path}: the pickle is not a CIFAR-10 batch: {message}")]
     PickleContent {
         /// The file.
-        file: String,
+        path: PathBuf,
         /// What is wrong.
         message: String,
     },
     /// A NumPy `.npy` array that cannot be decoded, or an `.npy`/`.npz` that does not hold
     /// what the reader expects.
-    #[error("{file}: corrupt or unexpected npy/npz data: {message}")]
+    #[error("{path}: corrupt or unexpected npy/npz data: {message}")]
     Npz {
         /// The file (for an array inside an archive, `archive.npz:member.npy`).
-        file: String,
+        path: PathBuf,
         /// What is wrong.
         message: String,
     },
     /// A zip archive (an `.npz`), or a member of one, that cannot be read.
-    #[error("{file}: not a readable zip archive")]
+    #[error("{path}: not a readable zip archive")]
     Zip {
         /// The archive (for a member, `archive.npz:member.npy`).
-        file: String,
+        path: PathBuf,
         /// What the zip reader said.
         #[source]
         source: zip::result::ZipError,
@@ -172,29 +172,29 @@ pub enum DataError {
     },
     /// Downloaded (or cached) bytes whose SHA-256 digest is not the published one; nothing was
     /// kept.
-    #[error("{file}: SHA-256 {got} does not match the expected {expected}; the file was not kept")]
+    #[error("{path}: SHA-256 {got} does not match the expected {expected}; the file was not kept")]
     Digest {
         /// The file (or address) whose bytes were checked.
-        file: String,
+        path: PathBuf,
         /// The expected digest (lower-case hex).
         expected: String,
         /// The digest of the bytes received (lower-case hex).
         got: String,
     },
     /// A tar archive, or an entry of one, that cannot be read.
-    #[error("{file}: cannot extract")]
+    #[error("{path}: cannot extract")]
     Archive {
         /// The archive (for an entry, `archive.tar.gz:entry`).
-        file: String,
+        path: PathBuf,
         /// What the reader said.
         #[source]
         source: std::io::Error,
     },
     /// An archive that lacks files it must hold.
-    #[error("{file}: the archive lacks {}", missing.join(", "))]
+    #[error("{path}: the archive lacks {}", missing.join(", "))]
     ArchiveIncomplete {
         /// The archive.
-        file: String,
+        path: PathBuf,
         /// The entries not found.
         missing: Vec<String>,
     },
@@ -233,7 +233,7 @@ impl DataError {
     /// A [`DataError::Gzip`] about `file`, for `map_err`.
     pub(crate) fn gzip(file: &str) -> impl Fn(std::io::Error) -> Self {
         move |source| Self::Gzip {
-            file: file.to_string(),
+            path: file.into(),
             source,
         }
     }
@@ -241,7 +241,7 @@ impl DataError {
     /// A [`DataError::Pickle`] about `file`, for `map_err`.
     pub(crate) fn pickle(file: &str) -> impl Fn(serde_pickle::Error) -> Self {
         move |source| Self::Pickle {
-            file: file.to_string(),
+            path: file.into(),
             source,
         }
     }
@@ -252,7 +252,7 @@ impl DataError {
     /// [`ZipError::Io`]: zip::result::ZipError::Io
     pub(crate) fn zip<E: Into<zip::result::ZipError>>(file: &str) -> impl Fn(E) -> Self {
         move |source| Self::Zip {
-            file: file.to_string(),
+            path: file.into(),
             source: source.into(),
         }
     }
@@ -269,7 +269,7 @@ impl DataError {
     #[cfg(feature = "download")]
     pub(crate) fn archive(file: &str) -> impl Fn(std::io::Error) -> Self {
         move |source| Self::Archive {
-            file: file.to_string(),
+            path: file.into(),
             source,
         }
     }
@@ -288,25 +288,25 @@ impl DataError {
     }
 
     /// A [`DataError::Mismatch`] about `file`.
-    pub(crate) fn mismatch(file: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn mismatch(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Self::Mismatch {
-            file: file.into(),
+            path: file.into(),
             message: message.into(),
         }
     }
 
     /// A [`DataError::Npz`] about `file`.
-    pub(crate) fn npz(file: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn npz(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Self::Npz {
-            file: file.into(),
+            path: file.into(),
             message: message.into(),
         }
     }
 
     /// A [`DataError::PickleContent`] about `file`.
-    pub(crate) fn pickle_content(file: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn pickle_content(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Self::PickleContent {
-            file: file.into(),
+            path: file.into(),
             message: message.into(),
         }
     }

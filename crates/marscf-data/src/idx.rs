@@ -35,7 +35,7 @@ fn parse(
         let expected = header_len + data_len;
         if bytes.len() != expected {
             return Err(DataError::Truncated {
-                file: file.to_string(),
+                path: file.into(),
                 expected,
                 got: bytes.len(),
             });
@@ -57,12 +57,12 @@ fn parse(
         .map_err(DataError::gzip(file))?;
     match data.len().cmp(&data_len) {
         std::cmp::Ordering::Less => Err(DataError::Truncated {
-            file: file.to_string(),
+            path: file.into(),
             expected,
             got: header_len + data.len(),
         }),
         std::cmp::Ordering::Greater => Err(DataError::TrailingData {
-            file: file.to_string(),
+            path: file.into(),
             expected,
         }),
         std::cmp::Ordering::Equal => Ok((dims, data)),
@@ -80,7 +80,7 @@ fn header(
 ) -> Result<(Vec<usize>, usize), DataError> {
     let Some(head) = bytes.get(..header_len) else {
         return Err(DataError::Truncated {
-            file: file.to_string(),
+            path: file.into(),
             expected: header_len,
             got: bytes.len(),
         });
@@ -91,7 +91,7 @@ fn header(
     let got = words.next().unwrap_or_default();
     if got != magic {
         return Err(DataError::BadMagic {
-            file: file.to_string(),
+            path: file.into(),
             expected: magic,
             got,
         });

@@ -115,7 +115,7 @@ pub(crate) fn read_npz_batch<R: Read + Seek>(
                         Ok((label - 1) as u16)
                     } else {
                         Err(DataError::LabelOutOfRange {
-                            file: name.clone(),
+                            path: name.clone().into(),
                             index,
                             label,
                             classes: IMAGENET_CLASSES,
@@ -128,7 +128,7 @@ pub(crate) fn read_npz_batch<R: Read + Seek>(
     };
     let mut data = npz.stream("data")?.ok_or_else(no_data)?;
     let truncated = |got: usize| DataError::Truncated {
-        file: data.file.clone(),
+        path: data.file.clone().into(),
         expected: data.header.data_len,
         got,
     };

@@ -41,7 +41,7 @@ impl MnistSplit {
         }
         if let Some((index, &label)) = labels.iter().enumerate().find(|(_, l)| **l > 9) {
             return Err(DataError::LabelOutOfRange {
-                file: names.1.to_string(),
+                path: names.1.into(),
                 index,
                 label: i64::from(label),
                 classes: 10,

@@ -148,7 +148,7 @@ impl NpyArray {
         let got = bytes.len() - data_start;
         if got != header.data_len {
             return Err(DataError::Truncated {
-                file: file.to_string(),
+                path: file.into(),
                 expected: header.data_len,
                 got,
             });
@@ -252,7 +252,7 @@ impl<R: Read> NpyStream<'_, R> {
             .map_err(DataError::zip::<std::io::Error>(&self.file))?;
         if data.len() != self.header.data_len || extra > 0 {
             return Err(DataError::Truncated {
-                file: self.file,
+                path: self.file.into(),
                 expected: self.header.data_len,
                 got: data
                     .len()
@@ -295,7 +295,7 @@ impl<R: Read + Seek> Npz<R> {
         let held = size.saturating_sub(data_start as u64);
         if header.data_len as u64 != held {
             return Err(DataError::Truncated {
-                file,
+                path: file.clone().into(),
                 expected: header.data_len,
                 got: usize::try_from(held).unwrap_or(usize::MAX),
             });
@@ -342,45 +342,72 @@ impl<R: Read + Seek> Npz<R> {
     }
 }
 
-/// `(dtype, fortran_order, shape)` from the header dict.
+/// `(dtype, fortran_order, shape)` from the header dict as `numpy.lib.format` writes it:
+/// its three keys in this order, `{'descr': '<u1', 'fortran_order': False, 'shape': (50000,
+/// 3072), }` (Python 2's `L` after an integer accepted, the trailing comma optional).
 fn parse_header(text: &str) -> Result<(IntType, bool, Vec<usize>), String> {
-    let mut parser = Literal {
-        text: text.as_bytes(),
-        pos: 0,
-    };
-    let Lit::Dict(entries) = parser.value(0)? else {
-        return Err("not a dict".into());
-    };
-    parser.skip_space();
-    if parser.pos != parser.text.len() {
-        return Err("text after the dict".into());
-    }
-    let get = |key: &str| {
-        entries
-            .iter()
-            .find(|(k, _)| matches!(k, Lit::Str(s) if s == key))
-            .map(|(_, v)| v)
-            .ok_or_else(|| format!("no '{key}' entry"))
-    };
-    let dtype = match get("descr")? {
-        Lit::Str(descr) => int_type(descr)?,
-        _ => return Err("structured dtypes are not supported".into()),
-    };
-    let fortran = match get("fortran_order")? {
-        Lit::Bool(b) => *b,
+    let body = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or("not a dict")?;
+    let (descr, rest) = entry(body, "descr")?;
+    let descr = descr
+        .strip_prefix('\'')
+        .and_then(|d| d.strip_suffix('\''))
+        .ok_or("structured dtypes are not supported")?;
+    let (fortran, rest) = entry(rest, "fortran_order")?;
+    let fortran = match fortran {
+        "True" => true,
+        "False" => false,
         _ => return Err("'fortran_order' is not a bool".into()),
     };
-    let shape = match get("shape")? {
-        Lit::Tuple(dims) => dims
-            .iter()
-            .map(|d| match d {
-                Lit::Int(d) => usize::try_from(*d).map_err(|_| format!("dimension {d} too large")),
-                _ => Err("a dimension is not an integer".to_string()),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => return Err("'shape' is not a tuple".into()),
-    };
-    Ok((dtype, fortran, shape))
+    let (shape, rest) = entry(rest, "shape")?;
+    if !rest.trim().is_empty() {
+        return Err("text after 'shape'".into());
+    }
+    let dims = shape
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or("'shape' is not a tuple")?;
+    let shape = dims
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            let digits = d.strip_suffix('L').unwrap_or(d);
+            digits
+                .parse::<usize>()
+                .map_err(|_| format!("dimension {d:?} is not a size"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((int_type(descr)?, fortran, shape))
+}
+
+/// The value of the entry `'key': value,` at the start of `text` (trimmed, the comma
+/// optional at the end), and the text after it. A value ends at the first comma outside
+/// parentheses, brackets and quotes.
+fn entry<'a>(text: &'a str, key: &str) -> Result<(&'a str, &'a str), String> {
+    let missing = || format!("no '{key}' entry where NumPy writes it");
+    let after_key = text
+        .trim_start()
+        .strip_prefix(&format!("'{key}'"))
+        .ok_or_else(missing)?;
+    let value = after_key
+        .trim_start()
+        .strip_prefix(':')
+        .ok_or_else(missing)?;
+    let (mut depth, mut quoted) = (0usize, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' | '[' | '{' if !quoted => depth += 1,
+            ')' | ']' | '}' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => return Ok((value[..i].trim(), &value[i + 1..])),
+            _ => {}
+        }
+    }
+    Ok((value.trim(), ""))
 }
 
 /// An integer dtype string such as `|u1`, `<i8`, `>u2`.
@@ -411,137 +438,60 @@ fn int_type(descr: &str) -> Result<IntType, String> {
     })
 }
 
-/// A Python literal of a `.npy` header.
-#[derive(Debug)]
-enum Lit {
-    Str(String),
-    Bool(bool),
-    None,
-    Int(u64),
-    Tuple(Vec<Lit>),
-    /// A list (only in structured dtypes, which are rejected): its items are not kept.
-    List,
-    Dict(Vec<(Lit, Lit)>),
-}
-
-/// A recursive-descent reader of the literals NumPy writes in a header.
-struct Literal<'a> {
-    text: &'a [u8],
-    pos: usize,
-}
-
-impl Literal<'_> {
-    /// Nesting allowed; NumPy's own headers nest at most 3 deep (structured dtypes).
-    const MAX_DEPTH: usize = 16;
-
-    fn skip_space(&mut self) {
-        while self.text.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
-            self.pos += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_space();
-        self.text.get(self.pos).copied()
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(format!("expected '{}' at byte {}", c as char, self.pos))
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Lit, String> {
-        if depth > Self::MAX_DEPTH {
-            return Err("nested too deep".into());
-        }
-        match self.peek() {
-            Some(b'{') => {
-                self.pos += 1;
-                let mut entries = Vec::new();
-                while self.peek() != Some(b'}') {
-                    let key = self.value(depth + 1)?;
-                    self.expect(b':')?;
-                    entries.push((key, self.value(depth + 1)?));
-                    if self.peek() != Some(b'}') {
-                        self.expect(b',')?;
-                    }
-                }
-                self.pos += 1;
-                Ok(Lit::Dict(entries))
-            }
-            Some(open @ (b'(' | b'[')) => {
-                let close = if open == b'(' { b')' } else { b']' };
-                self.pos += 1;
-                let mut items = Vec::new();
-                while self.peek() != Some(close) {
-                    items.push(self.value(depth + 1)?);
-                    if self.peek() != Some(close) {
-                        self.expect(b',')?;
-                    }
-                }
-                self.pos += 1;
-                Ok(if open == b'(' {
-                    Lit::Tuple(items)
-                } else {
-                    Lit::List
-                })
-            }
-            Some(quote @ (b'\'' | b'"')) => {
-                let start = self.pos + 1;
-                let len = self.text[start..]
-                    .iter()
-                    .position(|&c| c == quote)
-                    .ok_or("unterminated string")?;
-                self.pos = start + len + 1;
-                let s = std::str::from_utf8(&self.text[start..start + len])
-                    .map_err(|_| "string is not text")?;
-                Ok(Lit::Str(s.to_string()))
-            }
-            Some(c) if c.is_ascii_digit() => {
-                let start = self.pos;
-                while self.text.get(self.pos).is_some_and(u8::is_ascii_digit) {
-                    self.pos += 1;
-                }
-                let digits = std::str::from_utf8(&self.text[start..self.pos])
-                    .map_err(|_| "number is not text")?;
-                let n = digits
-                    .parse::<u64>()
-                    .map_err(|_| format!("integer {digits} too large"))?;
-                // Python 2 wrote long integers with an `L` suffix.
-                if self.text.get(self.pos) == Some(&b'L') {
-                    self.pos += 1;
-                }
-                Ok(Lit::Int(n))
-            }
-            Some(c) if c.is_ascii_alphabetic() => {
-                let start = self.pos;
-                while self
-                    .text
-                    .get(self.pos)
-                    .is_some_and(u8::is_ascii_alphanumeric)
-                {
-                    self.pos += 1;
-                }
-                match &self.text[start..self.pos] {
-                    b"True" => Ok(Lit::Bool(true)),
-                    b"False" => Ok(Lit::Bool(false)),
-                    b"None" => Ok(Lit::None),
-                    _ => Err(format!("unexpected word at byte {start}")),
-                }
-            }
-            Some(_) => Err(format!("unexpected character at byte {}", self.pos)),
-            None => Err("unexpected end".into()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_header_numpy_writes_and_refuses_others() {
+        let read = |h: &str| parse_header(h).map(|(t, f, s)| (t.size, t.signed, f, s));
+        assert_eq!(
+            read("{'descr': '<u1', 'fortran_order': False, 'shape': (50000, 3072), }    \n"),
+            Ok((1, false, false, vec![50000, 3072]))
+        );
+        assert_eq!(
+            read("{'descr': '<i8', 'fortran_order': True, 'shape': (7,)}"),
+            Ok((8, true, true, vec![7]))
+        );
+        assert_eq!(
+            read("{'descr': '|u1', 'fortran_order': False, 'shape': (), }"),
+            Ok((1, false, false, vec![]))
+        );
+        for (header, error) in [
+            (
+                "{'descr': [('a', '<u1')], 'fortran_order': False, 'shape': (2,), }",
+                "structured",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
+                "not an integer type",
+            ),
+            (
+                "{'fortran_order': False, 'descr': '<u1', 'shape': (2,), }",
+                "no 'descr' entry",
+            ),
+            (
+                "{'descr': '<u1', 'fortran_order': 0, 'shape': (2,), }",
+                "not a bool",
+            ),
+            (
+                "{'descr': '<u1', 'fortran_order': False, 'shape': [2], }",
+                "not a tuple",
+            ),
+            (
+                "{'descr': '<u1', 'fortran_order': False, 'shape': (-2,), }",
+                "not a size",
+            ),
+            (
+                "{'descr': '<u1', 'fortran_order': False, 'shape': (2,), 'x': 1}",
+                "after 'shape'",
+            ),
+            ("'descr': '<u1'", "not a dict"),
+        ] {
+            let refused = read(header).unwrap_err();
+            assert!(refused.contains(error), "{header}: {refused}");
+        }
+    }
 
     #[test]
     fn reads_python2_headers_and_version_2() {

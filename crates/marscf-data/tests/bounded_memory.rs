@@ -120,8 +120,8 @@ fn npz_claiming_1e11_images_is_an_error_naming_the_member() {
         assert!(
             matches!(
                 &err,
-                DataError::Truncated { file, expected, got: 100 }
-                    if file == "huge.npz:data.npy" && *expected == n * IMAGE_32
+                DataError::Truncated { path: file, expected, got: 100 }
+                    if file == std::path::Path::new("huge.npz:data.npy") && *expected == n * IMAGE_32
             ),
             "compressed {compressed}, labels {with_labels}: {err}"
         );
@@ -150,8 +150,8 @@ fn npz_whose_labels_claim_1e11_items_is_an_error_naming_the_member() {
         measured(|| parse_npz_batch(Cursor::new(&bytes), "l.npz", ImagenetSize::S32));
     let err = result.expect_err("one label for two images");
     assert!(
-        matches!(&err, DataError::Mismatch { file, .. } | DataError::Truncated { file, .. }
-            if file == "l.npz:labels.npy"),
+        matches!(&err, DataError::Mismatch { path: file, .. } | DataError::Truncated { path: file, .. }
+            if file == std::path::Path::new("l.npz:labels.npy")),
         "{err}"
     );
     assert!(peak < MIB, "peak {peak} bytes");
@@ -209,8 +209,8 @@ fn gzip_idx_with_megabytes_after_its_images_is_an_error_in_bounded_memory() {
     let (result, peak) = measured(|| parse_images(&file, "long.gz"));
     let err = result.expect_err("8 MiB follow the images");
     assert!(
-        matches!(&err, DataError::TrailingData { file, expected }
-            if file == "long.gz" && *expected == promised),
+        matches!(&err, DataError::TrailingData { path: file, expected }
+            if file == std::path::Path::new("long.gz") && *expected == promised),
         "{err}"
     );
     assert!(peak < MIB, "peak {peak} bytes: the zeros were inflated");
@@ -224,15 +224,15 @@ fn gzip_idx_claiming_more_images_than_it_holds_is_truncated() {
     let (result, _) = measured(|| parse_images(&short, "short.gz"));
     let err = result.expect_err("3 of 4 images");
     assert!(
-        matches!(&err, DataError::Truncated { file, expected, got }
-            if file == "short.gz" && *expected == 16 + 4 * 784 && *got == 16 + 3 * 784),
+        matches!(&err, DataError::Truncated { path: file, expected, got }
+            if file == std::path::Path::new("short.gz") && *expected == 16 + 4 * 784 && *got == 16 + 3 * 784),
         "{err}"
     );
     // A header claiming 2^32 - 1 images (3.4 TB): nothing near that is reserved.
     let (result, peak) =
         measured(|| parse_images(&gzip(&idx_images(&pixels, u32::MAX, 28, 28)), "big.gz"));
     assert!(
-        matches!(&result, Err(DataError::Truncated { file, .. }) if file == "big.gz"),
+        matches!(&result, Err(DataError::Truncated { path: file, .. }) if file == std::path::Path::new("big.gz")),
         "{result:?}"
     );
     assert!(peak < MIB, "peak {peak} bytes");
@@ -240,7 +240,7 @@ fn gzip_idx_claiming_more_images_than_it_holds_is_truncated() {
     let full = gzip(&idx_images(&[5; 4 * 784], 4, 28, 28));
     let (result, _) = measured(|| parse_images(&full[..full.len() - 12], "cut.gz"));
     assert!(
-        matches!(&result, Err(DataError::Gzip { file, .. }) if file == "cut.gz"),
+        matches!(&result, Err(DataError::Gzip { path: file, .. }) if file == std::path::Path::new("cut.gz")),
         "{result:?}"
     );
 }

@@ -244,7 +244,11 @@ fn a_damaged_cache_is_rebuilt() {
     }
     // A manifest that names another count or shape, or labels that changed.
     let text = std::fs::read_to_string(file("manifest")).unwrap();
-    for (from, to) in [("count 9", "count 8"), ("shape 3 32 32", "shape 3 32 31")] {
+    for (from, to) in [
+        ("\"count\":9", "\"count\":8"),
+        ("\"shape\":[3,32,32]", "\"shape\":[3,32,31]"),
+    ] {
+        assert!(text.contains(from), "{text}");
         std::fs::write(file("manifest"), text.replace(from, to)).unwrap();
         assert_eq!(
             load_with(name, Some(root.path()), &options).unwrap(),
@@ -307,6 +311,7 @@ fn an_unwritable_cache_folder_is_a_clear_error() {
 #[test]
 fn manifests_round_trip_and_reject_garbage() {
     let manifest = Manifest {
+        format: FORMAT,
         dataset: "imagenet64".into(),
         split: "train".into(),
         shape: [3, 64, 64],
@@ -315,18 +320,22 @@ fn manifests_round_trip_and_reject_garbage() {
         pixels_crc32: 0xdead_beef,
         labels_crc32: 7,
     };
-    let text = manifest.to_text();
-    assert!(text.starts_with(FORMAT));
-    assert_eq!(Manifest::parse(text.as_bytes(), "m").unwrap(), manifest);
+    let text = manifest.to_json();
+    let path = Path::new("m");
+    assert_eq!(Manifest::parse(text.as_bytes(), path).unwrap(), manifest);
     for bad in [
-        text.replace("count 1281167", "count -1"),
-        text.replace("count 1281167", &format!("count {}", usize::MAX)),
-        text.replace("shape 3 64 64", "shape 3 64"),
-        text.replace("pixels_crc32 deadbeef", "pixels_crc32 1deadbeef"),
-        text.replace(FORMAT, "marscf-data decode cache 0"),
+        text.replace("\"count\":1281167", "\"count\":-1"),
+        text.replace("\"count\":1281167", &format!("\"count\":{}", usize::MAX)),
+        text.replace("\"shape\":[3,64,64]", "\"shape\":[3,64]"),
+        text.replace("\"pixels_crc32\":3735928559", "\"pixels_crc32\":7735928559"),
+        text.replace(&format!("\"format\":{FORMAT}"), "\"format\":1"),
+        text.replace("\"labels_crc32\"", "\"extra\":0,\"labels_crc32\""),
         text[..text.len() / 2].to_string(),
+        // The text manifest of format 1.
+        "marscf-data decode cache 1\ndataset imagenet64\nsplit train\n".to_string(),
     ] {
-        let err = Manifest::parse(bad.as_bytes(), "m").unwrap_err();
+        assert_ne!(bad, text);
+        let err = Manifest::parse(bad.as_bytes(), path).unwrap_err();
         assert!(matches!(err, DataError::Cache { .. }), "{err}");
     }
 }

@@ -28,7 +28,7 @@ fn rejects_bad_binary_files() {
     let mut bytes = cifar_binary(&set);
     let err = parse_binary_batch(&bytes[..bytes.len() - 1], "b.bin").unwrap_err();
     assert!(
-        matches!(&err, DataError::Mismatch { file, .. } if file == "b.bin"),
+        matches!(&err, DataError::Mismatch { path: file, .. } if file == std::path::Path::new("b.bin")),
         "{err}"
     );
     assert!(matches!(
@@ -133,7 +133,7 @@ fn a_corrupt_batch_names_its_file() {
     std::fs::write(dir.join("data_batch_4"), b"\x80\x02}q\x01(U\x04data").unwrap();
     let err = load(root.path()).unwrap_err();
     assert!(
-        matches!(&err, DataError::Pickle { file, .. } if file.ends_with("data_batch_4")),
+        matches!(&err, DataError::Pickle { path: file, .. } if file.ends_with("data_batch_4")),
         "{err}"
     );
 }

@@ -29,7 +29,9 @@ fn reads_batches_pickled_by_python3() {
 fn rejects_bad_batches() {
     let good = fixtures::PY2_CPICKLE;
     let named = |r: Result<ImageSet, DataError>| match r {
-        Err(DataError::Pickle { file, .. } | DataError::PickleContent { file, .. }) => file == "f",
+        Err(DataError::Pickle { path: file, .. } | DataError::PickleContent { path: file, .. }) => {
+            file == std::path::Path::new("f")
+        }
         _ => false,
     };
     let undecodable = |r: Result<ImageSet, DataError>| matches!(r, Err(DataError::Pickle { .. }));
@@ -65,7 +67,7 @@ fn rejects_bad_batches() {
     for bad in [fixtures::SHORT_DATA, fixtures::WIDE_DATA] {
         let err = parse_python_batch(bad, "f").unwrap_err();
         assert!(
-            matches!(&err, DataError::PickleContent { file, message } if file == "f" && message.contains("uint8")),
+            matches!(&err, DataError::PickleContent { path: file, message } if file == std::path::Path::new("f") && message.contains("uint8")),
             "{err}"
         );
     }

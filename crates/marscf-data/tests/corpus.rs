@@ -87,7 +87,7 @@ fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
         (
             "cache manifest",
             vec![manifest()],
-            Box::new(|b| Manifest::parse(b, "f").map(drop)),
+            Box::new(|b| Manifest::parse(b, Path::new("f")).map(drop)),
         ),
         (
             "image",
@@ -100,6 +100,7 @@ fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
 /// A decode cache's manifest.
 fn manifest() -> Vec<u8> {
     Manifest {
+        format: marscf_data::cache::FORMAT,
         dataset: "imagenet64".into(),
         split: "train".into(),
         shape: [3, 64, 64],
@@ -108,7 +109,7 @@ fn manifest() -> Vec<u8> {
         pixels_crc32: 0xdead_beef,
         labels_crc32: 7,
     }
-    .to_text()
+    .to_json()
     .into_bytes()
 }
 

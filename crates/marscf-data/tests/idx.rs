@@ -44,7 +44,7 @@ fn rejects_corrupt_gzip() {
     let bad = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3];
     let err = parse_images(&bad, "x").unwrap_err();
     assert!(
-        matches!(&err, DataError::Gzip { file, .. } if file == "x"),
+        matches!(&err, DataError::Gzip { path: file, .. } if file == std::path::Path::new("x")),
         "{err}"
     );
     assert!(

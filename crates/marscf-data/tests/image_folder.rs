@@ -95,7 +95,7 @@ fn rejects_bad_folders_naming_the_file() {
     std::fs::write(root.path().join("README"), b"x").unwrap();
     let err = read_image_folder(root.path(), None).unwrap_err();
     assert!(
-        matches!(&err, DataError::Mismatch { file, .. } if file.ends_with("README")),
+        matches!(&err, DataError::Mismatch { path: file, .. } if file.ends_with("README")),
         "{err}"
     );
 

@@ -59,7 +59,7 @@ fn rejects_bad_npz_batches() {
     assert!(matches!(err, DataError::Mismatch { .. }), "{err}");
     let err = parse(imagenet_npz(&set, None, false), ImagenetSize::S64).unwrap_err();
     assert!(
-        matches!(&err, DataError::Mismatch { file, .. } if file == "b.npz:data.npy"),
+        matches!(&err, DataError::Mismatch { path: file, .. } if file == std::path::Path::new("b.npz:data.npy")),
         "{err}"
     );
     let no_data = npz(&[("labels", npy("<i8", &[0], &[]))], false);
@@ -71,7 +71,7 @@ fn rejects_bad_npz_batches() {
     corrupt.truncate(corrupt.len() / 2);
     let err = parse(corrupt, ImagenetSize::S32).unwrap_err();
     assert!(
-        matches!(&err, DataError::Zip { file, .. } if file == "b.npz"),
+        matches!(&err, DataError::Zip { path: file, .. } if file == std::path::Path::new("b.npz")),
         "{err}"
     );
 }

@@ -52,7 +52,7 @@ fn finds_torchvision_layout_and_names_a_corrupt_file() {
     std::fs::write(raw.join(TRAIN_FILES.0), corrupt).unwrap();
     let err = load(root.path()).unwrap_err();
     assert!(
-        matches!(&err, DataError::Gzip { file, .. } if file.ends_with(TRAIN_FILES.0)),
+        matches!(&err, DataError::Gzip { path: file, .. } if file.ends_with(TRAIN_FILES.0)),
         "{err}"
     );
     assert!(

@@ -34,7 +34,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         hidden: defaults.hidden,
     });
     let config = BenchConfig {
-        coupling: args.model.coupling(),
+        coupling: args.model.coupling_or_affine(),
         levels: size.levels,
         steps: size.steps,
         hidden: size.hidden,

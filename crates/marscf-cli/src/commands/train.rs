@@ -7,15 +7,13 @@ use std::rc::Rc;
 
 use clap::Args;
 use marscf::data::datasets::DatasetName;
-use marscf::select_process_devices;
 use marscf::train::{
     Collective, DataParallel, Observer, OneProcess, OptimOptions, RunConfig, RunOverrides,
     RunSummary, Silent, Start, TrainingData, end_every_process_on_error, new_run, saved_run, train,
 };
+use marscf::{PriorKind, select_process_devices};
 
-use crate::args::{
-    CouplingArg, DataArgs, ModelArgs, PriorArg, at_least_one, decay, non_negative, positive,
-};
+use crate::args::{DataArgs, ModelArgs, at_least_one, decay, names, non_negative, positive, prior};
 use crate::commands::{Result, load_data};
 use crate::progress::ProgressBarObserver;
 
@@ -27,8 +25,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// The prior [default: mar].
-    #[arg(long, value_enum)]
-    prior: Option<PriorArg>,
+    #[arg(long, value_parser = prior,
+          help = format!("The prior: {} [default: mar]", names(PriorKind::all())))]
+    prior: Option<PriorKind>,
     /// Width of the mAR prior's embeddings and ConvLSTM states [default: the reference's 32].
     #[arg(long, value_parser = at_least_one)]
     prior_hidden: Option<usize>,
@@ -153,12 +152,11 @@ fn train_in(args: TrainArgs, world: &Rc<dyn Collective>) -> Result<()> {
     // Every option typed in place of the saved run's setting (the trainer then refuses
     // those that would make it another run) or of a new run's default.
     let plan = overrides(&args)?.apply(saved.unwrap_or_else(|| new_run(&args.out)))?;
-    let info = plan.origin.data.ok_or("the run describes no data")?;
+    let (model, info) = (plan.model, plan.data);
     let run = RunConfig {
         out_dir: args.out.clone(),
-        ..plan.origin.run.ok_or("the run describes no settings")?
+        ..plan.run
     };
-    let model = plan.model;
     model.validate()?;
     run.validate()?;
     let devices = select_process_devices(world.local_rank(), args.devices as usize)?;
@@ -256,11 +254,11 @@ fn overrides(args: &TrainArgs) -> Result<RunOverrides> {
         data_root: args.data.data_root.clone(),
         test_images: args.data.test_images,
         bits: args.n_bits,
-        coupling: args.model.coupling.map(CouplingArg::kind),
+        coupling: args.model.coupling.clone(),
         levels: args.model.levels,
         steps: args.model.steps,
         hidden: args.model.hidden,
-        prior: args.prior.map(Into::into),
+        prior: args.prior.clone(),
         prior_hidden: args.prior_hidden,
         prior_layers: args.prior_layers,
         batch_size: args.batch_size,
@@ -284,8 +282,7 @@ fn overrides(args: &TrainArgs) -> Result<RunOverrides> {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
-    use marscf::PriorKind;
-    use marscf::checkpoint::CheckpointInfo;
+    use marscf::train::RunPlan;
 
     use super::*;
 
@@ -295,7 +292,7 @@ mod tests {
         train: TrainArgs,
     }
 
-    fn asked(options: &[&str]) -> Result<CheckpointInfo> {
+    fn asked(options: &[&str]) -> Result<RunPlan> {
         let args = Command::try_parse_from(std::iter::once("train").chain(options.iter().copied()))
             .expect("the options parse");
         Ok(overrides(&args.train)?.apply(new_run("out"))?)

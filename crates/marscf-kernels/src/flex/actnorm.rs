@@ -39,7 +39,7 @@ pub fn forward(x: &[f32], bias: &[f32], logs: &[f32], p: usize, relu: bool) -> V
 }
 
 /// The three gradients of [`forward`]'s inputs.
-pub struct Gradients {
+pub struct ActNormGradients {
     /// `dx`, `(N, C, P)`.
     pub x: Vec<f32>,
     /// `d bias`, `C`.
@@ -49,7 +49,7 @@ pub struct Gradients {
 }
 
 /// The gradients from the output `y`, `dy` and `logs`.
-pub fn backward(y: &[f32], dy: &[f32], logs: &[f32], p: usize, relu: bool) -> Gradients {
+pub fn backward(y: &[f32], dy: &[f32], logs: &[f32], p: usize, relu: bool) -> ActNormGradients {
     let c = logs.len();
     let scale: Vec<f32> = logs.iter().map(|&l| exp(l)).collect();
     let scale = scale.as_slice();
@@ -87,7 +87,7 @@ pub fn backward(y: &[f32], dy: &[f32], logs: &[f32], p: usize, relu: bool) -> Gr
         }
     }
     let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
-    Gradients {
+    ActNormGradients {
         x: dx,
         bias: narrow(bias),
         logs: narrow(d_logs),

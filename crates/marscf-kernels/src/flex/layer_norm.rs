@@ -55,7 +55,7 @@ pub fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32>
 }
 
 /// The three gradients of [`forward`]'s inputs.
-pub struct Gradients {
+pub struct LayerNormGradients {
     /// `dx`, the shape of `x`.
     pub x: Vec<f32>,
     /// `dγ`, `C`.
@@ -65,7 +65,7 @@ pub struct Gradients {
 }
 
 /// The gradients from the input `x`, `gamma` and `dy` (the row moments are recomputed).
-pub fn backward(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f32) -> Gradients {
+pub fn backward(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f32) -> LayerNormGradients {
     let c = gamma.len();
     let rows = x.len() / c.max(1);
     let run = chunk_len(run_len(rows) * c);
@@ -113,7 +113,7 @@ pub fn backward(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f32) -> Gradients
         })
         .collect();
     let (gamma_sum, beta_sum) = sum_runs(partials, [c, c]);
-    Gradients {
+    LayerNormGradients {
         x: dx,
         gamma: gamma_sum,
         beta: beta_sum,

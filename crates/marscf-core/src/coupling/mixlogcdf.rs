@@ -4,42 +4,12 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+use super::checks::check_coupling_sizes;
+use super::mixlogcdf_net::{MixLogCdfConfig, MixLogCdfNet, MixLogCdfNetConfig, MixLogCdfParams};
 use crate::CoreError;
-use crate::coupling::check_coupling_sizes;
 use crate::layer::{InvertibleLayer, sum_per_sample};
-use crate::mixlogcdf_net::{MixLogCdfNet, MixLogCdfNetConfig, MixLogCdfParams};
 use crate::mixture::{LogisticMixture, logit_with_log_det, sigmoid_with_log_det};
 use crate::split::{merge, split};
-
-/// The parameters of a model's MixLogCDF couplings beyond their sizes (what
-/// [`CouplingKind::MixLogCdf`](crate::CouplingKind::MixLogCdf) carries and a checkpoint
-/// saves); the defaults are the reference's. [`MixLogCdfCouplingConfig`] adds the sizes of
-/// one coupling.
-#[derive(Config, Debug, Copy, PartialEq)]
-pub struct MixLogCdfConfig {
-    /// Mixture components `k`.
-    #[config(default = 32)]
-    pub components: usize,
-    /// Residual blocks of the network.
-    #[config(default = 10)]
-    pub blocks: usize,
-    /// Attention heads.
-    #[config(default = 4)]
-    pub heads: usize,
-    /// Dropout probability (channel dropout and attention weights), training only.
-    #[config(default = 0.2)]
-    pub dropout: f64,
-    /// Bisection iterations of the inverse at most.
-    #[config(default = 100)]
-    pub max_bisection_iters: usize,
-}
-
-impl Default for MixLogCdfConfig {
-    /// [`MixLogCdfConfig::new`]: the reference's parameters.
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// Configuration of [`MixLogCdfCoupling`].
 #[derive(Config, Debug)]

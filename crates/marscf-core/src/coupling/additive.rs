@@ -4,9 +4,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+use super::checks::check_coupling_sizes;
+use super::glow_net::{AffineCouplingNet, AffineCouplingNetConfig};
 use crate::CoreError;
-use crate::affine_coupling::{AffineCouplingNet, AffineCouplingNetConfig};
-use crate::coupling::check_coupling_sizes;
 use crate::layer::InvertibleLayer;
 use crate::split::{merge, split};
 

@@ -14,10 +14,40 @@ pub use marscf_kernels::concat_elu;
 
 use crate::CoreError;
 use crate::dropout::{Dropout, DropoutConfig};
-use crate::mixlogcdf_coupling::MixLogCdfConfig;
 use crate::weight_norm::{
     WnConv2d, WnConv2dConfig, WnLinear, WnLinearConfig, WnScale, WnScaleConfig,
 };
+
+/// The parameters of a model's MixLogCDF couplings beyond their sizes (what
+/// [`CouplingKind::MixLogCdf`](crate::CouplingKind::MixLogCdf) carries and a checkpoint
+/// saves); the defaults are the reference's.
+/// [`MixLogCdfCouplingConfig`](super::mixlogcdf::MixLogCdfCouplingConfig) adds the sizes of
+/// one coupling.
+#[derive(Config, Debug, Copy, PartialEq)]
+pub struct MixLogCdfConfig {
+    /// Mixture components `k`.
+    #[config(default = 32)]
+    pub components: usize,
+    /// Residual blocks of the network.
+    #[config(default = 10)]
+    pub blocks: usize,
+    /// Attention heads.
+    #[config(default = 4)]
+    pub heads: usize,
+    /// Dropout probability (channel dropout and attention weights), training only.
+    #[config(default = 0.2)]
+    pub dropout: f64,
+    /// Bisection iterations of the inverse at most.
+    #[config(default = 100)]
+    pub max_bisection_iters: usize,
+}
+
+impl Default for MixLogCdfConfig {
+    /// [`MixLogCdfConfig::new`]: the reference's parameters.
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Configuration of [`GatedConv`].
 #[derive(Config, Debug)]
