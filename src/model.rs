@@ -308,10 +308,11 @@ mod tests {
         for kind in PriorKind::all() {
             assert_eq!(kind.to_string().parse::<PriorKind>().unwrap(), kind);
         }
-        assert!(matches!(
-            "gaussian".parse::<PriorKind>(),
-            Err(ModelError::UnknownPrior { name }) if name == "gaussian"
-        ));
+        let unknown = "gaussian".parse::<PriorKind>().unwrap_err();
+        assert!(matches!(&unknown, ModelError::UnknownPrior { name } if name == "gaussian"));
+        for kind in PriorKind::all() {
+            assert!(unknown.to_string().contains(kind.name()), "{unknown}");
+        }
     }
 
     #[test]

@@ -260,12 +260,7 @@ fn inferred_configuration_matches_every_fixture() {
         assert_eq!(flow.levels as u64, json["L"].as_u64().unwrap());
         assert_eq!(flow.steps as u64, json["K"].as_u64().unwrap());
         assert_eq!(flow.hidden as u64, json["C"].as_u64().unwrap());
-        let coupling = match flow.coupling {
-            CouplingKind::Affine => "affine",
-            CouplingKind::MixLogCdf(_) => "mixlogcdf",
-            CouplingKind::Additive => "additive",
-        };
-        assert_eq!(coupling, json["coupling"].as_str().unwrap());
+        assert_eq!(flow.coupling.name(), json["coupling"].as_str().unwrap());
     }
 }
 

@@ -32,7 +32,8 @@ pub struct RunOverrides {
     pub test_images: Option<usize>,
     /// Bits per pixel value, of the data and the model.
     pub bits: Option<u32>,
-    /// The coupling of every flow step.
+    /// The coupling of every flow step: a coupling of the description's kind keeps the
+    /// description's parameters (the CLI's `--coupling mixlogcdf` restates the kind only).
     pub coupling: Option<CouplingKind>,
     /// Levels `L`.
     pub levels: Option<usize>,
@@ -40,8 +41,8 @@ pub struct RunOverrides {
     pub steps: Option<usize>,
     /// Hidden width `C` of the couplings.
     pub hidden: Option<usize>,
-    /// The prior (the mAR prior at the reference's size unless `prior_hidden` and
-    /// `prior_layers` say otherwise).
+    /// The prior. Of the description's kind, it keeps the description's sizes unless it
+    /// gives sizes other than the reference's (or `prior_hidden` and `prior_layers` do).
     pub prior: Option<PriorKind>,
     /// Width of the mAR prior's ConvLSTM states.
     pub prior_hidden: Option<usize>,
@@ -109,10 +110,11 @@ impl RunOverrides {
     /// `info` with every given setting in its place; a description without data or
     /// settings gets [`new_run`]'s. A dataset or layout other than the description's
     /// reshapes the data and the flow's image, and a dataset other than the description's
-    /// sets augmentation to its default (on for CIFAR-10) unless `augment` is given. A prior
-    /// of another kind replaces the description's (the mAR prior at the reference's size);
-    /// the mAR prior given for the mAR prior keeps its sizes, which `prior_hidden` and
-    /// `prior_layers` set. Those sizes for another prior are [`ModelError::PriorSize`].
+    /// sets augmentation to its default (on for CIFAR-10) unless `augment` is given. A
+    /// coupling or prior of another kind replaces the description's; one of the same kind
+    /// keeps the description's parameters (a mAR prior given with sizes other than the
+    /// reference's sets those). `prior_hidden` and `prior_layers` set the mAR prior's sizes;
+    /// for another prior they are [`ModelError::PriorSize`].
     pub fn apply(&self, info: CheckpointInfo) -> Result<RunPlan, ModelError> {
         // Every field named, so that a new setting is a compile error until it is applied.
         let Self {
@@ -170,14 +172,27 @@ impl RunOverrides {
             data = data.with_bits(bits);
             model.bits = bits;
         }
-        set(&mut model.flow.coupling, coupling);
+        if let Some(coupling) = coupling
+            && coupling.name() != model.flow.coupling.name()
+        {
+            model.flow.coupling = coupling;
+        }
         set(&mut model.flow.levels, levels);
         set(&mut model.flow.steps, steps);
         set(&mut model.flow.hidden, hidden);
-        if let Some(prior) = prior
-            && prior.name() != model.prior.name()
-        {
-            model.prior = prior;
+        let (mut prior_hidden, mut prior_layers) = (prior_hidden, prior_layers);
+        match prior {
+            Some(prior) if prior.name() != model.prior.name() => model.prior = prior,
+            Some(
+                sized @ PriorKind::Mar {
+                    hidden,
+                    lstm_layers,
+                },
+            ) if sized != PriorKind::default() => {
+                prior_hidden = prior_hidden.or(Some(hidden));
+                prior_layers = prior_layers.or(Some(lstm_layers));
+            }
+            _ => {}
         }
         if prior_hidden.is_some() || prior_layers.is_some() {
             let PriorKind::Mar {
@@ -354,6 +369,39 @@ mod tests {
             ..RunOverrides::default()
         };
         assert_eq!(glow.apply(saved).unwrap().model.prior, PriorKind::Glow);
+
+        let sized = PriorKind::Mar {
+            hidden: 8,
+            lstm_layers: 2,
+        };
+        let new = RunOverrides {
+            prior: Some(sized.clone()),
+            ..RunOverrides::default()
+        };
+        assert_eq!(new.apply(new_run("out")).unwrap().model.prior, sized);
+    }
+
+    #[test]
+    fn a_coupling_of_the_same_kind_keeps_its_parameters() {
+        let custom = CouplingKind::MixLogCdf(crate::core::MixLogCdfConfig::new().with_blocks(2));
+        let mut saved = new_run("out");
+        saved.model.flow.coupling = custom.clone();
+        let restated = RunOverrides {
+            coupling: Some("mixlogcdf".parse().unwrap()),
+            ..RunOverrides::default()
+        };
+        assert_eq!(
+            restated.apply(saved.clone()).unwrap().model.flow.coupling,
+            custom
+        );
+        let affine = RunOverrides {
+            coupling: Some(CouplingKind::Affine),
+            ..RunOverrides::default()
+        };
+        assert_eq!(
+            affine.apply(saved).unwrap().model.flow.coupling,
+            CouplingKind::Affine
+        );
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub fn fetch_verified(
     let got = hex(&hasher.finalize());
     if got != file.sha256 {
         return Err(DataError::Digest {
-            path: url.into(),
+            url,
             expected: file.sha256.to_string(),
             got,
         });

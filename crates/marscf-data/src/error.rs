@@ -172,10 +172,10 @@ pub enum DataError {
     },
     /// Downloaded (or cached) bytes whose SHA-256 digest is not the published one; nothing was
     /// kept.
-    #[error("{path}: SHA-256 {got} does not match the expected {expected}; the file was not kept")]
+    #[error("{url}: SHA-256 {got} does not match the expected {expected}; the file was not kept")]
     Digest {
-        /// The file (or address) whose bytes were checked.
-        path: PathBuf,
+        /// The address whose bytes were checked.
+        url: String,
         /// The expected digest (lower-case hex).
         expected: String,
         /// The digest of the bytes received (lower-case hex).

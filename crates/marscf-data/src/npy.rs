@@ -355,7 +355,7 @@ fn parse_header(text: &str) -> Result<(IntType, bool, Vec<usize>), String> {
     let descr = descr
         .strip_prefix('\'')
         .and_then(|d| d.strip_suffix('\''))
-        .ok_or("structured dtypes are not supported")?;
+        .ok_or("'descr' is not a quoted dtype string (structured dtypes are not supported)")?;
     let (fortran, rest) = entry(rest, "fortran_order")?;
     let fortran = match fortran {
         "True" => true,
@@ -370,17 +370,28 @@ fn parse_header(text: &str) -> Result<(IntType, bool, Vec<usize>), String> {
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
         .ok_or("'shape' is not a tuple")?;
-    let shape = dims
-        .split(',')
-        .map(str::trim)
+    // `()`, `(3,)`, `(2, 3)`: one comma after the last dimension is allowed, no other gap.
+    let dims = dims.trim();
+    let dims = dims
+        .strip_suffix(',')
         .filter(|d| !d.is_empty())
-        .map(|d| {
-            let digits = d.strip_suffix('L').unwrap_or(d);
-            digits
-                .parse::<usize>()
-                .map_err(|_| format!("dimension {d:?} is not a size"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .unwrap_or(dims);
+    let shape = match dims.trim() {
+        "" => Vec::new(),
+        dims => dims
+            .split(',')
+            .map(|d| {
+                let d = d.trim();
+                let digits = d.strip_suffix('L').unwrap_or(d);
+                let size = if digits.bytes().all(|b| b.is_ascii_digit()) {
+                    digits.parse::<usize>().ok()
+                } else {
+                    None
+                };
+                size.ok_or_else(|| format!("dimension {d:?} is not a size"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     Ok((int_type(descr)?, fortran, shape))
 }
 
@@ -491,6 +502,17 @@ mod tests {
             let refused = read(header).unwrap_err();
             assert!(refused.contains(error), "{header}: {refused}");
         }
+    }
+
+    #[test]
+    fn reads_version_3_headers() {
+        let header = "{'descr': '<u2', 'fortran_order': False, 'shape': (1,), }\n";
+        let mut bytes = b"\x93NUMPY\x03\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[1, 2]);
+        let a = NpyArray::from_vec(bytes, "a").unwrap();
+        assert_eq!((a.to_i64("a").unwrap(), a.shape), (vec![0x0201], vec![1]));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! carries its parameters, [`Coupling`] is the layer.
 //!
 //! A new coupling is a new file here (its config, its layer, `InvertibleLayer` for it)
-//! and a variant of [`CouplingKind`] and [`Coupling`] in this one; the compiler then points
-//! at every match to extend, all of them in this file.
+//! and a variant of [`CouplingKind`] and [`Coupling`] in this one: the compiler then points
+//! at the matches to extend, all in this file; add it to [`CouplingKind::all`] too (a test
+//! checks that the error for an unknown name lists every coupling in it).
 
 pub mod additive;
 pub mod affine;
@@ -198,10 +199,11 @@ mod tests {
         for kind in CouplingKind::all() {
             assert_eq!(kind.to_string().parse::<CouplingKind>().unwrap(), kind);
         }
-        assert!(matches!(
-            "glow".parse::<CouplingKind>(),
-            Err(CoreError::UnknownCoupling { name }) if name == "glow"
-        ));
+        let unknown = "glow".parse::<CouplingKind>().unwrap_err();
+        assert!(matches!(&unknown, CoreError::UnknownCoupling { name } if name == "glow"));
+        for kind in CouplingKind::all() {
+            assert!(unknown.to_string().contains(kind.name()), "{unknown}");
+        }
     }
 
     #[test]
