@@ -203,15 +203,22 @@ pub fn save_image_grid(
         }
     }
     if let Some(caption) = caption {
-        canvas = with_caption(canvas, caption)
-            .map_err(|e| ModelError::invalid(path, format!("cannot draw the caption: {e}")))?;
+        canvas = with_caption(canvas, caption, path)?;
     }
     write_png(&canvas, path, existing)
 }
 
-/// `canvas` with `caption` written in white into its top [`CAPTION_HEIGHT`] pixels.
-fn with_caption(canvas: image::RgbImage, caption: &str) -> Result<image::RgbImage, String> {
+/// `canvas` with `caption` written in white into its top [`CAPTION_HEIGHT`] pixels; `path`
+/// names the file in errors.
+fn with_caption(
+    canvas: image::RgbImage,
+    caption: &str,
+    path: &Path,
+) -> Result<image::RgbImage, ModelError> {
     register_font();
+    let draw = |e: &dyn std::fmt::Display| {
+        ModelError::invalid(path, format!("cannot draw the caption: {e}"))
+    };
     let (width, height) = canvas.dimensions();
     let mut pixels = canvas.into_raw();
     {
@@ -220,8 +227,8 @@ fn with_caption(canvas: image::RgbImage, caption: &str) -> Result<image::RgbImag
             .into_font()
             .color(&WHITE);
         root.draw_text(caption, &style, (3, 2))
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+            .map_err(|e| draw(&e))?;
+        root.present().map_err(|e| draw(&e))?;
     }
     Ok(image::RgbImage::from_raw(width, height, pixels)
         .expect("the buffer holds width x height RGB pixels"))

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::atomic_file::{self, AtomicFile, Existing};
+use crate::error::read_file;
 use crate::images::{ImageSet, ImageSink};
 use crate::pixels::Pixels;
 
@@ -218,53 +219,56 @@ pub(crate) fn load_or_build(
     let mut writer = Writer::new(dir, &files, key)?;
     build(&mut writer)?;
     writer.finish(&files, key, sources)?;
-    open(&files, key, sources, verify).map_err(|message| DataError::Cache {
-        path: files.manifest.clone(),
-        message: format!("written but not readable back: {message}"),
-    })
+    open(&files, key, sources, verify)
 }
 
-/// The cached split, or why it cannot be used.
+/// The cached split, or why it cannot be used: an unreadable file ([`DataError::Io`]) or a
+/// manifest that does not describe these files ([`DataError::Cache`]).
 fn open(
     files: &Files,
     key: &CacheKey,
     sources: Fingerprint,
     verify: bool,
-) -> Result<ImageSet, String> {
-    let text = std::fs::read(&files.manifest).map_err(|e| e.to_string())?;
-    let manifest = Manifest::parse(&text, &files.manifest).map_err(|e| e.to_string())?;
+) -> Result<ImageSet, DataError> {
+    let stale = |message: String| DataError::Cache {
+        path: files.manifest.clone(),
+        message,
+    };
+    let manifest = Manifest::parse(&read_file(&files.manifest)?, &files.manifest)?;
     if (
         manifest.dataset.as_str(),
         manifest.split.as_str(),
         manifest.shape,
     ) != (key.dataset, key.split, key.shape)
     {
-        return Err("the manifest is of another split".into());
+        return Err(stale("the manifest is of another split".into()));
     }
     if manifest.sources != sources.0 {
-        return Err("the source files changed".into());
+        return Err(stale("the source files changed".into()));
     }
-    let pixel_bytes = manifest.pixel_bytes().ok_or("size overflows")?;
-    let labels = std::fs::read(&files.labels).map_err(|e| e.to_string())?;
+    let pixel_bytes = manifest
+        .pixel_bytes()
+        .ok_or_else(|| stale("size overflows".into()))?;
+    let labels = read_file(&files.labels)?;
     if Some(labels.len()) != manifest.count.checked_mul(2)
         || crc32fast::hash(&labels) != manifest.labels_crc32
     {
-        return Err("the labels file is not the one written".into());
+        return Err(stale("the labels file is not the one written".into()));
     }
-    let file = File::open(&files.pixels).map_err(|e| e.to_string())?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let file = File::open(&files.pixels).map_err(DataError::io(&files.pixels))?;
+    let len = file.metadata().map_err(DataError::io(&files.pixels))?.len();
     if len != pixel_bytes as u64 {
-        return Err(format!(
+        return Err(stale(format!(
             "the pixels file has {len} bytes, not {pixel_bytes}"
-        ));
+        )));
     }
-    if verify && crc32_of(&file).map_err(|e| e.to_string())? != manifest.pixels_crc32 {
-        return Err("the pixels file's CRC-32 does not match".into());
+    if verify && crc32_of(&file).map_err(DataError::io(&files.pixels))? != manifest.pixels_crc32 {
+        return Err(stale("the pixels file's CRC-32 does not match".into()));
     }
     // SAFETY: the map is read-only and the cache's files are never changed in place, only
     // replaced by renaming a new file over them (see the module doc), which leaves this
     // mapping's file intact.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(DataError::io(&files.pixels))?;
     Ok(ImageSet {
         shape: key.shape,
         pixels: Pixels::mapped(map),

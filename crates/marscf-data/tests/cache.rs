@@ -255,6 +255,21 @@ fn a_damaged_cache_is_rebuilt() {
             expected
         );
     }
+    // A manifest of the text format 1 (before the JSON one): rebuilt, then read as JSON.
+    std::fs::write(
+        file("manifest"),
+        "marscf-data decode cache 1\ndataset imagenet32\nsplit train\n",
+    )
+    .unwrap();
+    assert_eq!(
+        load_with(name, Some(root.path()), &options).unwrap(),
+        expected
+    );
+    let rebuilt = std::fs::read(file("manifest")).unwrap();
+    assert_eq!(
+        Manifest::parse(&rebuilt, Path::new("m")).unwrap().format,
+        FORMAT
+    );
     let mut labels = std::fs::read(file("labels")).unwrap();
     labels[0] ^= 1;
     std::fs::write(file("labels"), labels).unwrap();
