@@ -13,7 +13,8 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::math::{matmul, per_sample_parallelism, sized, with_scratch, with_widest_simd};
+use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
+use super::math::with_widest_simd;
 use super::rows::{Mask, mask_in_place, softmax_grad_in_place, softmax_in_place};
 
 /// A matrix operand: its elements and the distance between its rows.
@@ -61,14 +62,10 @@ impl AttentionShape {
     ) {
         let (l, d) = (self.len, self.width);
         matmul(
-            [l, l, d],
-            dst,
-            [l as isize, 1],
-            a,
-            [a_rows as isize, 1],
-            b,
-            [1, b_rows as isize],
-            false,
+            MatMut::row_major(dst, l, l),
+            MatRef::strided(a, l, d, [a_rows, 1]),
+            MatRef::strided(b, l, d, [b_rows, 1]).t(),
+            Accum::Replace,
             parallelism,
         );
     }
@@ -84,20 +81,12 @@ impl AttentionShape {
         parallelism: Parallelism,
     ) {
         let (l, d) = (self.len, self.width);
-        let w_strides = if transposed {
-            [1, l as isize]
-        } else {
-            [l as isize, 1]
-        };
+        let w = MatRef::row_major(w, l, l);
         matmul(
-            [l, d, l],
-            dst,
-            [dst_rows as isize, 1],
-            w,
-            w_strides,
-            v,
-            [v_rows as isize, 1],
-            false,
+            MatMut::strided(dst, l, d, [dst_rows, 1]),
+            if transposed { w.t() } else { w },
+            MatRef::strided(v, l, d, [v_rows, 1]),
+            Accum::Replace,
             parallelism,
         );
     }

@@ -19,10 +19,8 @@ use std::ops::Range;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::math::{
-    add_scalar, matmul, per_sample_parallelism, run_len, sized, sum, sum_runs, with_scratch,
-    with_widest_simd,
-};
+use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
+use super::math::{add_scalar, run_len, sum, sum_runs, with_widest_simd};
 use super::winograd;
 
 /// Output pixels per tile: large enough for the gemm micro-kernels, small enough that a
@@ -348,14 +346,14 @@ fn pointwise_forward(
                 }
             }
             matmul(
-                [co, p, ci],
-                y,
-                [p as isize, 1],
-                w,
-                [ci as isize, 1],
-                x,
-                [p as isize, 1],
-                accumulate || bias.is_some(),
+                MatMut::row_major(y, co, p),
+                MatRef::row_major(w, co, ci),
+                MatRef::row_major(x, ci, p),
+                if accumulate || bias.is_some() {
+                    Accum::Add
+                } else {
+                    Accum::Replace
+                },
                 parallelism,
             );
         });
@@ -377,14 +375,10 @@ fn pointwise_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, 
                     *db_c += sum(row);
                 }
                 matmul(
-                    [co, ci, p],
-                    &mut dw,
-                    [ci as isize, 1],
-                    dy,
-                    [p as isize, 1],
-                    x,
-                    [1, p as isize],
-                    true,
+                    MatMut::row_major(&mut dw, co, ci),
+                    MatRef::row_major(dy, co, p),
+                    MatRef::row_major(x, ci, p).t(),
+                    Accum::Add,
                     parallelism,
                 );
             }
@@ -403,14 +397,10 @@ fn pointwise_input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
         .zip(dy.par_chunks(co * p))
         .for_each(|(dx, dy)| {
             matmul(
-                [ci, p, co],
-                dx,
-                [p as isize, 1],
-                w,
-                [1, ci as isize],
-                dy,
-                [p as isize, 1],
-                false,
+                MatMut::row_major(dx, ci, p),
+                MatRef::row_major(w, co, ci).t(),
+                MatRef::row_major(dy, co, p),
+                Accum::Replace,
                 parallelism,
             );
         });
@@ -465,14 +455,10 @@ pub fn forward_into(
             im2col(x, g, tile, cols);
             let product = sized(out_buf, co * width);
             matmul(
-                [co, width, k],
-                product,
-                [width as isize, 1],
-                w,
-                [k as isize, 1],
-                cols,
-                [width as isize, 1],
-                false,
+                MatMut::row_major(product, co, width),
+                MatRef::row_major(w, co, k),
+                MatRef::row_major(cols, k, width),
+                Accum::Replace,
                 parallelism,
             );
             for (c, product) in product.chunks_exact(width).enumerate() {
@@ -532,14 +518,10 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f3
                         *db_c += sum(row);
                     }
                     matmul(
-                        [k, co, width],
-                        &mut dwt,
-                        [co as isize, 1],
-                        cols,
-                        [width as isize, 1],
-                        dy_tile,
-                        [1, width as isize],
-                        true,
+                        MatMut::row_major(&mut dwt, k, co),
+                        MatRef::row_major(cols, k, width),
+                        MatRef::row_major(dy_tile, co, width).t(),
+                        Accum::Add,
                         parallelism,
                     );
                 }
@@ -602,14 +584,10 @@ pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
             gather_tile(dy, g, tile, dy_tile);
             let cols = sized(cols_buf, k * width);
             matmul(
-                [k, width, co],
-                cols,
-                [width as isize, 1],
-                w,
-                [1, k as isize],
-                dy_tile,
-                [width as isize, 1],
-                false,
+                MatMut::row_major(cols, k, width),
+                MatRef::row_major(w, co, k).t(),
+                MatRef::row_major(dy_tile, co, width),
+                Accum::Replace,
                 parallelism,
             );
             col2im(cols, g, tile, out);

@@ -1,13 +1,8 @@
 //! Branch-free `exp`, `ln`, `ln_1p`, `sigmoid` and `tanh` on `f32` that the compiler
 //! vectorises (Cephes' single-precision polynomials, within 1 to 3 ulp of the standard
 //! library's, special values as the standard library's: the unit tests state each bound),
-//! and the runtime choice of the widest instruction set for the loops that use them; the
-//! strided gemm and the per-thread scratch buffers that the matrix-product kernels share;
-//! sums over runs of work.
-
-use std::cell::RefCell;
-
-use gemm::{Parallelism, gemm};
+//! and the runtime choice of the widest instruction set for the loops that use them; sums
+//! over runs of work. (The gemm and the scratch buffers are in [`super::gemm`].)
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split into a part exact in few bits and the rest (Cody-Waite reduction).
@@ -228,112 +223,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(&x, &y)| x * y)
         .sum();
     acc.iter().sum::<f32>() + rest
-}
-
-/// `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`), `m x n` from `m x k` and
-/// `k x n`, each given by its (row, column) strides (non-negative). Any of `m`, `n`, `k` may
-/// be 0 (`k = 0`: `dst = 0`).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    [m, n, k]: [usize; 3],
-    dst: &mut [f32],
-    dst_strides: [isize; 2],
-    lhs: &[f32],
-    lhs_strides: [isize; 2],
-    rhs: &[f32],
-    rhs_strides: [isize; 2],
-    accumulate: bool,
-    parallelism: Parallelism,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        // An empty sum: dst = 0, or unchanged when accumulating.
-        if !accumulate {
-            for i in 0..m {
-                for j in 0..n {
-                    dst[i * dst_strides[0] as usize + j * dst_strides[1] as usize] = 0.0;
-                }
-            }
-        }
-        return;
-    }
-    let extent = |[rs, cs]: [isize; 2], rows: usize, cols: usize| {
-        (rows.max(1) - 1) * rs as usize + (cols.max(1) - 1) * cs as usize + 1
-    };
-    assert!(
-        dst.len() >= extent(dst_strides, m, n),
-        "gemm destination too small"
-    );
-    assert!(
-        lhs.len() >= extent(lhs_strides, m, k),
-        "gemm left operand too small"
-    );
-    assert!(
-        rhs.len() >= extent(rhs_strides, k, n),
-        "gemm right operand too small"
-    );
-    // SAFETY: the three extents were checked against the slices above.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dst_strides[1],
-            dst_strides[0],
-            accumulate,
-            lhs.as_ptr(),
-            lhs_strides[1],
-            lhs_strides[0],
-            rhs.as_ptr(),
-            rhs_strides[1],
-            rhs_strides[0],
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
-/// The gemm's own threading for products done one sample per task: only when there are
-/// fewer samples than workers.
-pub fn per_sample_parallelism(batch: usize) -> Parallelism {
-    if batch < rayon::current_num_threads() {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    }
-}
-
-thread_local! {
-    /// Each thread's two scratch buffers, kept across calls so that they are neither
-    /// allocated nor zeroed again once they are large enough.
-    static SCRATCH: RefCell<[Vec<f32>; 2]> = RefCell::default();
-}
-
-/// Runs `f` with this thread's two scratch buffers, or with fresh ones if a caller further
-/// up the thread's stack holds them (a worker waiting inside gemm's own threading may take
-/// up another task).
-pub fn with_scratch<R>(f: impl FnOnce(&mut [Vec<f32>; 2]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => f(&mut scratch),
-        Err(_) => f(&mut Default::default()),
-    })
-}
-
-/// The first `len` elements of `buf`, grown if it is shorter (contents unspecified: every
-/// element is written before it is read). It never shrinks, so that a larger request after
-/// a smaller one zeroes nothing.
-pub fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if buf.len() < len {
-        buf.resize(len, 0.0);
-    }
-    &mut buf[..len]
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod conv;
 mod conv_lstm;
 mod elu;
 mod gate;
+mod gemm;
 mod layer_norm;
 mod lstm;
 mod math;

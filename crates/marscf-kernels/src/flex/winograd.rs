@@ -17,7 +17,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::conv::ConvGeometry;
-use super::math::{matmul, sized, with_scratch, with_widest_simd};
+use super::gemm::{Accum, MatMut, MatRef, matmul, sized, with_scratch};
+use super::math::with_widest_simd;
 
 /// The fewest input and output channels Winograd takes: its transforms cost about
 /// `16 (Ci + Co)` additions per block, against `20 Ci Co` multiplications saved.
@@ -77,14 +78,10 @@ pub fn forward_into(
                 let m = sized(m_buf, 16 * co * t);
                 for xi in 0..16 {
                     matmul(
-                        [co, t, ci],
-                        &mut m[xi * co * t..],
-                        [t as isize, 1],
-                        &u[xi * co * ci..],
-                        [ci as isize, 1],
-                        &v[xi * ci * t..],
-                        [t as isize, 1],
-                        false,
+                        MatMut::row_major(&mut m[xi * co * t..], co, t),
+                        MatRef::row_major(&u[xi * co * ci..], co, ci),
+                        MatRef::row_major(&v[xi * ci * t..], ci, t),
+                        Accum::Replace,
                         parallelism,
                     );
                 }
