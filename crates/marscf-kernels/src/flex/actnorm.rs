@@ -5,7 +5,9 @@
 
 use rayon::prelude::*;
 
-use super::math::{chunk_len, dot, exp, lanes, with_widest_simd};
+use super::polynomial::exp;
+use super::reduce::{chunk_len, dot, lanes};
+use super::simd::with_widest_simd;
 
 /// `y` from `x`, `bias` and `logs` (`C` each), `p` pixels per plane.
 pub fn forward(x: &[f32], bias: &[f32], logs: &[f32], p: usize, relu: bool) -> Vec<f32> {

@@ -14,8 +14,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
-use super::math::with_widest_simd;
 use super::rows::{Mask, mask_in_place, softmax_grad_in_place, softmax_in_place};
+use super::simd::with_widest_simd;
 
 /// A matrix operand: its elements and the distance between its rows.
 type Rows<'a> = (&'a [f32], usize);

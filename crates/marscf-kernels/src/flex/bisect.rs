@@ -4,7 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::math::{sigmoid, with_widest_simd};
+use super::polynomial::sigmoid;
+use super::simd::with_widest_simd;
 
 /// Elements per parallel task and per cache block.
 const BLOCK: usize = 64;

@@ -20,7 +20,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
-use super::math::{add_scalar, run_len, sum, sum_runs, with_widest_simd};
+use super::reduce::{add_scalar, run_len, sum, sum_runs};
+use super::simd::with_widest_simd;
 use super::winograd;
 
 /// Output pixels per tile: large enough for the gemm micro-kernels, small enough that a

@@ -3,7 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::math::{chunk_len, exp, with_widest_simd};
+use super::polynomial::exp;
+use super::reduce::chunk_len;
+use super::simd::with_widest_simd;
 
 /// `elu(v) = v` for `v > 0`, `e^v - 1` otherwise; with its derivative (`1` or `e^v`).
 #[inline(always)]

@@ -3,7 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::math::{chunk_len, sigmoid, with_widest_simd};
+use super::polynomial::sigmoid;
+use super::reduce::chunk_len;
+use super::simd::with_widest_simd;
 
 /// `x` as `outer` blocks `[a; b]` -> `outer` blocks `a σ(b)` (half as long).
 pub fn forward(x: &[f32], outer: usize) -> Vec<f32> {

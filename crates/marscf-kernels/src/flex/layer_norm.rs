@@ -5,7 +5,8 @@
 
 use rayon::prelude::*;
 
-use super::math::{chunk_len, lanes, run_len, sum_runs, with_widest_simd};
+use super::reduce::{chunk_len, lanes, run_len, sum_runs};
+use super::simd::with_widest_simd;
 
 /// Rows per parallel task in the forward.
 const ROWS_PER_TASK: usize = 64;

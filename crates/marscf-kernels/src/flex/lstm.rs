@@ -8,7 +8,9 @@
 
 use rayon::prelude::*;
 
-use super::math::{chunk_len, sigmoid, tanh, with_widest_simd};
+use super::polynomial::{sigmoid, tanh};
+use super::reduce::chunk_len;
+use super::simd::with_widest_simd;
 
 /// The cell's inputs: the pre-activations `a` `(B, 4 hidden, H, W)` and the previous cell
 /// state `c` `(B, hidden, H, W)`.

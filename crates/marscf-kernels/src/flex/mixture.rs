@@ -12,7 +12,9 @@
 
 use rayon::prelude::*;
 
-use super::math::{chunk_len, exp, ln, ln_1p, sigmoid, with_widest_simd};
+use super::polynomial::{exp, ln, ln_1p, sigmoid};
+use super::reduce::chunk_len;
+use super::simd::with_widest_simd;
 
 /// Positions per block: every component's terms of a block stay in cache.
 const BLOCK: usize = 64;

@@ -11,9 +11,11 @@ mod gate;
 mod gemm;
 mod layer_norm;
 mod lstm;
-mod math;
 mod mixture;
+mod polynomial;
+mod reduce;
 mod rows;
+mod simd;
 mod winograd;
 
 use std::borrow::Cow;

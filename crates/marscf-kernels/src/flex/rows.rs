@@ -3,7 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::math::{chunk_len, dot, exp, lanes, with_widest_simd};
+use super::polynomial::exp;
+use super::reduce::{chunk_len, dot, lanes};
+use super::simd::with_widest_simd;
 
 /// Rows per parallel task: enough work per task to outweigh scheduling.
 const ROWS_PER_TASK: usize = 64;

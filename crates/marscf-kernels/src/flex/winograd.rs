@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::conv::ConvGeometry;
 use super::gemm::{Accum, MatMut, MatRef, matmul, sized, with_scratch};
-use super::math::with_widest_simd;
+use super::simd::with_widest_simd;
 
 /// The fewest input and output channels Winograd takes: its transforms cost about
 /// `16 (Ci + Co)` additions per block, against `20 Ci Co` multiplications saved.
