@@ -6,9 +6,7 @@ use rayon::prelude::*;
 
 use super::polynomial::sigmoid;
 use super::simd::with_widest_simd;
-
-/// Elements per parallel task and per cache block.
-const BLOCK: usize = 64;
+use super::tuning::MIXTURE_BLOCK;
 
 /// Iterations between two convergence checks (the portable default's schedule).
 pub const CHECK_EVERY: usize = 8;
@@ -44,7 +42,7 @@ pub struct Bracket {
 /// `F(x) = Σ_j π_j σ((x - μ_j) / s_j)`. Returns the largest `|Δx|` of the last step (0 for
 /// no element).
 ///
-/// Each sample's `P` elements are cut into blocks of at most [`BLOCK`], so that a block
+/// Each sample's `P` elements are cut into blocks of at most [`MIXTURE_BLOCK`], so that a block
 /// never spans two samples (whose mixtures lie `k P` apart).
 pub fn steps(m: Mixture<'_>, state: &mut Bracket, iterations: usize) -> f32 {
     if m.y.is_empty() {
@@ -59,14 +57,14 @@ pub fn steps(m: Mixture<'_>, state: &mut Bracket, iterations: usize) -> f32 {
         .zip(state.upper.par_chunks_mut(p))
         .enumerate()
         .flat_map(|(b, ((x, lower), upper))| {
-            x.par_chunks_mut(BLOCK)
-                .zip(lower.par_chunks_mut(BLOCK))
-                .zip(upper.par_chunks_mut(BLOCK))
+            x.par_chunks_mut(MIXTURE_BLOCK)
+                .zip(lower.par_chunks_mut(MIXTURE_BLOCK))
+                .zip(upper.par_chunks_mut(MIXTURE_BLOCK))
                 .enumerate()
                 .map(move |(block, bracket)| {
                     with_widest_simd(
                         #[inline(always)]
-                        || block_steps(m, [b, block * BLOCK, k, p], bracket, iterations),
+                        || block_steps(m, [b, block * MIXTURE_BLOCK, k, p], bracket, iterations),
                     )
                 })
         })
@@ -82,7 +80,7 @@ fn block_steps(
 ) -> f32 {
     let n = x.len();
     let y = &m.y[b * p + e..][..n];
-    let mut cdf = [0.0f32; BLOCK];
+    let mut cdf = [0.0f32; MIXTURE_BLOCK];
     let mut moved = 0.0f32;
     for iteration in 0..iterations {
         cdf[..n].fill(0.0);

@@ -2,7 +2,7 @@
 //! NCHW slices.
 //!
 //! Output pixels are numbered `(n, oh, ow)` across the batch and cut into tiles of whole
-//! output rows (about [`TILE_COLUMNS`] pixels, several samples at once on small maps). Per
+//! output rows (about [`CONV_TILE_COLUMNS`] pixels, several samples at once on small maps). Per
 //! tile, in parallel, with `K = Ci kh kw` and `P` the tile's pixels:
 //! - forward: `Y_t[Co, P] = W[Co, K] · cols_t[K, P]`;
 //! - weight gradient: `dWᵀ[K, Co] += cols_t[K, P] · dY_t[Co, P]ᵀ`, summed over tiles (one
@@ -22,11 +22,8 @@ use rayon::prelude::*;
 use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
 use super::reduce::{add_scalar, run_len, sum, sum_runs};
 use super::simd::with_widest_simd;
+use super::tuning::CONV_TILE_COLUMNS;
 use super::winograd;
-
-/// Output pixels per tile: large enough for the gemm micro-kernels, small enough that a
-/// tile's columns stay in the caches and the tiles spread over the cores.
-const TILE_COLUMNS: usize = 512;
 
 /// The geometry of one convolution: input `(N, Ci, H, W)`, kernel `(Co, Ci, kh, kw)`, zero
 /// padding `[(top, bottom), (left, right)]`, dilation `[dh, dw]`, stride 1.
@@ -131,7 +128,7 @@ impl ConvGeometry {
     fn tiles(&self, whole_samples: bool) -> Vec<Tile> {
         let [ho, wo] = self.out();
         let rows = self.batch * ho;
-        let mut per_tile = (TILE_COLUMNS / wo)
+        let mut per_tile = (CONV_TILE_COLUMNS / wo)
             .max(1)
             .min(rows.div_ceil(2 * rayon::current_num_threads()).max(1));
         if whole_samples {

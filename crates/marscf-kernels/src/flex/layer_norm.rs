@@ -7,9 +7,7 @@ use rayon::prelude::*;
 
 use super::reduce::{chunk_len, lanes, run_len, sum_runs};
 use super::simd::with_widest_simd;
-
-/// Rows per parallel task in the forward.
-const ROWS_PER_TASK: usize = 64;
+use super::tuning::ROWS_PER_TASK;
 
 /// `(μ, r)` of one row.
 #[inline(always)]

@@ -15,9 +15,7 @@ use rayon::prelude::*;
 use super::polynomial::{exp, ln, ln_1p, sigmoid};
 use super::reduce::chunk_len;
 use super::simd::with_widest_simd;
-
-/// Positions per block: every component's terms of a block stay in cache.
-const BLOCK: usize = 64;
+use super::tuning::MIXTURE_BLOCK;
 
 /// A batch of mixtures and the points they are evaluated at.
 #[derive(Clone, Copy)]
@@ -68,13 +66,16 @@ impl Mixture<'_> {
     }
 
     /// `(A, B)` of positions `p0..p0 + n` of sample `b`, into `pdf` and `cdf`; `terms`
-    /// (`2 k BLOCK`) holds each component's two terms between the passes.
+    /// (`2 k MIXTURE_BLOCK`) holds each component's two terms between the passes.
     #[inline(always)]
     fn block_forward(&self, b: usize, p0: usize, [pdf, cdf]: [&mut [f32]; 2], terms: &mut [f32]) {
         let n = pdf.len();
         let x = &self.x[b * self.positions + p0..][..n];
-        let (terms_pdf, terms_cdf) = terms.split_at_mut(self.components * BLOCK);
-        let (mut max_pdf, mut max_cdf) = ([f32::NEG_INFINITY; BLOCK], [f32::NEG_INFINITY; BLOCK]);
+        let (terms_pdf, terms_cdf) = terms.split_at_mut(self.components * MIXTURE_BLOCK);
+        let (mut max_pdf, mut max_cdf) = (
+            [f32::NEG_INFINITY; MIXTURE_BLOCK],
+            [f32::NEG_INFINITY; MIXTURE_BLOCK],
+        );
         for j in 0..self.components {
             let (lw, mu, ls) = (
                 self.row(self.log_weights, b, j, p0, n),
@@ -82,8 +83,8 @@ impl Mixture<'_> {
                 self.row(self.log_s, b, j, p0, n),
             );
             let (tp, tc) = (
-                &mut terms_pdf[j * BLOCK..][..n],
-                &mut terms_cdf[j * BLOCK..][..n],
+                &mut terms_pdf[j * MIXTURE_BLOCK..][..n],
+                &mut terms_cdf[j * MIXTURE_BLOCK..][..n],
             );
             for i in 0..n {
                 let (_, p, c) = element(x[i], lw[i], mu[i], ls[i]);
@@ -92,9 +93,12 @@ impl Mixture<'_> {
                 max_cdf[i] = max_cdf[i].max(c);
             }
         }
-        let (mut sum_pdf, mut sum_cdf) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+        let (mut sum_pdf, mut sum_cdf) = ([0.0f32; MIXTURE_BLOCK], [0.0f32; MIXTURE_BLOCK]);
         for j in 0..self.components {
-            let (tp, tc) = (&terms_pdf[j * BLOCK..][..n], &terms_cdf[j * BLOCK..][..n]);
+            let (tp, tc) = (
+                &terms_pdf[j * MIXTURE_BLOCK..][..n],
+                &terms_cdf[j * MIXTURE_BLOCK..][..n],
+            );
             for i in 0..n {
                 sum_pdf[i] += exp(tp[i] - max_pdf[i]);
                 sum_cdf[i] += exp(tc[i] - max_cdf[i]);
@@ -117,13 +121,15 @@ pub fn forward(m: Mixture) -> Vec<f32> {
         .zip(cdf.par_chunks_mut(sample))
         .enumerate()
         .for_each(|(b, (pdf, cdf))| {
-            let mut terms = vec![0.0f32; 2 * m.components * BLOCK];
+            let mut terms = vec![0.0f32; 2 * m.components * MIXTURE_BLOCK];
             with_widest_simd(
                 #[inline(always)]
                 || {
-                    let blocks = pdf.chunks_mut(BLOCK).zip(cdf.chunks_mut(BLOCK));
+                    let blocks = pdf
+                        .chunks_mut(MIXTURE_BLOCK)
+                        .zip(cdf.chunks_mut(MIXTURE_BLOCK));
                     for (block, (pdf, cdf)) in blocks.enumerate() {
-                        m.block_forward(b, block * BLOCK, [pdf, cdf], &mut terms);
+                        m.block_forward(b, block * MIXTURE_BLOCK, [pdf, cdf], &mut terms);
                     }
                 },
             )

@@ -16,6 +16,7 @@ mod polynomial;
 mod reduce;
 mod rows;
 mod simd;
+mod tuning;
 mod winograd;
 
 use std::borrow::Cow;

@@ -6,9 +6,7 @@ use rayon::prelude::*;
 use super::polynomial::exp;
 use super::reduce::{chunk_len, dot, lanes};
 use super::simd::with_widest_simd;
-
-/// Rows per parallel task: enough work per task to outweigh scheduling.
-const ROWS_PER_TASK: usize = 64;
+use super::tuning::ROWS_PER_TASK;
 
 /// `p = softmax(x)` over each row of length `len`.
 pub fn softmax_forward(x: &[f32], len: usize) -> Vec<f32> {

@@ -19,19 +19,7 @@ use rayon::prelude::*;
 use super::conv::ConvGeometry;
 use super::gemm::{Accum, MatMut, MatRef, matmul, sized, with_scratch};
 use super::simd::with_widest_simd;
-
-/// The fewest input and output channels Winograd takes: its transforms cost about
-/// `16 (Ci + Co)` additions per block, against `20 Ci Co` multiplications saved.
-const MIN_CHANNELS: usize = 32;
-
-/// The smallest map side: on smaller maps the 4x4 input patches overlap too much (a 4x4
-/// map has 16 pixels, its four patches 64 values).
-const MIN_SIDE: usize = 8;
-
-/// Output blocks per chunk at least (chunks hold whole samples): enough for wide products,
-/// few enough that a chunk's transformed input and products stay in the caches on the
-/// model's maps (16x16 and smaller).
-const BLOCKS_PER_CHUNK: usize = 64;
+use super::tuning::{WINOGRAD_BLOCKS_PER_CHUNK, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE};
 
 /// Whether [`forward_into`] computes this convolution.
 pub fn applies(g: &ConvGeometry) -> bool {
@@ -39,9 +27,9 @@ pub fn applies(g: &ConvGeometry) -> bool {
         && g.kernel == [3, 3]
         && g.dilation == [1, 1]
         && g.padding == [(1, 1), (1, 1)]
-        && g.c_in >= MIN_CHANNELS
-        && g.c_out >= MIN_CHANNELS
-        && g.size.iter().all(|&side| side >= MIN_SIDE)
+        && g.c_in >= WINOGRAD_MIN_CHANNELS
+        && g.c_out >= WINOGRAD_MIN_CHANNELS
+        && g.size.iter().all(|&side| side >= WINOGRAD_MIN_SIDE)
 }
 
 /// `conv(x, w) + bias` written into `y` `(N, Co, H, W)`, or added to it with `accumulate`.
@@ -57,7 +45,7 @@ pub fn forward_into(
     let blocks = h.div_ceil(2) * wd.div_ceil(2);
     let workers = rayon::current_num_threads();
     let chunks = (g.batch * blocks)
-        .div_ceil(BLOCKS_PER_CHUNK)
+        .div_ceil(WINOGRAD_BLOCKS_PER_CHUNK)
         .max(workers)
         .min(g.batch);
     let per_chunk = g.batch.div_ceil(chunks);
