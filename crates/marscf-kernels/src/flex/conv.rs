@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
 use super::reduce::{add_scalar, run_len, sum, sum_runs};
 use super::simd::with_widest_simd;
-use super::tuning::CONV_TILE_COLUMNS;
+use super::tuning::{CONV_TILE_COLUMNS, GEMM_THREADING_MIN_FLOPS};
 use super::winograd;
 
 /// The geometry of one convolution: input `(N, Ci, H, W)`, kernel `(Co, Ci, kh, kw)`, zero
@@ -311,7 +311,7 @@ fn gather_tile(src: &[f32], g: &ConvGeometry, tile: &Tile, dst: &mut [f32]) {
 
 /// The gemm's own threading, used only when the whole product is one tile.
 fn inner_parallelism(tiles: usize, flops: usize) -> Parallelism {
-    if tiles == 1 && flops >= 1 << 22 {
+    if tiles == 1 && flops >= GEMM_THREADING_MIN_FLOPS {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None

@@ -24,13 +24,26 @@ pub struct MatMut<'a> {
     strides: [usize; 2],
 }
 
-/// The elements a `rows x cols` matrix with `strides` reaches: 0 when it is empty.
-fn extent(rows: usize, cols: usize, [rs, cs]: [usize; 2]) -> usize {
+/// The elements a `rows x cols` matrix with `strides` reaches: 0 when it is empty, `None`
+/// when that overflows `isize` (the gemm's stride type).
+fn extent(rows: usize, cols: usize, [rs, cs]: [usize; 2]) -> Option<usize> {
     if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * rs + (cols - 1) * cs + 1
+        return Some(0);
     }
+    let last = (rows - 1)
+        .checked_mul(rs)?
+        .checked_add((cols - 1).checked_mul(cs)?)?
+        .checked_add(1)?;
+    (last <= isize::MAX as usize).then_some(last)
+}
+
+/// Whether distinct elements of a `rows x cols` matrix with `strides` are distinct places:
+/// one dimension steps over the whole of the other.
+fn disjoint(rows: usize, cols: usize, [rs, cs]: [usize; 2]) -> bool {
+    rows <= 1 && (cols <= 1 || cs > 0)
+        || cols <= 1 && rs > 0
+        || cs > 0 && rs >= cols * cs
+        || rs > 0 && cs >= rows * rs
 }
 
 impl<'a> MatRef<'a> {
@@ -48,7 +61,7 @@ impl<'a> MatRef<'a> {
     /// If `data` is shorter than the last element the strides reach.
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, strides: [usize; 2]) -> Self {
         assert!(
-            data.len() >= extent(rows, cols, strides),
+            extent(rows, cols, strides).is_some_and(|e| data.len() >= e),
             "a {rows} x {cols} matrix with strides {strides:?} needs more than {} values",
             data.len()
         );
@@ -84,10 +97,15 @@ impl<'a> MatMut<'a> {
     /// The `rows x cols` matrix with (row, column) `strides` at the start of `data`.
     ///
     /// # Panics
-    /// If `data` is shorter than the last element the strides reach.
+    /// If `data` is shorter than the last element the strides reach, or if two elements
+    /// would share a place (the gemm writes them from several threads).
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, strides: [usize; 2]) -> Self {
         assert!(
-            data.len() >= extent(rows, cols, strides),
+            disjoint(rows, cols, strides),
+            "a {rows} x {cols} destination with strides {strides:?} writes some places twice"
+        );
+        assert!(
+            extent(rows, cols, strides).is_some_and(|e| data.len() >= e),
             "a {rows} x {cols} matrix with strides {strides:?} needs more than {} values",
             data.len()
         );
@@ -146,7 +164,8 @@ pub fn matmul(
     let add = accum == Accum::Add;
     let stride = |s: usize| s as isize;
     // SAFETY: every view's constructor checked that its slice holds the elements its shape
-    // and strides reach, and the shapes were checked to chain above.
+    // and strides reach (with strides that fit `isize`), the destination's that no two of
+    // its elements share a place, and the shapes were checked to chain above.
     unsafe {
         gemm(
             m,
@@ -264,5 +283,24 @@ mod tests {
     #[should_panic(expected = "needs more than")]
     fn a_view_larger_than_its_slice_is_refused() {
         let _ = MatRef::row_major(&[0.0; 5], 2, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "needs more than")]
+    fn strides_that_overflow_are_refused() {
+        let _ = MatRef::strided(&[0.0; 5], 3, 1, [usize::MAX / 2, 1]);
+    }
+
+    #[test]
+    fn a_destination_that_writes_a_place_twice_is_refused() {
+        let mut data = [0.0; 8];
+        assert!(
+            std::panic::catch_unwind(move || {
+                let _ = MatMut::strided(&mut data, 2, 3, [1, 1]);
+            })
+            .is_err()
+        );
+        assert!(disjoint(2, 3, [3, 1]) && disjoint(2, 3, [1, 2]) && disjoint(1, 4, [0, 1]));
+        assert!(!disjoint(2, 3, [0, 1]) && !disjoint(2, 3, [2, 1]));
     }
 }

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use super::polynomial::exp;
 use super::reduce::{chunk_len, dot, lanes};
 use super::simd::with_widest_simd;
-use super::tuning::ROWS_PER_TASK;
+use super::tuning::{DROPOUT_CHUNK, ROWS_PER_TASK};
 
 /// `p = softmax(x)` over each row of length `len`.
 pub fn softmax_forward(x: &[f32], len: usize) -> Vec<f32> {
@@ -117,7 +117,7 @@ pub fn dropout(x: &[f32], mask: Mask) -> Vec<f32> {
     let (threshold, scale) = (mask.threshold(), mask.scale());
     let run = mask.run.max(1);
     let mut y = x.to_vec();
-    let chunk = run * (16384 / run).max(1);
+    let chunk = run * (DROPOUT_CHUNK / run).max(1);
     y.par_chunks_mut(chunk).enumerate().for_each(|(c, y)| {
         let first = (c * chunk / run) as u64;
         with_widest_simd(

@@ -1,6 +1,6 @@
 //! Every size our kernels were tuned with, in one place, each with what chose it. Figures
-//! are in docs/performance.md; "not measured" says that a value was set by reasoning
-//! alone and is a candidate for a sweep.
+//! are in docs/performance.md; "not swept" says that a value was set by reasoning alone and
+//! is a candidate for a sweep.
 
 /// Output pixels per tile of the im2col convolution: large enough for the gemm
 /// micro-kernels, small enough that a tile's columns stay in the caches and the tiles
@@ -10,14 +10,16 @@
 pub const CONV_TILE_COLUMNS: usize = 512;
 
 /// The fewest input and output channels the Winograd path takes: its transforms cost about
-/// `16 (Ci + Co)` additions per block against `20 Ci Co` multiplications saved. Not
-/// measured below 32 (the model's Winograd convolutions have 96 or 192 channels, the
-/// affine coupling's 6 or 12 on one side).
+/// `16 (Ci + Co)` additions per block against `20 Ci Co` multiplications saved. Not swept
+/// below 32 (the model's Winograd convolutions have 96 or 192 channels, the affine
+/// coupling's 6 or 12 on one side).
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
-/// The smallest map side of the Winograd path. Performance.md, fifth session: on the
-/// prior's 4x4 top level it was slower than im2col (768 x 32 x 4x4 -> 128: 12.5 against
-/// 8.2 ms forward); at 8x8, 2.67 against 3.30 ms.
+/// The smallest map side of the Winograd path: on smaller maps its 4x4 input patches
+/// overlap too much (a 4x4 map has 16 pixels, its four patches 64 values). Performance.md,
+/// fifth session: on the prior's 4x4 top level (768 x 32 x 4x4 -> 128) it was slower than
+/// im2col, 12.5 against 8.2 ms forward; on the gated convolution at 8x8 (16 x 192 x 8x8 ->
+/// 96) faster, 2.67 against 3.30 ms.
 pub const WINOGRAD_MIN_SIDE: usize = 8;
 
 /// Output blocks per Winograd chunk at least (chunks hold whole samples): enough for wide
@@ -25,10 +27,18 @@ pub const WINOGRAD_MIN_SIDE: usize = 8;
 /// on the model's maps (16x16 and smaller). Not swept.
 pub const WINOGRAD_BLOCKS_PER_CHUNK: usize = 64;
 
-/// Rows per parallel task of the row kernels (softmax, dropout) and of the layer norm's
+/// Rows per parallel task of the softmax (forward and backward) and of the layer norm's
 /// forward: enough work per task to outweigh scheduling. Not swept.
 pub const ROWS_PER_TASK: usize = 64;
 
-/// Positions per block of the mixture's log-densities and of the bisection: every
-/// component's terms of a block stay in cache. Not swept.
+/// Positions per block of the mixture's log-densities and of the bisection, and the
+/// bisection's unit of parallel work: every component's terms of a block stay in cache.
+/// Not swept.
 pub const MIXTURE_BLOCK: usize = 64;
+
+/// Values per parallel task of the dropout (whole runs of one mask's elements). Not swept.
+pub const DROPOUT_CHUNK: usize = 16384;
+
+/// The fewest multiply-adds for which a convolution done as one tile lets the gemm thread
+/// itself (below, the threads' start-up costs more than it saves). Not swept.
+pub const GEMM_THREADING_MIN_FLOPS: usize = 1 << 22;
