@@ -504,25 +504,28 @@ mod tests {
         }
     }
 
+    /// An `.npy` file of format `version` (2 or 3: a 4-byte header length) holding `header`
+    /// and then `data`.
+    fn npy_file(version: u8, header: &str, data: &[u8]) -> NpyArray {
+        let mut bytes = b"\x93NUMPY".to_vec();
+        bytes.extend_from_slice(&[version, 0]);
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        NpyArray::from_vec(bytes, "a").unwrap()
+    }
+
     #[test]
     fn reads_version_3_headers() {
         let header = "{'descr': '<u2', 'fortran_order': False, 'shape': (1,), }\n";
-        let mut bytes = b"\x93NUMPY\x03\x00".to_vec();
-        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(&[1, 2]);
-        let a = NpyArray::from_vec(bytes, "a").unwrap();
+        let a = npy_file(3, header, &[1, 2]);
         assert_eq!((a.to_i64("a").unwrap(), a.shape), (vec![0x0201], vec![1]));
     }
 
     #[test]
     fn reads_python2_headers_and_version_2() {
         let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2L, 1L), }";
-        let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
-        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(&[7, 8]);
-        let a = NpyArray::from_vec(bytes, "a").unwrap();
+        let a = npy_file(2, header, &[7, 8]);
         assert_eq!((a.shape, a.data), (vec![2, 1], vec![7, 8]));
     }
 }

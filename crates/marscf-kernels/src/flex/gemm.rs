@@ -37,6 +37,15 @@ fn extent(rows: usize, cols: usize, [rs, cs]: [usize; 2]) -> Option<usize> {
     (last <= isize::MAX as usize).then_some(last)
 }
 
+/// Panics unless a slice of `len` values holds every element a `rows x cols` matrix with
+/// `strides` reaches.
+fn check_fits(len: usize, rows: usize, cols: usize, strides: [usize; 2]) {
+    assert!(
+        extent(rows, cols, strides).is_some_and(|e| len >= e),
+        "a {rows} x {cols} matrix with strides {strides:?} needs more than {len} values"
+    );
+}
+
 /// Whether distinct elements of a `rows x cols` matrix with `strides` are distinct places:
 /// one dimension steps over the whole of the other.
 fn disjoint(rows: usize, cols: usize, [rs, cs]: [usize; 2]) -> bool {
@@ -60,11 +69,7 @@ impl<'a> MatRef<'a> {
     /// # Panics
     /// If `data` is shorter than the last element the strides reach.
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, strides: [usize; 2]) -> Self {
-        assert!(
-            extent(rows, cols, strides).is_some_and(|e| data.len() >= e),
-            "a {rows} x {cols} matrix with strides {strides:?} needs more than {} values",
-            data.len()
-        );
+        check_fits(data.len(), rows, cols, strides);
         Self {
             data,
             rows,
@@ -104,11 +109,7 @@ impl<'a> MatMut<'a> {
             disjoint(rows, cols, strides),
             "a {rows} x {cols} destination with strides {strides:?} writes some places twice"
         );
-        assert!(
-            extent(rows, cols, strides).is_some_and(|e| data.len() >= e),
-            "a {rows} x {cols} matrix with strides {strides:?} needs more than {} values",
-            data.len()
-        );
+        check_fits(data.len(), rows, cols, strides);
         Self {
             data,
             rows,
