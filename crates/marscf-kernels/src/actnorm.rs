@@ -6,8 +6,8 @@ use burn::tensor::activation::relu;
 /// `y = (x + bias) e^logs` per channel, then `max(y, 0)` with `relu`:
 /// `x` `(B, C, H, W)`, `bias` and `logs` `(1, C, 1, 1)` -> `(B, C, H, W)`.
 ///
-/// On Flex (float32) one pass forward and one backward, which also sums the gradients of
-/// `bias` (`Σ dx`) and `logs` (`Σ dy ⊙ y`) over `(B, H, W)`. Elsewhere, [`actnorm_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/actnorm.rs`);
+/// elsewhere, [`actnorm_portable`].
 pub fn actnorm(x: Tensor<4>, bias: Tensor<4>, logs: Tensor<4>, relu: bool) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if crate::flex::runs(&x.device(), x.dtype())

@@ -8,9 +8,8 @@ use burn::tensor::Tensor;
 /// the attention weights are dropped out per element, as [`crate::dropout`] does, before
 /// the product with `v`.
 ///
-/// On Flex (float32) one sample per task, head after head, the projections read in
-/// place; the backward keeps only the softmax weights. Elsewhere, and for empty tensors,
-/// [`multi_head_attention_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/attention.rs`);
+/// elsewhere (and for empty tensors), [`multi_head_attention_portable`].
 ///
 /// # Panics
 /// If `heads` is zero or `3 heads` does not divide the last dimension.

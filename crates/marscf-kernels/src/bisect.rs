@@ -20,8 +20,8 @@ pub struct MixtureCdf {
 /// iterations it stops if no element moved by more than `tolerance`, and after
 /// `max_iters` in any case. The result is a constant (no gradient flows through it).
 ///
-/// On Flex (float32) the iterations run fused, eight at a time per block of elements.
-/// Elsewhere, [`bisect_mixture_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/bisect.rs`);
+/// elsewhere, [`bisect_mixture_portable`].
 pub fn bisect_mixture(
     mixture: &MixtureCdf,
     y: Tensor<4>,
@@ -41,7 +41,7 @@ pub fn bisect_mixture(
 pub fn bisect_mixture_portable(
     mixture: &MixtureCdf,
     y: Tensor<4>,
-    [mut lower, mut upper]: [Tensor<4>; 2],
+    [lower, upper]: [Tensor<4>; 2],
     max_iters: usize,
     tolerance: f64,
 ) -> Tensor<4> {
@@ -56,20 +56,52 @@ pub fn bisect_mixture_portable(
             .sum_dim(1)
             .reshape([b, c, h, w])
     };
-    let mut x = y.zeros_like();
-    for iteration in 1..=max_iters {
-        // The reference's `x' = (x + lower) / 2` or `(x + upper) / 2` is the midpoint of
-        // the new bracket, computed with the same two operands.
-        let above = cdf(x.clone()).greater(y.clone());
-        lower = x.clone().mask_where(above.clone(), lower);
-        upper = upper.mask_where(above, x.clone());
-        let next = (lower.clone() + upper.clone()).mul_scalar(0.5);
-        let converged = iteration % 8 == 0
-            && (next.clone() - x.clone()).abs().max().into_scalar::<f32>() as f64 <= tolerance;
-        x = next;
-        if converged {
+    let start = (y.zeros_like(), lower, upper);
+    let (x, _, _) = schedule(
+        max_iters,
+        tolerance,
+        start,
+        |(mut x, mut lower, mut upper), n| {
+            let mut moved = 0.0;
+            for i in 1..=n {
+                // The reference's `x' = (x + lower) / 2` or `(x + upper) / 2` is the midpoint
+                // of the new bracket, computed with the same two operands.
+                let above = cdf(x.clone()).greater(y.clone());
+                lower = x.clone().mask_where(above.clone(), lower);
+                upper = upper.mask_where(above, x.clone());
+                let next = (lower.clone() + upper.clone()).mul_scalar(0.5);
+                if i == n {
+                    moved = (next.clone() - x).abs().max().into_scalar::<f32>() as f64;
+                }
+                x = next;
+            }
+            ((x, lower, upper), moved)
+        },
+    );
+    x.detach()
+}
+
+/// Iterations between two convergence checks.
+const CHECK_EVERY: usize = 8;
+
+/// The bisection's schedule, on every backend: `round(state, n)` runs `n` iterations and
+/// returns the state and the largest move of its last; rounds of [`CHECK_EVERY`] run until
+/// one moves no element by more than `tolerance`, or `max_iters` are done.
+pub(crate) fn schedule<S>(
+    max_iters: usize,
+    tolerance: f64,
+    mut state: S,
+    round: impl Fn(S, usize) -> (S, f64),
+) -> S {
+    let mut done = 0;
+    while done < max_iters {
+        let iterations = CHECK_EVERY.min(max_iters - done);
+        let (next, moved) = round(state, iterations);
+        state = next;
+        done += iterations;
+        if iterations == CHECK_EVERY && moved <= tolerance {
             break;
         }
     }
-    x.detach()
+    state
 }

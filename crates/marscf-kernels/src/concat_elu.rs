@@ -6,8 +6,8 @@ use burn::tensor::activation::elu;
 /// `elu(cat(x, -x))` along the channels: `(B, C, H, W) -> (B, 2C, H, W)`, with
 /// `elu(v) = v` for `v > 0` and `e^v - 1` otherwise.
 ///
-/// On Flex (float32) one pass forward and one backward. Elsewhere,
-/// [`concat_elu_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/concat_elu.rs`);
+/// elsewhere, [`concat_elu_portable`].
 pub fn concat_elu(x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if crate::flex::runs(&x.device(), x.dtype()) {

@@ -39,9 +39,8 @@ impl ConvSpec {
 /// `x` `(N, Ci, H, W)`, `weight` `(Co, Ci, kh, kw)`, `bias` `(Co)` -> `(N, Co, Ho, Wo)`,
 /// `Ho = H + p_top + p_bottom - dh (kh - 1)` (likewise `Wo`).
 ///
-/// On Flex (float32) our kernel runs: the whole batch as tiled im2col + one gemm per tile,
-/// the weight gradient as one product whose inner dimension is `N Ho Wo`, the input
-/// gradient as `Wᵀ dY` per tile and a col2im. Elsewhere, [`conv2d_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/conv.rs`);
+/// elsewhere, [`conv2d_portable`].
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,

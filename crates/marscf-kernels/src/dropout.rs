@@ -7,9 +7,8 @@ use burn::tensor::{Distribution, Tensor};
 /// `1 / (1 - prob)`; the gradient is masked and scaled alike. Always applies the mask:
 /// whether a model is training is the caller's decision.
 ///
-/// On Flex (float32) the mask comes from a counter-based hash (murmur3's finaliser) keyed by
-/// two draws of the device's random generator, so seeding the device reproduces it; it is
-/// never stored (the backward regenerates it). Elsewhere, [`dropout_portable`].
+/// Seeding the device reproduces the mask. On Flex (float32) our own kernel runs, with its
+/// own backward (`src/flex/dropout.rs`); elsewhere, [`dropout_portable`].
 pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, whole_channels: bool) -> Tensor<D> {
     #[cfg(feature = "flex")]
     if crate::flex::runs(&x.device(), x.dtype()) {

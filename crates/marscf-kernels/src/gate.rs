@@ -5,7 +5,8 @@ use burn::tensor::activation::sigmoid;
 
 /// `a σ(b)` with `[a, b]` the two halves of `x` along `dim`: the size of `dim` halves.
 ///
-/// On Flex (float32) one pass forward and one backward. Elsewhere, [`gate_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/gate.rs`);
+/// elsewhere, [`gate_portable`].
 ///
 /// # Panics
 /// If the size of `dim` is odd.

@@ -6,9 +6,8 @@ use burn::tensor::module;
 /// `y = (x - μ) / √(σ² + ε) ⊙ γ + β` over the last dimension `C` of `x` (any rank):
 /// `μ` and the biased `σ²` per row, `gamma` and `beta` `(C)`.
 ///
-/// On Flex (float32) one pass per row forward and one backward, which also sums the
-/// gradients of `gamma` (`Σ dy ⊙ x̂`) and `beta` (`Σ dy`) over the rows. Elsewhere,
-/// [`layer_norm_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/layer_norm.rs`);
+/// elsewhere, [`layer_norm_portable`].
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,

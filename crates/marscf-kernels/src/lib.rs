@@ -7,6 +7,18 @@
 //!   made of standard tensor operations and differentiated by Burn's autodiff.
 //!
 //! The Flex kernels are tested against the portable defaults, forward and every gradient.
+//!
+//! Adding a kernel `X` touches these files:
+//! - `src/X.rs`: the public function `X` (its contract and shapes; it calls the Flex kernel
+//!   where `flex::runs` says so) and `X_portable` in standard tensor operations;
+//! - `src/flex/X.rs`: the algorithm in its module doc, the slice kernels, the function on
+//!   Burn tensors that `X` calls, `on_flex`, `XBackward` and `on_autodiff` (with the
+//!   helpers of `src/flex/glue.rs`);
+//! - `src/flex/mod.rs`: a method `marscf_X` in the trait and one line in each of its two
+//!   impls;
+//! - `src/lib.rs`: the module and its exports;
+//! - `tests/against_portable.rs`: the kernel against `X_portable`, forward and every
+//!   gradient (and `benches/kernels.rs` if it is hot).
 
 #![warn(missing_docs)]
 
@@ -15,12 +27,13 @@ mod attention;
 mod bisect;
 mod concat_elu;
 mod conv;
+mod conv_lstm;
 mod dropout;
 #[cfg(feature = "flex")]
 mod flex;
 mod gate;
 mod layer_norm;
-mod lstm;
+mod lstm_cell;
 mod mixture;
 mod softmax;
 
@@ -29,12 +42,11 @@ pub use attention::{multi_head_attention, multi_head_attention_portable};
 pub use bisect::{MixtureCdf, bisect_mixture, bisect_mixture_portable};
 pub use concat_elu::{concat_elu, concat_elu_portable};
 pub use conv::{ConvSpec, conv2d, conv2d_module, conv2d_portable};
+pub use conv_lstm::{conv_lstm_layer, conv_lstm_layer_portable};
 pub use dropout::{dropout, dropout_portable};
 pub use gate::{gate, gate_portable};
 pub use layer_norm::{layer_norm, layer_norm_portable};
-pub use lstm::{
-    LstmCellState, conv_lstm_layer, conv_lstm_layer_portable, lstm_cell, lstm_cell_portable,
-};
+pub use lstm_cell::{LstmCellState, lstm_cell, lstm_cell_portable};
 pub use mixture::{
     LogMixture, MixtureLogDensities, mixture_log_densities, mixture_log_densities_portable,
 };

@@ -27,8 +27,8 @@ pub struct MixtureLogDensities {
 /// The log-density and log-CDF of `mixture` at `x` `(B, C, H, W)`, with
 /// `z_j = (x - μ_j) e^{-ln s_j}` and each sum over components a log-sum-exp.
 ///
-/// On Flex (float32) one pass over the components per block of elements, forward and
-/// backward. Elsewhere, [`mixture_log_densities_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/mixture.rs`);
+/// elsewhere, [`mixture_log_densities_portable`].
 pub fn mixture_log_densities(mixture: &LogMixture, x: Tensor<4>) -> MixtureLogDensities {
     #[cfg(feature = "flex")]
     if crate::flex::runs(&x.device(), x.dtype()) {

@@ -6,8 +6,8 @@ use burn::tensor::activation;
 /// `softmax(x)` over the last dimension, `exp(x_i - max x) / Σ_j exp(x_j - max x)`; any
 /// shape in, the same shape out.
 ///
-/// On Flex (float32) one pass per row forward and one backward
-/// (`dx = p ⊙ (dp - Σ dp ⊙ p)`, from the saved output). Elsewhere, [`softmax_portable`].
+/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/softmax.rs`);
+/// elsewhere, [`softmax_portable`].
 pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
     if crate::flex::runs(&x.device(), x.dtype()) {

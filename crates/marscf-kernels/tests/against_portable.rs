@@ -483,7 +483,7 @@ fn softmax_forward_and_gradient() {
 
 /// The seed of the dropout mask that the next dropout (or attention) call on `device()`
 /// draws after the device is seeded with `device_seed`: two draws of its generator, 48
-/// random bits (`src/flex/mod.rs`, `mask_seed`).
+/// random bits (`src/flex/dropout.rs`, `Mask::drawn`).
 fn mask_seed_after(device_seed: u64) -> u64 {
     device().seed(device_seed);
     let draws = Tensor::<1>::random([2], Distribution::Default, &device())
@@ -495,7 +495,7 @@ fn mask_seed_after(device_seed: u64) -> u64 {
 }
 
 /// `m_i / keep` for elements `0..count` of the per-element dropout mask of `seed`, written
-/// out from its definition (`src/flex/rows.rs`): element `i` is kept iff the top 24 bits of
+/// out from its definition (`src/flex/dropout.rs`): element `i` is kept iff the top 24 bits of
 /// `fmix(fmix(c φ ⊕ seed_lo) ⊕ seed_hi)` are below `round(keep 2^24)`, with `fmix`
 /// murmur3's finaliser, `φ = 0x9E3779B9` and the counter `c = i_lo ⊕ i_hi φ`.
 fn dropout_scales(seed: u64, count: usize, keep: f64) -> Vec<f32> {

@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use super::glue::prelude::*;
 use super::polynomial::exp;
 use super::reduce::{chunk_len, dot, lanes};
 use super::simd::with_widest_simd;
@@ -94,4 +95,60 @@ pub fn backward(y: &[f32], dy: &[f32], logs: &[f32], p: usize, relu: bool) -> Ac
         bias: narrow(bias),
         logs: narrow(d_logs),
     }
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::actnorm`].
+pub fn actnorm(x: Tensor<4>, bias: Tensor<4>, logs: Tensor<4>, relu: bool) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_actnorm(
+        x.into_dispatch(),
+        bias.into_dispatch(),
+        logs.into_dispatch(),
+        relu,
+    ))
+}
+
+/// [`FlexKernels::marscf_actnorm`] on Flex.
+pub fn on_flex(x: FlexTensor, bias: FlexTensor, logs: FlexTensor, relu: bool) -> FlexTensor {
+    let shape = dims4(&x);
+    let (x, bias, logs) = (values(&x), values(&bias), values(&logs));
+    tensor(forward(&x, &bias, &logs, shape[2] * shape[3], relu), shape)
+}
+
+/// Backward of [`on_flex`]: parents `[x, bias, logs]`, state the output, `logs` and
+/// whether a ReLU followed.
+#[derive(Debug)]
+pub struct ActNormBackward;
+
+impl Backward<Flex, 3> for ActNormBackward {
+    type State = (FlexTensor, FlexTensor, bool);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ((y, logs, relu), dy, parents) = unpack(ops, grads);
+        let shape = dims4(&y);
+        let (y, dy, logs) = (values(&y), values(&dy), values(&logs));
+        let g = backward(&y, &dy, &logs, shape[2] * shape[3], relu);
+        let channel = [1, shape[1], 1, 1];
+        let gradients = [
+            tensor(g.x, shape),
+            tensor(g.bias, channel),
+            tensor(g.logs, channel),
+        ];
+        register(grads, parents, gradients);
+    }
+}
+
+/// [`FlexKernels::marscf_actnorm`] under autodiff.
+pub fn on_autodiff<C: CheckpointStrategy>(
+    x: AutodiffTensor<C>,
+    bias: AutodiffTensor<C>,
+    logs: AutodiffTensor<C>,
+    relu: bool,
+) -> AutodiffTensor<C> {
+    record::<C, _, _>(ActNormBackward, [x, bias, logs], |[x, bias, logs], _| {
+        let y = on_flex(x, bias, logs.clone(), relu);
+        (y.clone(), Some((y, logs, relu)))
+    })
 }

@@ -13,9 +13,11 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::dropout::{Mask, mask_in_place};
 use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
-use super::rows::{Mask, mask_in_place, softmax_grad_in_place, softmax_in_place};
+use super::glue::prelude::*;
 use super::simd::with_widest_simd;
+use super::softmax::{softmax_grad_in_place, softmax_in_place};
 
 /// A matrix operand: its elements and the distance between its rows.
 type Rows<'a> = (&'a [f32], usize);
@@ -46,7 +48,7 @@ impl AttentionShape {
     }
 
     /// The dropout index of the first weight of head `head` of sample `sample` in the
-    /// `(B, heads, L, L)` weights (the numbering [`super::rows::dropout`] uses).
+    /// `(B, heads, L, L)` weights (the numbering [`super::dropout::forward`] uses).
     fn first_weight(&self, sample: usize, head: usize) -> u64 {
         ((sample * self.heads + head) * self.len * self.len) as u64
     }
@@ -228,4 +230,74 @@ pub fn backward(
             });
         });
     d_packed
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::multi_head_attention`]; a dropout mask is drawn as
+/// [`crate::dropout`]'s is, so both drop the same weights.
+pub fn multi_head_attention(packed: Tensor<3>, heads: usize, dropout: f64) -> Tensor<3> {
+    let mask = (dropout > 0.0).then(|| Mask::drawn(&packed.device(), 1.0 - dropout, 1));
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_multi_head_attention(
+        packed.into_dispatch(),
+        heads,
+        mask,
+    ))
+}
+
+impl AttentionShape {
+    /// The sizes of the attention of `packed` `(B, L, 3c)` over `heads` heads.
+    fn of(packed: &FlexTensor, heads: usize) -> Self {
+        let shape = packed.shape();
+        Self {
+            batch: shape[0],
+            len: shape[1],
+            heads,
+            width: shape[2] / (3 * heads),
+        }
+    }
+}
+
+/// [`FlexKernels::marscf_multi_head_attention`] on Flex.
+pub fn on_flex(packed: FlexTensor, heads: usize, mask: Option<Mask>) -> FlexTensor {
+    let s = AttentionShape::of(&packed, heads);
+    let out = forward(&values(&packed), s, mask, None);
+    tensor(out, [s.batch, s.len, heads * s.width])
+}
+
+/// Backward of [`on_flex`]: parent `packed`, state the contiguous `packed`, the softmax
+/// weights, the sizes and the dropout mask.
+#[derive(Debug)]
+pub struct AttentionBackward;
+
+impl Backward<Flex, 1> for AttentionBackward {
+    type State = (FlexTensor, FlexTensor, AttentionShape, Option<Mask>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ((packed, weights, s, mask), d_out, parents) = unpack(ops, grads);
+        let (p, w, d) = (values(&packed), values(&weights), values(&d_out));
+        let d_packed = backward(&p, &w, &d, s, mask);
+        register(grads, parents, [tensor(d_packed, packed.shape())]);
+    }
+}
+
+/// [`FlexKernels::marscf_multi_head_attention`] under autodiff: tracked, the forward keeps
+/// the softmax weights.
+pub fn on_autodiff<C: CheckpointStrategy>(
+    packed: AutodiffTensor<C>,
+    heads: usize,
+    mask: Option<Mask>,
+) -> AutodiffTensor<C> {
+    record::<C, _, _>(AttentionBackward, [packed], |[packed], tracked| {
+        if !tracked {
+            return (on_flex(packed, heads, mask), None);
+        }
+        let s = AttentionShape::of(&packed, heads);
+        let mut weights = vec![0.0f32; s.batch * heads * s.len * s.len];
+        let out = forward(&values(&packed), s, mask, Some(&mut weights));
+        let out = tensor(out, [s.batch, s.len, heads * s.width]);
+        let weights = tensor(weights, [s.batch, heads, s.len, s.len]);
+        (out, Some((packed, weights, s, mask)))
+    })
 }

@@ -4,12 +4,10 @@
 
 use rayon::prelude::*;
 
+use super::glue::prelude::*;
 use super::polynomial::sigmoid;
 use super::simd::with_widest_simd;
 use super::tuning::MIXTURE_BLOCK;
-
-/// Iterations between two convergence checks (the portable default's schedule).
-pub const CHECK_EVERY: usize = 8;
 
 /// The mixture, `(B, k, P)` each (`P = C H W` elements per sample), and the target `y`,
 /// `(B, P)`.
@@ -108,4 +106,79 @@ fn block_steps(
         }
     }
     moved
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::bisect_mixture`].
+pub fn bisect_mixture(
+    mixture: &crate::MixtureCdf,
+    y: Tensor<4>,
+    [lower, upper]: [Tensor<4>; 2],
+    max_iters: usize,
+    tolerance: f64,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_bisect_mixture(
+        mixture.weights.clone().into_dispatch(),
+        mixture.mu.clone().into_dispatch(),
+        mixture.inv_scale.clone().into_dispatch(),
+        y.into_dispatch(),
+        lower.into_dispatch(),
+        upper.into_dispatch(),
+        (max_iters, tolerance),
+    ))
+}
+
+/// [`FlexKernels::marscf_bisect_mixture`] on Flex, on [`crate::bisect`]'s schedule.
+pub fn on_flex(
+    weights: FlexTensor,
+    mu: FlexTensor,
+    inv_scale: FlexTensor,
+    y: FlexTensor,
+    lower: FlexTensor,
+    upper: FlexTensor,
+    (max_iters, tolerance): (usize, f64),
+) -> FlexTensor {
+    let shape = dims4(&y);
+    let [weights, mu, inv_scale, y] = [&weights, &mu, &inv_scale, &y].map(values);
+    let mixture = Mixture {
+        weights: &weights,
+        mu: &mu,
+        inv_scale: &inv_scale,
+        y: &y,
+        batch: shape[0],
+    };
+    let start = Bracket {
+        x: vec![0.0; y.len()],
+        lower: values(&lower).into_owned(),
+        upper: values(&upper).into_owned(),
+    };
+    let end = crate::bisect::schedule(max_iters, tolerance, start, |mut bracket, n| {
+        let moved = steps(mixture, &mut bracket, n);
+        (bracket, f64::from(moved))
+    });
+    tensor(end.x, shape)
+}
+
+/// [`FlexKernels::marscf_bisect_mixture`] under autodiff: the result is a constant, a new
+/// leaf tracking nothing.
+pub fn on_autodiff<C: CheckpointStrategy>(
+    weights: AutodiffTensor<C>,
+    mu: AutodiffTensor<C>,
+    inv_scale: AutodiffTensor<C>,
+    y: AutodiffTensor<C>,
+    lower: AutodiffTensor<C>,
+    upper: AutodiffTensor<C>,
+    limits: (usize, f64),
+) -> AutodiffTensor<C> {
+    AutodiffTensor::<C>::new(on_flex(
+        weights.into_primitive(),
+        mu.into_primitive(),
+        inv_scale.into_primitive(),
+        y.into_primitive(),
+        lower.into_primitive(),
+        upper.into_primitive(),
+        limits,
+    ))
 }

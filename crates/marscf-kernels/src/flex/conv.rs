@@ -20,10 +20,12 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
+use super::glue::prelude::*;
 use super::reduce::{add_scalar, run_len, sum, sum_runs};
 use super::simd::with_widest_simd;
 use super::tuning::{CONV_TILE_COLUMNS, GEMM_THREADING_MIN_FLOPS};
 use super::winograd;
+use crate::ConvSpec;
 
 /// The geometry of one convolution: input `(N, Ci, H, W)`, kernel `(Co, Ci, kh, kw)`, zero
 /// padding `[(top, bottom), (left, right)]`, dilation `[dh, dw]`, stride 1.
@@ -592,6 +594,92 @@ pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
         })
     });
     dx
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+impl ConvGeometry {
+    /// The geometry of `x` `(N, Ci, H, W)` convolved with `weight` `(Co, Ci, kh, kw)`.
+    pub fn of(x: [usize; 4], weight: [usize; 4], spec: ConvSpec) -> Self {
+        Self {
+            batch: x[0],
+            c_in: x[1],
+            size: [x[2], x[3]],
+            c_out: weight[0],
+            kernel: [weight[2], weight[3]],
+            padding: spec.padding,
+            dilation: spec.dilation,
+        }
+    }
+}
+
+/// Whether [`conv2d`] computes this convolution (else the caller takes the portable path).
+pub fn conv_supported(x: [usize; 4], weight: [usize; 4], spec: ConvSpec) -> bool {
+    let g = ConvGeometry::of(x, weight, spec);
+    x[1] == weight[1] && spec.dilation.iter().all(|&d| d > 0) && g.out_size().is_some()
+}
+
+/// The Flex kernel of [`crate::conv2d`].
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    spec: ConvSpec,
+) -> Tensor<4> {
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        spec,
+    ))
+}
+
+/// [`FlexKernels::marscf_conv2d`] on Flex.
+pub fn on_flex(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, spec: ConvSpec) -> FlexTensor {
+    let g = ConvGeometry::of(dims4(&x), dims4(&weight), spec);
+    let [ho, wo] = g
+        .out_size()
+        .expect("a convolution with a positive output size");
+    let y = forward(&values(&x), &values(&weight), Some(&values(&bias)), &g);
+    tensor(y, [g.batch, g.c_out, ho, wo])
+}
+
+/// Backward of [`on_flex`]: parents `[x, weight, bias]`, state the contiguous `x` and
+/// `weight`.
+#[derive(Debug)]
+pub struct Conv2dBackward;
+
+impl Backward<Flex, 3> for Conv2dBackward {
+    type State = (FlexTensor, FlexTensor, ConvSpec);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ((x, w, spec), dy, [node_x, node_w, node_b]) = unpack(ops, grads);
+        let g = ConvGeometry::of(dims4(&x), dims4(&w), spec);
+        if let Some(id) = node_x {
+            let dx = input_grad(&values(&dy), &values(&w), &g);
+            grads.register::<Flex>(id, tensor(dx, dims4(&x)));
+        }
+        if node_w.is_some() || node_b.is_some() {
+            let (dw, db) = weight_grad(&values(&x), &values(&dy), &g);
+            let gradients = [tensor(dw, dims4(&w)), tensor(db, [g.c_out])];
+            register(grads, [node_w, node_b], gradients);
+        }
+    }
+}
+
+/// [`FlexKernels::marscf_conv2d`] under autodiff.
+pub fn on_autodiff<C: CheckpointStrategy>(
+    x: AutodiffTensor<C>,
+    weight: AutodiffTensor<C>,
+    bias: AutodiffTensor<C>,
+    spec: ConvSpec,
+) -> AutodiffTensor<C> {
+    record::<C, _, _>(Conv2dBackward, [x, weight, bias], |[x, weight, bias], _| {
+        let y = on_flex(x.clone(), weight.clone(), bias, spec);
+        (y, Some((x, weight, spec)))
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! `a_t = G_t + conv(h_{t-1}, W)`, `(h_t, c_t) = cell(a_t, c_{t-1})`.
 
 use super::conv::{self, ConvGeometry};
-use super::lstm::{self, CellInputs};
+use super::glue::prelude::*;
+use super::lstm_cell::{self, CellInputs};
+use crate::ConvSpec;
 
 /// What the forward pass keeps for the backward: `a` `(T B, 4h, H, W)`, `h` and `c`
 /// `(T B, h, H, W)`.
@@ -50,7 +52,7 @@ pub fn forward(gates: &[f32], w: &[f32], g: &ConvGeometry, steps: usize) -> Trac
             c: c_prev,
             batch: g.batch,
         };
-        lstm::forward_into(inputs, &mut h_rest[..state], &mut c_rest[..state]);
+        lstm_cell::forward_into(inputs, &mut h_rest[..state], &mut c_rest[..state]);
     }
     Trace { pre, h, c }
 }
@@ -82,7 +84,7 @@ pub fn backward(
             batch: g.batch,
         };
         let da = &mut d_pre[t * gate_len..][..gate_len];
-        lstm::backward_into(inputs, [&dh, &dc_next], da, &mut dc);
+        lstm_cell::backward_into(inputs, [&dh, &dc_next], da, &mut dc);
         std::mem::swap(&mut dc, &mut dc_next);
         if t > 0 {
             dh = conv::input_grad(da, w, g);
@@ -101,4 +103,112 @@ pub fn backward(
         }
     };
     (d_pre, dw)
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::conv_lstm_layer`].
+pub fn conv_lstm_layer(
+    gates: Tensor<4>,
+    weight: Tensor<4>,
+    steps: usize,
+    spec: ConvSpec,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_conv_lstm_layer(
+        gates.into_dispatch(),
+        weight.into_dispatch(),
+        steps,
+        spec,
+    ))
+}
+
+/// The recurrent convolution of one step of a layer whose input gates are `gates`
+/// `(T B, 4h, H, W)`, with `weight` `(4h, h, k, k)`.
+fn recurrent_geometry(
+    gates: &FlexTensor,
+    weight: &FlexTensor,
+    steps: usize,
+    spec: ConvSpec,
+) -> ConvGeometry {
+    let ([n, _, h, w], weight) = (dims4(gates), dims4(weight));
+    ConvGeometry::of([n / steps, weight[1], h, w], weight, spec)
+}
+
+/// [`FlexKernels::marscf_conv_lstm_layer`] on Flex.
+pub fn on_flex(gates: FlexTensor, weight: FlexTensor, steps: usize, spec: ConvSpec) -> FlexTensor {
+    let [n, _, h, w] = dims4(&gates);
+    let g = recurrent_geometry(&gates, &weight, steps, spec);
+    let trace = forward(&values(&gates), &values(&weight), &g, steps);
+    tensor(trace.h, [n, g.c_in, h, w])
+}
+
+/// Backward of [`on_flex`]: parents `[gates, weight]`, state a [`ConvLstmLayerState`].
+#[derive(Debug)]
+pub struct ConvLstmLayerBackward;
+
+/// The state [`ConvLstmLayerBackward`] keeps: `a`, `h`, `c` of every step, the weight, the
+/// recurrent geometry and the number of steps.
+#[derive(Clone, Debug)]
+pub struct ConvLstmLayerState {
+    pre: FlexTensor,
+    h: FlexTensor,
+    c: FlexTensor,
+    weight: FlexTensor,
+    geometry: ConvGeometry,
+    steps: usize,
+}
+
+impl Backward<Flex, 2> for ConvLstmLayerBackward {
+    type State = ConvLstmLayerState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (s, dh, parents) = unpack(ops, grads);
+        let (pre, h, c) = (values(&s.pre), values(&s.h), values(&s.c));
+        let (d_gates, d_weight) = backward(
+            [&pre, &h, &c],
+            &values(&s.weight),
+            &s.geometry,
+            s.steps,
+            &values(&dh),
+        );
+        let gradients = [
+            tensor(d_gates, s.pre.shape()),
+            tensor(d_weight, s.weight.shape()),
+        ];
+        register(grads, parents, gradients);
+    }
+}
+
+/// [`FlexKernels::marscf_conv_lstm_layer`] under autodiff: tracked, the forward keeps
+/// every step's states.
+pub fn on_autodiff<C: CheckpointStrategy>(
+    gates: AutodiffTensor<C>,
+    weight: AutodiffTensor<C>,
+    steps: usize,
+    spec: ConvSpec,
+) -> AutodiffTensor<C> {
+    record::<C, _, _>(
+        ConvLstmLayerBackward,
+        [gates, weight],
+        |[gates, weight], tracked| {
+            if !tracked {
+                return (on_flex(gates, weight, steps, spec), None);
+            }
+            let shape = dims4(&gates);
+            let geometry = recurrent_geometry(&gates, &weight, steps, spec);
+            let trace = forward(&values(&gates), &values(&weight), &geometry, steps);
+            let state_shape = [shape[0], geometry.c_in, shape[2], shape[3]];
+            let h = tensor(trace.h, state_shape);
+            let state = ConvLstmLayerState {
+                pre: tensor(trace.pre, shape),
+                h: h.clone(),
+                c: tensor(trace.c, state_shape),
+                weight,
+                geometry,
+                steps,
+            };
+            (h, Some(state))
+        },
+    )
 }

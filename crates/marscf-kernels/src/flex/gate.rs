@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::glue::prelude::*;
 use super::polynomial::sigmoid;
 use super::reduce::chunk_len;
 use super::simd::with_widest_simd;
@@ -48,4 +49,50 @@ pub fn backward(x: &[f32], dy: &[f32], outer: usize) -> Vec<f32> {
             )
         });
     dx
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::gate`].
+pub fn gate<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_gate(
+        x.into_dispatch(),
+        dim,
+    ))
+}
+
+/// Blocks `[a; b]` of `shape` gated along `dim`: the product of the sizes before `dim`.
+fn blocks(shape: &Shape, dim: usize) -> usize {
+    shape.iter().take(dim).product()
+}
+
+/// [`FlexKernels::marscf_gate`] on Flex.
+pub fn on_flex(x: FlexTensor, dim: usize) -> FlexTensor {
+    let mut shape = x.shape();
+    let y = forward(&values(&x), blocks(&shape, dim));
+    shape[dim] /= 2;
+    tensor(y, shape)
+}
+
+/// Backward of [`on_flex`]: parent `x`, state the contiguous `x` and the gated dimension.
+#[derive(Debug)]
+pub struct GateBackward;
+
+impl Backward<Flex, 1> for GateBackward {
+    type State = (FlexTensor, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ((x, dim), dy, parents) = unpack(ops, grads);
+        let shape = x.shape();
+        let dx = backward(&values(&x), &values(&dy), blocks(&shape, dim));
+        register(grads, parents, [tensor(dx, shape)]);
+    }
+}
+
+/// [`FlexKernels::marscf_gate`] under autodiff.
+pub fn on_autodiff<C: CheckpointStrategy>(x: AutodiffTensor<C>, dim: usize) -> AutodiffTensor<C> {
+    record::<C, _, _>(GateBackward, [x], |[x], _| {
+        (on_flex(x.clone(), dim), Some((x, dim)))
+    })
 }

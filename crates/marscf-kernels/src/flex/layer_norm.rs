@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use super::glue::prelude::*;
 use super::reduce::{chunk_len, lanes, run_len, sum_runs};
 use super::simd::with_widest_simd;
 use super::tuning::ROWS_PER_TASK;
@@ -117,4 +118,66 @@ pub fn backward(x: &[f32], gamma: &[f32], dy: &[f32], epsilon: f32) -> LayerNorm
         gamma: gamma_sum,
         beta: beta_sum,
     }
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::layer_norm`].
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_layer_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    ))
+}
+
+/// [`FlexKernels::marscf_layer_norm`] on Flex.
+pub fn on_flex(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> FlexTensor {
+    let y = forward(&values(&x), &values(&gamma), &values(&beta), epsilon as f32);
+    tensor(y, x.shape())
+}
+
+/// Backward of [`on_flex`]: parents `[x, gamma, beta]`, state the contiguous `x`, `gamma`
+/// and `epsilon`.
+#[derive(Debug)]
+pub struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    type State = (FlexTensor, FlexTensor, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ((x, gamma, epsilon), dy, parents) = unpack(ops, grads);
+        let g = backward(&values(&x), &values(&gamma), &values(&dy), epsilon as f32);
+        let c = g.gamma.len();
+        let gradients = [
+            tensor(g.x, x.shape()),
+            tensor(g.gamma, [c]),
+            tensor(g.beta, [c]),
+        ];
+        register(grads, parents, gradients);
+    }
+}
+
+/// [`FlexKernels::marscf_layer_norm`] under autodiff.
+pub fn on_autodiff<C: CheckpointStrategy>(
+    x: AutodiffTensor<C>,
+    gamma: AutodiffTensor<C>,
+    beta: AutodiffTensor<C>,
+    epsilon: f64,
+) -> AutodiffTensor<C> {
+    record::<C, _, _>(
+        LayerNormBackward,
+        [x, gamma, beta],
+        |[x, gamma, beta], _| {
+            let y = on_flex(x.clone(), gamma.clone(), beta, epsilon);
+            (y, Some((x, gamma, epsilon)))
+        },
+    )
 }

@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use super::glue::prelude::*;
 use super::polynomial::{exp, ln, ln_1p, sigmoid};
 use super::reduce::chunk_len;
 use super::simd::with_widest_simd;
@@ -208,4 +209,94 @@ fn sample_backward(
             g_lw[i] = resp_pdf + resp_cdf;
         }
     }
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::mixture_log_densities`].
+pub fn mixture_log_densities(
+    mixture: &crate::LogMixture,
+    x: Tensor<4>,
+) -> crate::MixtureLogDensities {
+    let [b, c, h, w] = x.dims();
+    let both = Tensor::<4>::from_dispatch(<Dispatch as FlexKernels>::marscf_mixture_log_densities(
+        mixture.log_weights.clone().into_dispatch(),
+        mixture.mu.clone().into_dispatch(),
+        mixture.log_s.clone().into_dispatch(),
+        x.into_dispatch(),
+    ));
+    crate::MixtureLogDensities {
+        log_pdf: both.clone().slice([0..b, 0..c, 0..h, 0..w]),
+        log_cdf: both.slice([b..2 * b, 0..c, 0..h, 0..w]),
+    }
+}
+
+impl<'a> Mixture<'a> {
+    /// The slices of a mixture `(B, k, C, H, W)` each and its points `(B, C, H, W)`.
+    fn of([log_weights, mu, log_s, x]: [&'a [f32]; 4], shape: [usize; 5]) -> Self {
+        let [_, k, c, h, w] = shape;
+        Self {
+            log_weights,
+            mu,
+            log_s,
+            x,
+            components: k,
+            positions: c * h * w,
+        }
+    }
+}
+
+/// [`FlexKernels::marscf_mixture_log_densities`] on Flex.
+pub fn on_flex(
+    log_weights: FlexTensor,
+    mu: FlexTensor,
+    log_s: FlexTensor,
+    x: FlexTensor,
+) -> FlexTensor {
+    let [b, c, h, w] = dims4(&x);
+    let shape = dims5(&mu);
+    let [lw, mu, ls, x] = [&log_weights, &mu, &log_s, &x].map(values);
+    tensor(
+        forward(Mixture::of([&lw, &mu, &ls, &x], shape)),
+        [2 * b, c, h, w],
+    )
+}
+
+/// Backward of [`on_flex`]: parents `[ln π, μ, ln s, x]`, state the four inputs and the
+/// output.
+#[derive(Debug)]
+pub struct MixtureBackward;
+
+impl Backward<Flex, 4> for MixtureBackward {
+    type State = [FlexTensor; 5];
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ([log_weights, mu, log_s, x, out], d_out, parents) = unpack(ops, grads);
+        let (shape, x_shape) = (dims5(&mu), dims4(&x));
+        let [lw, mu, ls, x] = [&log_weights, &mu, &log_s, &x].map(values);
+        let m = Mixture::of([&lw, &mu, &ls, &x], shape);
+        let g = backward(m, &values(&out), &values(&d_out));
+        let gradients = [
+            tensor(g.log_weights, shape),
+            tensor(g.mu, shape),
+            tensor(g.log_s, shape),
+            tensor(g.x, x_shape),
+        ];
+        register(grads, parents, gradients);
+    }
+}
+
+/// [`FlexKernels::marscf_mixture_log_densities`] under autodiff.
+pub fn on_autodiff<C: CheckpointStrategy>(
+    log_weights: AutodiffTensor<C>,
+    mu: AutodiffTensor<C>,
+    log_s: AutodiffTensor<C>,
+    x: AutodiffTensor<C>,
+) -> AutodiffTensor<C> {
+    let inputs = [log_weights, mu, log_s, x];
+    record::<C, _, _>(MixtureBackward, inputs, |[lw, mu, ls, x], _| {
+        let out = on_flex(lw.clone(), mu.clone(), ls.clone(), x.clone());
+        (out.clone(), Some([lw, mu, ls, x, out]))
+    })
 }

@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::glue::prelude::*;
 use super::polynomial::{sigmoid, tanh};
 use super::reduce::chunk_len;
 use super::simd::with_widest_simd;
@@ -141,4 +142,58 @@ fn backward_sample(
         dao[e] = dh[e] * tc * o * (1.0 - o);
         dc[e] = dct * f;
     }
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::lstm_cell`] from the pre-activations, `[h'; c']`
+/// `(2B, h, H, W)`.
+pub fn lstm_cell(pre: Tensor<4>, c: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_lstm_cell(
+        pre.into_dispatch(),
+        c.into_dispatch(),
+    ))
+}
+
+/// [`FlexKernels::marscf_lstm_cell`] on Flex.
+pub fn on_flex(pre: FlexTensor, c: FlexTensor) -> FlexTensor {
+    let [b, h, height, width] = dims4(&c);
+    let out = forward(CellInputs {
+        pre: &values(&pre),
+        c: &values(&c),
+        batch: b,
+    });
+    tensor(out, [2 * b, h, height, width])
+}
+
+/// Backward of [`on_flex`]: parents `[pre, c]`, state the two inputs (the activations are
+/// recomputed).
+#[derive(Debug)]
+pub struct LstmCellBackward;
+
+impl Backward<Flex, 2> for LstmCellBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ((pre, c), d_out, parents) = unpack(ops, grads);
+        let inputs = CellInputs {
+            pre: &values(&pre),
+            c: &values(&c),
+            batch: dims4(&c)[0],
+        };
+        let (d_pre, d_c) = backward(inputs, &values(&d_out));
+        let gradients = [tensor(d_pre, dims4(&pre)), tensor(d_c, dims4(&c))];
+        register(grads, parents, gradients);
+    }
+}
+
+/// [`FlexKernels::marscf_lstm_cell`] under autodiff.
+pub fn on_autodiff<C: CheckpointStrategy>(
+    pre: AutodiffTensor<C>,
+    c: AutodiffTensor<C>,
+) -> AutodiffTensor<C> {
+    record::<C, _, _>(LstmCellBackward, [pre, c], |[pre, c], _| {
+        (on_flex(pre.clone(), c.clone()), Some((pre, c)))
+    })
 }

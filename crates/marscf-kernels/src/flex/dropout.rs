@@ -1,66 +1,14 @@
-//! Softmax over the last dimension and dropout, on contiguous `f32` slices, whole tensors
-//! or row by row.
+//! Dropout on contiguous `f32` slices: `y = x ⊙ m / keep` with a mask `m` that is never
+//! stored. Each element (or run of elements) is kept where the top 24 bits of a counter
+//! hash (murmur3's finaliser) of its index, keyed by a seed drawn from the device's
+//! generator, fall below `keep 2^24`; the backward regenerates the same mask from the seed.
 
 use rayon::prelude::*;
 
-use super::polynomial::exp;
-use super::reduce::{chunk_len, dot, lanes};
+use super::glue::prelude::*;
 use super::simd::with_widest_simd;
-use super::tuning::{DROPOUT_CHUNK, ROWS_PER_TASK};
-
-/// `p = softmax(x)` over each row of length `len`.
-pub fn softmax_forward(x: &[f32], len: usize) -> Vec<f32> {
-    let mut p = x.to_vec();
-    p.par_chunks_mut(chunk_len(len * ROWS_PER_TASK))
-        .for_each(|p| {
-            with_widest_simd(
-                #[inline(always)]
-                || {
-                    p.chunks_exact_mut(len)
-                        .for_each(|row| softmax_in_place(row, 1.0))
-                },
-            )
-        });
-    p
-}
-
-/// `row = softmax(scale row)` in place (`scale > 0`).
-#[inline(always)]
-pub fn softmax_in_place(row: &mut [f32], scale: f32) {
-    let max = lanes(row, f32::NEG_INFINITY, |m, v| m.max(v));
-    row.iter_mut().for_each(|v| *v = exp(scale * (*v - max)));
-    let inv = 1.0 / lanes(row, 0.0, |s, v| s + v);
-    row.iter_mut().for_each(|p| *p *= inv);
-}
-
-/// `dx = p ⊙ (dp - Σ_row dp ⊙ p)`, the gradient of `p = softmax(x)`.
-pub fn softmax_backward(p: &[f32], dp: &[f32], len: usize) -> Vec<f32> {
-    let mut dx = dp.to_vec();
-    let task = chunk_len(len * ROWS_PER_TASK);
-    dx.par_chunks_mut(task)
-        .zip(p.par_chunks(task))
-        .for_each(|(dx, p)| {
-            with_widest_simd(
-                #[inline(always)]
-                || {
-                    for (dx, p) in dx.chunks_exact_mut(len).zip(p.chunks_exact(len)) {
-                        softmax_grad_in_place(p, dx, 1.0);
-                    }
-                },
-            )
-        });
-    dx
-}
-
-/// `d = scale p ⊙ (d - Σ d ⊙ p)` in place: from `d = ∂/∂p` of one row `p = softmax(scale
-/// x)`, the gradient with respect to `x`.
-#[inline(always)]
-pub fn softmax_grad_in_place(p: &[f32], d: &mut [f32], scale: f32) {
-    let dot = dot(p, d);
-    for (d, p) in d.iter_mut().zip(p) {
-        *d = scale * p * (*d - dot);
-    }
-}
+use super::tuning::DROPOUT_CHUNK;
+use burn::tensor::{Device, Distribution};
 
 /// `GOLDEN = ⌊2^32 / φ⌋`, the multiplier that spreads counters over the hash's input.
 const GOLDEN: u32 = 0x9E37_79B9;
@@ -113,7 +61,7 @@ impl Mask {
 }
 
 /// `y = x ⊙ m / keep` with `m` the mask; also its own gradient (`dx = dy ⊙ m / keep`).
-pub fn dropout(x: &[f32], mask: Mask) -> Vec<f32> {
+pub fn forward(x: &[f32], mask: Mask) -> Vec<f32> {
     let (threshold, scale) = (mask.threshold(), mask.scale());
     let run = mask.run.max(1);
     let mut y = x.to_vec();
@@ -156,6 +104,62 @@ pub fn mask_in_place(v: &mut [f32], first: u64, mask: Mask) {
     }
 }
 
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+impl Mask {
+    /// A mask keeping elements with probability `keep` in runs of `run`, seeded by two
+    /// draws of `device`'s generator (48 random bits), so seeding the device reproduces it.
+    pub fn drawn(device: &Device, keep: f64, run: usize) -> Self {
+        let draws = Tensor::<1>::random([2], Distribution::Default, device)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("two float32 draws");
+        let seed = (u64::from(draws[0].to_bits()) << 32) | u64::from(draws[1].to_bits());
+        Self { seed, keep, run }
+    }
+}
+
+/// The Flex kernel of [`crate::dropout`], its mask [`Mask::drawn`].
+pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, whole_channels: bool) -> Tensor<D> {
+    let run = if whole_channels {
+        x.dims().iter().skip(2).product()
+    } else {
+        1
+    };
+    let mask = Mask::drawn(&x.device(), 1.0 - prob, run);
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_dropout(
+        x.into_dispatch(),
+        mask,
+    ))
+}
+
+/// [`FlexKernels::marscf_dropout`] on Flex; also its own backward.
+pub fn on_flex(x: FlexTensor, mask: Mask) -> FlexTensor {
+    tensor(forward(&values(&x), mask), x.shape())
+}
+
+/// Backward of [`on_flex`]: parent `x`, state the mask (regenerated, never stored).
+#[derive(Debug)]
+pub struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    type State = Mask;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (mask, dy, parents) = unpack(ops, grads);
+        register(grads, parents, [on_flex(dy, mask)]);
+    }
+}
+
+/// [`FlexKernels::marscf_dropout`] under autodiff.
+pub fn on_autodiff<C: CheckpointStrategy>(x: AutodiffTensor<C>, mask: Mask) -> AutodiffTensor<C> {
+    record::<C, _, _>(DropoutBackward, [x], |[x], _| {
+        (on_flex(x, mask), Some(mask))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +168,7 @@ mod tests {
     fn dropout_keeps_the_configured_share() {
         // 1e6 draws of Bernoulli(0.8): the share kept is within 5 sigma (2e-3) of 0.8.
         let x = vec![1.0f32; 1_000_000];
-        let y = dropout(
+        let y = forward(
             &x,
             Mask {
                 seed: 7,
@@ -179,7 +183,7 @@ mod tests {
         );
         assert!(y.iter().all(|v| *v == 0.0 || (*v - 1.25).abs() < 1e-6));
         // Runs share one draw.
-        let y = dropout(
+        let y = forward(
             &x[..4096],
             Mask {
                 seed: 3,
@@ -191,7 +195,7 @@ mod tests {
             assert!(run.iter().all(|v| *v == run[0]));
         }
         // Another seed, another mask.
-        let z = dropout(
+        let z = forward(
             &x[..4096],
             Mask {
                 seed: 4,

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::glue::prelude::*;
 use super::polynomial::exp;
 use super::reduce::chunk_len;
 use super::simd::with_widest_simd;
@@ -53,4 +54,42 @@ pub fn backward(x: &[f32], dy: &[f32], batch: usize) -> Vec<f32> {
             )
         });
     dx
+}
+
+// Burn's tensors in and out: the op on Burn tensors, on Flex, its backward, and its
+// recording under autodiff.
+
+/// The Flex kernel of [`crate::concat_elu`].
+pub fn concat_elu(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::marscf_concat_elu(
+        x.into_dispatch(),
+    ))
+}
+
+/// [`FlexKernels::marscf_concat_elu`] on Flex.
+pub fn on_flex(x: FlexTensor) -> FlexTensor {
+    let [b, c, h, w] = dims4(&x);
+    tensor(forward(&values(&x), b), [b, 2 * c, h, w])
+}
+
+/// Backward of [`on_flex`]: parent `x`, state the contiguous `x`.
+#[derive(Debug)]
+pub struct ConcatEluBackward;
+
+impl Backward<Flex, 1> for ConcatEluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, dy, parents) = unpack(ops, grads);
+        let shape = dims4(&x);
+        let dx = backward(&values(&x), &values(&dy), shape[0]);
+        register(grads, parents, [tensor(dx, shape)]);
+    }
+}
+
+/// [`FlexKernels::marscf_concat_elu`] under autodiff.
+pub fn on_autodiff<C: CheckpointStrategy>(x: AutodiffTensor<C>) -> AutodiffTensor<C> {
+    record::<C, _, _>(ConcatEluBackward, [x], |[x], _| {
+        (on_flex(x.clone()), Some(x))
+    })
 }
