@@ -10,7 +10,8 @@ use std::path::Path;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
 use common::{
-    affine_fixture_checkpoint, device, max_abs_diff, parity_folders, perturb, pixels, temp_dir,
+    affine_fixture_checkpoint, device, exclusive_rng, max_abs_diff, parity_folders, perturb,
+    pixels, temp_dir,
 };
 use marscf::checkpoint::{Origin, checkpoint_files, load, save};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
@@ -32,6 +33,7 @@ fn small_config() -> MarScfConfig {
 
 #[test]
 fn native_round_trip_is_bit_identical() {
+    let _rng = exclusive_rng();
     check_round_trip("mixlogcdf", small_config());
     let flow = MultiScaleFlowConfig::new([3, 8, 8], 2, 1, 8).with_coupling(CouplingKind::Additive);
     check_round_trip(
@@ -42,6 +44,7 @@ fn native_round_trip_is_bit_identical() {
 
 fn check_round_trip(name: &str, config: MarScfConfig) {
     let device = device();
+    device.seed(47);
     let model = config
         .init(&device)
         .unwrap()
@@ -70,7 +73,9 @@ fn check_round_trip(name: &str, config: MarScfConfig) {
 
 #[test]
 fn corrupt_or_mismatched_native_checkpoints_are_errors() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(78);
     let model = small_config().init(&device).unwrap();
     let dir = temp_dir("corrupt");
     let path = dir.join("model");
@@ -117,6 +122,7 @@ fn corrupt_or_mismatched_native_checkpoints_are_errors() {
 
 #[test]
 fn checkpoints_with_nan_weights_are_errors() {
+    let _rng = exclusive_rng();
     struct PoisonFirst(bool);
     impl ModuleMapper for PoisonFirst {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -127,6 +133,7 @@ fn checkpoints_with_nan_weights_are_errors() {
         }
     }
     let device = device();
+    device.seed(136);
     let model = small_config().init(&device).unwrap();
     let model = model.map(&mut PoisonFirst(false));
     let dir = temp_dir("nan");
@@ -205,7 +212,9 @@ fn wrap_in_dict(pickle: &[u8]) -> Vec<u8> {
 
 #[test]
 fn reference_checkpoints_load_plain_prefixed_and_wrapped_with_or_without_config() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(217);
     let source = affine_fixture_checkpoint();
     let dir = temp_dir("reference");
     let prefixed = dir.join("prefixed.pt");
@@ -249,7 +258,9 @@ fn reference_checkpoints_load_plain_prefixed_and_wrapped_with_or_without_config(
 
 #[test]
 fn inferred_configuration_matches_every_fixture() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(263);
     for folder in parity_folders() {
         let (_, report) =
             load_reference(&folder.join("checkpoint.pt"), None, None, false, &device).unwrap();
@@ -266,7 +277,9 @@ fn inferred_configuration_matches_every_fixture() {
 
 #[test]
 fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(282);
     let source = affine_fixture_checkpoint();
     // K = 1 where the checkpoint has K = 2, and a wider network: every problem listed.
     let flow = MultiScaleFlowConfig::new([3, 32, 32], 3, 1, 32);
@@ -311,7 +324,9 @@ fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
 
 #[test]
 fn reference_tensors_of_too_low_a_rank_are_errors_naming_the_key() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(329);
     let source = affine_fixture_checkpoint();
     let dir = temp_dir("low-rank");
     // (key, new shape, what the error says was expected): the configuration is inferred

@@ -174,6 +174,7 @@ fn a_step_over_two_and_three_processes_is_the_step_on_the_whole_batch() {
 #[test]
 #[ignore = "runs under mpirun (see a_step_over_two_and_three_processes_is_the_step_on_the_whole_batch)"]
 fn rank_steps_against_one_process() {
+    let _rng = exclusive_rng();
     let world = mpi_world();
     let config = tiny_model();
     let x = global_batch(&config);

@@ -1,7 +1,7 @@
 //! Every flow layer of marscf-core: invertibility, log-det against an autodiff Jacobian,
 //! ActNorm's initialisation, and configuration errors.
 
-use crate::common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
+use crate::common::{device, exclusive_rng, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use marscf::core::{
@@ -26,6 +26,7 @@ fn check_invertible<L: InvertibleLayer + Module>(
     shape: [usize; 4],
 ) {
     let device = device();
+    device.seed(29);
     let layer = prepared(build, shape, &device);
     let x = pixels(shape, &device);
     let (y, logdet_fwd) = layer.forward(x.clone());
@@ -54,6 +55,7 @@ fn check_log_det<L: InvertibleLayer + Module>(
     assert_eq!(shape[0], 1);
     assert!(shape.iter().product::<usize>() <= 64);
     let device = device().autodiff();
+    device.seed(58);
     let layer = prepared(build, shape, &device);
     let x = pixels(shape, &device);
     let expected = jacobian_log_abs_det(|x| layer.forward(x).0, &x);
@@ -104,6 +106,7 @@ fn flip(_: &Device) -> TupleFlip {
 
 #[test]
 fn every_layer_is_invertible() {
+    let _rng = exclusive_rng();
     let shape = [3, 4, 8, 8];
     check_invertible("ActNorm", actnorm, shape);
     check_invertible("InvConv1x1 (LU)", lu_conv, shape);
@@ -118,6 +121,7 @@ fn every_layer_is_invertible() {
 
 #[test]
 fn every_log_det_matches_the_jacobian() {
+    let _rng = exclusive_rng();
     let shape = [1, 4, 4, 4];
     check_log_det("ActNorm", actnorm, shape);
     check_log_det("InvConv1x1 (LU)", lu_conv, shape);
@@ -132,7 +136,9 @@ fn every_log_det_matches_the_jacobian() {
 
 #[test]
 fn log_det_is_per_sample() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(141);
     let layer = prepared(affine, [1, 4, 4, 4], &device);
     let x = pixels([3, 4, 4, 4], &device);
     let batched = layer.forward(x.clone()).1;
@@ -144,7 +150,9 @@ fn log_det_is_per_sample() {
 
 #[test]
 fn additive_coupling_shifts_the_second_half_by_its_network() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(155);
     let layer = prepared(additive, [1, 4, 4, 4], &device);
     let x = pixels([2, 4, 4, 4], &device);
     let (y, logdet) = layer.forward(x.clone());
@@ -163,7 +171,9 @@ fn additive_coupling_shifts_the_second_half_by_its_network() {
 
 #[test]
 fn actnorm_initialisation_standardises_its_batch() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(176);
     let batch = pixels([16, 5, 6, 6], &device).mul_scalar(4.0) + 1.5;
     let layer = ActNormConfig::new(5).init(&device);
     assert!(!layer.is_initialized());
@@ -182,7 +192,9 @@ fn actnorm_initialisation_standardises_its_batch() {
 
 #[test]
 fn lu_weight_is_the_product_of_its_factors_and_starts_orthogonal() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(197);
     let conv = InvConv1x1Config::new(6).init(&device).unwrap();
     let w = conv.weight();
     let eye = Tensor::<2>::eye(6, &device);

@@ -278,6 +278,7 @@ fn coupling_log_det_matches_the_jacobian() {
 
 #[test]
 fn element_dropout_drops_each_element_with_its_probability() {
+    let _rng = exclusive_rng();
     let device = device().autodiff();
     device.seed(5);
     let p = 0.2;
@@ -305,6 +306,8 @@ fn element_dropout_drops_each_element_with_its_probability() {
 
 #[test]
 fn dropout_probabilities_outside_0_1_are_errors() {
+    let _rng = exclusive_rng();
+    device().seed(310);
     for p in [-0.1, 1.0, f64::NAN] {
         assert!(matches!(
             DropoutConfig::new(p).init(),
@@ -322,7 +325,9 @@ fn dropout_probabilities_outside_0_1_are_errors() {
 
 #[test]
 fn invalid_mixlogcdf_configurations_are_errors() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(330);
     let coupling = |channels, hidden, options: MixLogCdfConfig| {
         MixLogCdfCouplingConfig::new(channels, hidden)
             .with_options(options)
@@ -367,6 +372,7 @@ fn invalid_mixlogcdf_configurations_are_errors() {
 
 #[test]
 fn channel_dropout_drops_whole_channels_only_in_training() {
+    let _rng = exclusive_rng();
     let device = device().autodiff();
     device.seed(3);
     let p = 0.2;

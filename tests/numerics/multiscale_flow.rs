@@ -1,6 +1,6 @@
 //! The multi-scale flow container with the standard-normal prior.
 
-use crate::common::{device, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
+use crate::common::{device, exclusive_rng, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use marscf::core::{
@@ -23,7 +23,9 @@ fn trained_flow(config: &MultiScaleFlowConfig, device: &Device) -> MultiScaleFlo
 
 #[test]
 fn whole_flow_is_invertible() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(28);
     for inv_conv in [InvConvKind::Lu, InvConvKind::Plain] {
         let config = config([3, 16, 16], 3, 2).with_inv_conv(inv_conv);
         let flow = trained_flow(&config, &device);
@@ -44,7 +46,9 @@ fn whole_flow_is_invertible() {
 
 #[test]
 fn objective_is_log_det_plus_prior_and_log_det_matches_the_jacobian() {
+    let _rng = exclusive_rng();
     let device = device().autodiff();
+    device.seed(51);
     // 1 x 8 x 8 = 64 dimensions, L = 2: latents (2, 4, 4) and (8, 2, 2).
     let config = config([1, 8, 8], 2, 2);
     let flow = trained_flow(&config, &device);
@@ -83,7 +87,9 @@ fn objective_is_log_det_plus_prior_and_log_det_matches_the_jacobian() {
 
 #[test]
 fn starting_log_det_is_carried_through() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(92);
     let config = config([3, 8, 8], 2, 1);
     let flow = trained_flow(&config, &device);
     let x = pixels([2, 3, 8, 8], &device);
@@ -97,7 +103,9 @@ fn starting_log_det_is_carried_through() {
 
 #[test]
 fn samples_have_the_image_shape_and_zero_temperature_is_the_mode() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(108);
     let config = config([3, 8, 8], 2, 2);
     let flow = trained_flow(&config, &device);
     let samples = flow.sample(&StandardNormal, 5, 1.0, &device).unwrap();
@@ -115,7 +123,9 @@ fn samples_have_the_image_shape_and_zero_temperature_is_the_mode() {
 
 #[test]
 fn initialisation_survives_saving_and_loading_and_parameters_stay_trainable() {
+    let _rng = exclusive_rng();
     let device = device().autodiff();
+    device.seed(129);
     let config = config([3, 8, 8], 2, 1);
     let flow = config
         .init(&device)
@@ -164,7 +174,9 @@ fn initialisation_survives_saving_and_loading_and_parameters_stay_trainable() {
 
 #[test]
 fn configuration_and_input_errors() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(179);
     assert_eq!(
         config([3, 30, 32], 3, 1).init(&device).unwrap_err(),
         CoreError::NotDivisible {

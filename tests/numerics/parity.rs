@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::common::{device, parity_folders, read_safetensors};
+use crate::common::{device, exclusive_rng, parity_folders, read_safetensors};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -94,6 +94,7 @@ fn reference_name(event: FlowEvent, steps: usize) -> String {
 
 fn check_folder(folder: &Path) -> Vec<String> {
     let device = device();
+    device.seed(97);
     let config = fixture_config(folder);
     let (model, report): (MarScf, _) = load_reference(
         &folder.join("checkpoint.pt"),
@@ -174,6 +175,7 @@ fn check_gradients(folder: &Path) -> Option<Vec<String>> {
         return None;
     }
     let device = device().autodiff();
+    device.seed(178);
     let mut config = fixture_config(folder);
     if let CouplingKind::MixLogCdf(mixlogcdf) = &mut config.flow.coupling {
         mixlogcdf.dropout = 0.0;
@@ -244,6 +246,7 @@ fn check_training_folders(check: impl Fn(&Path) -> Option<Vec<String>>) -> Vec<S
 
 #[test]
 fn gradient_parity_with_reference_fixtures() {
+    let _rng = exclusive_rng();
     let failures = check_training_folders(check_gradients);
     assert!(
         failures.is_empty(),
@@ -261,6 +264,7 @@ fn check_optimizer(folder: &Path) -> Option<Vec<String>> {
         return None;
     }
     let device = device();
+    device.seed(267);
     let mut config = fixture_config(folder);
     if let CouplingKind::MixLogCdf(mixlogcdf) = &mut config.flow.coupling {
         mixlogcdf.dropout = 0.0;
@@ -340,6 +344,7 @@ fn check_optimizer(folder: &Path) -> Option<Vec<String>> {
 
 #[test]
 fn optimizer_parity_with_reference_fixtures() {
+    let _rng = exclusive_rng();
     let failures = check_training_folders(check_optimizer);
     assert!(
         failures.is_empty(),
@@ -350,6 +355,7 @@ fn optimizer_parity_with_reference_fixtures() {
 
 #[test]
 fn parity_with_reference_fixtures() {
+    let _rng = exclusive_rng();
     let failures: Vec<String> = parity_folders()
         .iter()
         .flat_map(|f| check_folder(f))

@@ -1,7 +1,7 @@
 //! The mAR prior: autoregressive structure, sampling against likelihood, and the batched
 //! likelihood against a plain step-by-step loop.
 
-use crate::common::{device, max_abs_diff, perturb};
+use crate::common::{device, exclusive_rng, max_abs_diff, perturb};
 use burn::tensor::{Device, Distribution, Tensor};
 use marscf::core::{
     GlowPrior, GlowPriorConfig, MultiScaleFlowConfig, Prior, gaussian_log_density, sum_per_sample,
@@ -27,7 +27,9 @@ fn normal(shape: [usize; 4], device: &Device) -> Tensor<4> {
 
 #[test]
 fn prediction_of_channel_t_depends_only_on_earlier_channels() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(32);
     let n = 5;
     let prior = level_prior(n, true, &device);
     let z = normal([2, n, 6, 6], &device);
@@ -67,6 +69,7 @@ fn prediction_of_channel_t_depends_only_on_earlier_channels() {
 
 #[test]
 fn samples_are_distributed_as_the_likelihood_says() {
+    let _rng = exclusive_rng();
     let device = device();
     device.seed(11);
     let n = 4;
@@ -109,7 +112,9 @@ fn samples_are_distributed_as_the_likelihood_says() {
 
 #[test]
 fn zero_temperature_samples_the_means() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(117);
     let prior = level_prior(3, false, &device);
     let z = prior.sample([2, 3, 5, 5], None, 0.0, &device);
     let (mean, _) = prior.predict(z.clone(), None);
@@ -118,7 +123,9 @@ fn zero_temperature_samples_the_means() {
 
 #[test]
 fn batched_likelihood_equals_a_step_by_step_loop() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(128);
     let n = 4;
     let prior = level_prior(n, true, &device);
     let z = normal([3, n, 5, 5], &device);
@@ -153,7 +160,9 @@ fn batched_likelihood_equals_a_step_by_step_loop() {
 
 #[test]
 fn conv_lstm_sequence_equals_its_steps() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(165);
     for (kernel, dilation) in [(3, 1), (5, 2)] {
         let lstm = ConvLstmConfig::new(2, 6)
             .with_layers(3)
@@ -175,7 +184,9 @@ fn conv_lstm_sequence_equals_its_steps() {
 
 #[test]
 fn multi_scale_prior_has_the_reference_layout_and_any_batch_and_size_work() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(189);
     let config = MarPriorConfig::new(vec![6, 12, 48]);
     let prior = config.init(&device);
     // Kernel / dilation per level, conditioning below the top only.
@@ -239,7 +250,9 @@ fn gaussian_by_hand(z: Tensor<4>, mean: Tensor<4>, logs: Tensor<4>) -> Vec<f64> 
 
 #[test]
 fn glow_prior_log_density_is_the_gaussian_of_its_convolution() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(255);
     let (prior, shapes) = glow_prior(&device);
     let [c, h, w] = shapes[0];
     let z1 = normal([3, c, h, w], &device);
@@ -301,7 +314,9 @@ fn glow_prior_log_density_is_the_gaussian_of_its_convolution() {
 
 #[test]
 fn a_new_glow_prior_is_the_standard_normal() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(319);
     let flow = MultiScaleFlowConfig::new([1, 8, 8], 2, 1, 4);
     let prior = GlowPriorConfig::for_flow(&flow).init(&device).unwrap();
     let [c, h, w] = flow.latent_shapes()[0];
@@ -317,7 +332,9 @@ fn a_new_glow_prior_is_the_standard_normal() {
 
 #[test]
 fn glow_prior_samples_scale_with_temperature_about_the_mean() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(337);
     let (prior, shapes) = glow_prior(&device);
     let n = 256;
     for level in 0..shapes.len() {
@@ -349,7 +366,9 @@ fn glow_prior_samples_scale_with_temperature_about_the_mean() {
 
 #[test]
 fn a_model_with_glows_prior_samples_and_decodes_its_mean_at_temperature_0() {
+    let _rng = exclusive_rng();
     let device = device();
+    device.seed(371);
     let flow = MultiScaleFlowConfig::new([1, 8, 8], 2, 1, 4);
     let config = marscf::MarScfConfig::new(flow).with_prior(marscf::PriorKind::Glow);
     let model = config.init(&device).unwrap();
