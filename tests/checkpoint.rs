@@ -2,21 +2,21 @@
 //! (plain, DataParallel `module.` prefix, wrapped in a dict), configuration inference, and
 //! clear errors for corrupt or mismatched files.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
-use common::{
-    affine_fixture_checkpoint, device, exclusive_rng, max_abs_diff, parity_folders, perturb,
-    pixels, temp_dir,
-};
 use marscf::checkpoint::{Origin, checkpoint_files, load, save};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::import::{InferError, load_reference};
 use marscf::{MarScfConfig, ModelError, PriorKind};
+use marscf_test_support::{
+    model::{device, exclusive_rng},
+    numerics::{max_abs_diff, perturb, pixels},
+    reference::{affine_fixture_checkpoint, parity_folders},
+    temp_dir,
+};
 
 fn small_config() -> MarScfConfig {
     let mixlogcdf = MixLogCdfConfig {
@@ -68,7 +68,6 @@ fn check_round_trip(name: &str, config: MarScfConfig) {
     for (za, zb) in a.encoded.latents.into_iter().zip(b.encoded.latents) {
         assert_eq!(max_abs_diff(za, zb), 0.0);
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -117,7 +116,6 @@ fn corrupt_or_mismatched_native_checkpoints_are_errors() {
     ));
     std::fs::remove_file(&config).unwrap();
     assert!(matches!(load(&path, &device), Err(ModelError::Io { .. })));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -145,7 +143,6 @@ fn checkpoints_with_nan_weights_are_errors() {
         }
         other => panic!("expected a NonFinite error, got {other:?}"),
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// Rewrites a PyTorch zip checkpoint's pickle with `edit` (other entries unchanged).
@@ -253,7 +250,6 @@ fn reference_checkpoints_load_plain_prefixed_and_wrapped_with_or_without_config(
             0.0
         );
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -319,7 +315,6 @@ fn mismatched_or_corrupt_reference_checkpoints_are_errors() {
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(missing, ModelError::Format { .. }), "{missing}");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -373,7 +368,6 @@ fn reference_tensors_of_too_low_a_rank_are_errors_naming_the_key() {
         assert!(chain.contains(&format!("{shape:?}")), "{key}: {chain}");
         assert!(chain.contains(expected), "{key}: {chain}");
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// The error and its sources, one per line.

@@ -1,13 +1,11 @@
 //! Burn's data API over the image sets: a multi-worker, shuffling `DataLoader` built with
 //! `DataLoaderBuilder` yields every image once per epoch as model inputs on the device.
 
-mod common;
-
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
-use common::device;
 use marscf::data::burn_data::ImageBatcher;
 use marscf::data::{BatchOptions, ImageSet, MnistLayout, embedded};
+use marscf_test_support::model::device;
 
 #[test]
 fn burn_data_loader_yields_every_image_once_on_the_device() {

@@ -6,8 +6,6 @@
 //! the `rank_*` tests (ignored when run directly) in each process; settings reach them
 //! through environment variables.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,9 +13,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Tensor;
-use common::{
-    device, digits, exclusive_rng, gradients_by_path, max_abs_diff, temp_dir, tiny_model,
-};
 use marscf::data::datasets::DatasetName;
 use marscf::data::{BatchOptions, MnistLayout, make_batch, stream};
 use marscf::params::{param_paths, param_values};
@@ -28,6 +23,11 @@ use marscf::train::{
     Training, TrainingData, end_every_process_on_error, train,
 };
 use marscf::{DataInfo, MarScfConfig};
+use marscf_test_support::{
+    model::{device, digits, exclusive_rng, gradients_by_path, tiny_model},
+    numerics::max_abs_diff,
+    temp_dir,
+};
 
 /// The folder a `rank_*` test trains in.
 const DIR: &str = "MARSCF_TEST_RUN_DIR";
@@ -330,7 +330,6 @@ fn runs_resume_on_other_numbers_of_processes() {
     let metrics = std::fs::read_to_string(root.join("one-then-three/metrics.jsonl")).unwrap();
     let straight_metrics = std::fs::read_to_string(root.join("straight/metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), straight_metrics.lines().count());
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]

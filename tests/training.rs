@@ -1,16 +1,10 @@
 //! Training: Adamax's rule, learning, resume, non-finite batches, evaluation.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::optim::Optimizer;
 use burn::tensor::{Tensor, TensorData};
-use common::{
-    device, digits, exclusive_rng, gradients_by_path, max_abs_diff, parity_folders,
-    read_safetensors, temp_dir, tiny_model,
-};
 use marscf::core::{CouplingKind, MixLogCdfConfig};
 use marscf::data::atomic_file::Existing;
 use marscf::data::datasets::DatasetName;
@@ -23,6 +17,12 @@ use marscf::train::{
     write_per_image_csv,
 };
 use marscf::{DataInfo, MarScfConfig, ModelError, PriorKind};
+use marscf_test_support::{
+    model::{device, digits, exclusive_rng, gradients_by_path, tiny_model},
+    numerics::max_abs_diff,
+    reference::{parity_folders, read_safetensors},
+    temp_dir,
+};
 
 #[test]
 fn adamax_follows_pytorchs_rule() {
@@ -232,7 +232,7 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
         &saved_weights(&interrupted, &device),
     );
     // Both runs wrote the same metrics, the plot, the samples and the best checkpoint.
-    let log = |dir: &PathBuf| {
+    let log = |dir: &Path| {
         std::fs::read_to_string(dir.join("metrics.jsonl"))
             .unwrap()
             .lines()
@@ -247,8 +247,6 @@ fn resuming_reproduces_the_uninterrupted_run_exactly() {
     ] {
         assert!(interrupted.join(file).is_file(), "{file} missing");
     }
-    std::fs::remove_dir_all(straight).ok();
-    std::fs::remove_dir_all(interrupted).ok();
 }
 
 #[test]
@@ -347,7 +345,7 @@ fn data_that_does_not_fit_is_an_error() {
     let wrong = ImageSet::from_mnist(&embedded::test(), MnistLayout::Reference).take(8);
     let err = train(
         &tiny_model(),
-        &run_config(temp_dir("wrong"), 1),
+        &run_config(temp_dir("wrong").to_path_buf(), 1),
         &TrainingData {
             info: DataInfo::new(DatasetName::MnistSample, MnistLayout::Reference, None),
             train: wrong.clone(),
@@ -377,7 +375,7 @@ fn a_resume_on_other_training_data_is_refused_with_what_differs() {
         Start::New,
     );
     let resume_on = |train_set: ImageSet| {
-        let run = run_config(out.clone(), 2);
+        let run = run_config(out.to_path_buf(), 2);
         let data = training_data(train_set, digits(8, true));
         train(
             &tiny_model(),
@@ -410,7 +408,6 @@ fn a_resume_on_other_training_data_is_refused_with_what_differs() {
         std::slice::from_ref(&device),
         Start::Resume,
     );
-    std::fs::remove_dir_all(out).ok();
 }
 
 #[test]
@@ -425,7 +422,7 @@ fn a_folder_that_holds_no_run_is_refused_untouched() {
     }
     let data = training_data(digits(16, false), digits(8, true));
     for start in [Start::Resume, Start::Overwrite] {
-        let run = run_config(out.clone(), 1);
+        let run = run_config(out.to_path_buf(), 1);
         let parallel = DataParallel::single(&device);
         let err = train(&tiny_model(), &run, &data, parallel, start, &mut Silent)
             .map(|_| ())
@@ -438,7 +435,6 @@ fn a_folder_that_holds_no_run_is_refused_untouched() {
             assert_eq!(std::fs::read_to_string(out.join(name)).unwrap(), name);
         }
     }
-    std::fs::remove_dir_all(out).ok();
 }
 
 #[test]
@@ -477,7 +473,6 @@ fn a_run_folder_has_one_writer_at_a_time() {
         &mut Silent,
     )
     .unwrap();
-    std::fs::remove_dir_all(out).ok();
 }
 
 #[test]
@@ -592,7 +587,6 @@ fn settings_out_of_range_are_refused_before_anything_is_written() {
         );
         assert!(!out.join("run").exists(), "{name}: the folder was created");
     }
-    std::fs::remove_dir_all(out).ok();
 }
 
 #[test]
@@ -605,7 +599,7 @@ fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
     // The data described as 8-bit: refused before anything is written.
     let err = train(
         &model,
-        &run_config(out.clone(), 2),
+        &run_config(out.to_path_buf(), 2),
         &data,
         DataParallel::single(&device),
         Start::New,
@@ -617,7 +611,7 @@ fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
     data.info = data.info.with_bits(5);
     let summary = train(
         &model,
-        &run_config(out.clone(), 2),
+        &run_config(out.to_path_buf(), 2),
         &data,
         DataParallel::single(&device),
         Start::New,
@@ -638,14 +632,13 @@ fn an_n_bit_run_records_its_depth_and_refuses_data_of_another() {
     let again = evaluate(&loaded, &data.test, 16, 7, &device).unwrap();
     let best = summary.position.best_test_bits_per_dim.unwrap();
     assert!((again - best).abs() < 1e-9, "{again} vs {best}");
-    std::fs::remove_dir_all(out).ok();
 }
 
 /// The tiny model initialised on training digits and perturbed, so that every term of the
 /// objective is non-trivial.
 fn scored_model(config: &MarScfConfig) -> marscf::MarScf {
     let (model, _) = initialized_model(config, &digits(16, false), true, &device());
-    common::perturb(model, 0.02)
+    marscf_test_support::numerics::perturb(model, 0.02)
 }
 
 #[test]
@@ -841,7 +834,6 @@ fn per_image_scores_are_written_once_unless_overwriting() {
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), "keep");
     write_per_image_csv(&e, &csv, Existing::Replace).unwrap();
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), text);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// The devices of a two-device test: Flex and NdArray (compiled into every test build by
@@ -994,16 +986,13 @@ fn a_two_device_run_initialises_as_one_device_and_resumes_on_one() {
     // by up to lr per step whatever its gradient's size: the runs agree to 1 % of the
     // largest movement five steps allow (a lost batch or optimizer state moves weights by
     // a good part of it).
-    let bound = 0.01 * run_config(straight.clone(), 5).optim.lr * 5.0;
+    let bound = 0.01 * run_config(straight.to_path_buf(), 5).optim.lr * 5.0;
     assert_within(
         "weight after resume",
         &saved_weights(&straight, &device),
         &saved_weights(&interrupted, &device),
         bound,
     );
-    for dir in [init_one, init_two, straight, interrupted] {
-        std::fs::remove_dir_all(dir).ok();
-    }
 }
 
 #[test]
@@ -1031,7 +1020,4 @@ fn a_two_device_run_with_dropout_is_reproducible() {
         &saved_weights(&runs[0], &device),
         &saved_weights(&runs[1], &device),
     );
-    for dir in runs {
-        std::fs::remove_dir_all(dir).ok();
-    }
 }

@@ -17,13 +17,16 @@
     feature = "ndarray"
 ))]
 
-use crate::common::{exclusive_rng, max_abs_diff, perturb, pixels};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::params::param_values;
 use marscf::train::{OptimOptions, StepOutcome, Training};
 use marscf::{MarScf, MarScfConfig, PriorKind};
+use marscf_test_support::{
+    model::exclusive_rng,
+    numerics::{max_abs_diff, perturb, pixels},
+};
 
 /// The device of the backend under test (see the file's documentation).
 fn gpu() -> Device {

@@ -1,12 +1,15 @@
 //! Every flow layer of marscf-core: invertibility, log-det against an autodiff Jacobian,
 //! ActNorm's initialisation, and configuration errors.
 
-use crate::common::{device, exclusive_rng, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use marscf::core::{
     ActNormConfig, AdditiveCouplingConfig, AffineCouplingConfig, CoreError, CouplingKind, FlowStep,
     FlowStepConfig, InvConv1x1Config, InvConvKind, InvertibleLayer, Squeeze, TupleFlip,
+};
+use marscf_test_support::{
+    model::{device, exclusive_rng},
+    numerics::{jacobian_log_abs_det, max_abs_diff, perturb, pixels},
 };
 
 /// Builds a layer on `device`, initialises it from a batch whose statistics are far from

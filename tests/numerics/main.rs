@@ -4,9 +4,6 @@
 //! and (with a second backend compiled in) cross-backend consistency. `cargo gpu-tests
 //! --features wgpu` runs this binary on the selected device.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod backends;
 mod flow_layers;
 mod mixlogcdf;

@@ -1,9 +1,6 @@
 //! The MixLogCDF coupling: mixture functions against independent f64 formulas, the
 //! bisection inverse, extreme inputs, invertibility and log-det.
 
-use crate::common::{
-    binomial_5_sigma, device, exclusive_rng, jacobian_log_abs_det, max_abs_diff, perturb, pixels,
-};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use marscf::core::coupling::mixlogcdf_net::MIN_LOG_SCALE;
@@ -11,6 +8,10 @@ use marscf::core::mixture::{LogisticMixture, logit_with_log_det};
 use marscf::core::{
     CoreError, CouplingKind, DropoutConfig, FlowStepConfig, InvertibleLayer, MixLogCdfConfig,
     MixLogCdfCoupling, MixLogCdfCouplingConfig, MultiScaleFlowConfig, StandardNormal,
+};
+use marscf_test_support::{
+    model::{device, exclusive_rng},
+    numerics::{binomial_5_sigma, jacobian_log_abs_det, max_abs_diff, perturb, pixels},
 };
 
 /// Three components with the same weights, locations and log-scales at every one of `n`

@@ -1,10 +1,14 @@
 //! The multi-scale flow container with the standard-normal prior.
 
-use crate::common::{device, exclusive_rng, jacobian_log_abs_det, max_abs_diff, perturb, pixels};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use marscf::core::{
     CoreError, InvConvKind, MultiScaleFlow, MultiScaleFlowConfig, Prior, StandardNormal, merge,
+};
+use marscf_test_support::{
+    model::{device, exclusive_rng},
+    numerics::{jacobian_log_abs_det, max_abs_diff, perturb, pixels},
+    temp_dir,
 };
 
 fn config(image: [usize; 3], levels: usize, steps: usize) -> MultiScaleFlowConfig {
@@ -154,8 +158,7 @@ fn initialisation_survives_saving_and_loading_and_parameters_stay_trainable() {
         assert!(grad.into_scalar::<f32>() > 0.0, "{name} gradient is zero");
     }
 
-    let dir = std::env::temp_dir().join(format!("marscf-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("actnorm-load");
     let path = dir.join("flow");
     flow.clone().save_file(&path).unwrap();
     let loaded = config.init(&device).unwrap().load_file(&path);
@@ -169,7 +172,6 @@ fn initialisation_survives_saving_and_loading_and_parameters_stay_trainable() {
         .forward(x, Tensor::zeros([2], &device), &StandardNormal)
         .unwrap();
     assert_eq!(max_abs_diff(a.objective, b.objective), 0.0);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

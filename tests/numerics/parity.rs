@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::common::{device, exclusive_rng, parity_folders, read_safetensors};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -15,6 +14,10 @@ use marscf::import::{KeyTable, is_reference_only, load_reference, reference_step
 use marscf::params::{flat_gradient, param_paths, param_values};
 use marscf::train::{OptimOptions, StepOutcome, Training};
 use marscf::{MarScf, MarScfConfig};
+use marscf_test_support::{
+    model::{device, exclusive_rng},
+    reference::{parity_folders, read_safetensors},
+};
 
 /// The fixture's `config.json` as a model configuration.
 fn fixture_config(folder: &Path) -> MarScfConfig {

@@ -1,12 +1,15 @@
 //! The mAR prior: autoregressive structure, sampling against likelihood, and the batched
 //! likelihood against a plain step-by-step loop.
 
-use crate::common::{device, exclusive_rng, max_abs_diff, perturb};
 use burn::tensor::{Device, Distribution, Tensor};
 use marscf::core::{
     GlowPrior, GlowPriorConfig, MultiScaleFlowConfig, Prior, gaussian_log_density, sum_per_sample,
 };
 use marscf::prior::{ChannelPrior, ChannelPriorConfig, ConvLstmConfig, MarPriorConfig};
+use marscf_test_support::{
+    model::{device, exclusive_rng},
+    numerics::{max_abs_diff, perturb},
+};
 
 /// A level prior on `n` channels with a small LSTM, weights perturbed by N(0, std²).
 fn level_prior_with(n: usize, conditioned: bool, std: f64, device: &Device) -> ChannelPrior {
@@ -372,7 +375,7 @@ fn a_model_with_glows_prior_samples_and_decodes_its_mean_at_temperature_0() {
     let flow = MultiScaleFlowConfig::new([1, 8, 8], 2, 1, 4);
     let config = marscf::MarScfConfig::new(flow).with_prior(marscf::PriorKind::Glow);
     let model = config.init(&device).unwrap();
-    let x = crate::common::pixels([4, 1, 8, 8], &device);
+    let x = marscf_test_support::numerics::pixels([4, 1, 8, 8], &device);
     let model = perturb(model.initialize(x).unwrap(), 0.05);
     let samples = model.sample(3, 1.0).unwrap();
     assert_eq!(samples.dims(), [3, 1, 8, 8]);

@@ -1,15 +1,11 @@
 //! The `marscf` command as a user runs it: good paths produce their files, bad input is an
 //! error exit with a message (never a panic) that leaves existing files untouched.
 
-#[path = "../../../tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::{affine_fixture_checkpoint, temp_dir};
-use support::{marscf, marscf_command, path};
+use marscf_test_support::{cli::path, marscf, marscf_command};
+use marscf_test_support::{reference::affine_fixture_checkpoint, temp_dir};
 
 fn assert_clean_failure(output: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -25,7 +21,7 @@ fn assert_clean_failure(output: &Output, expected: &str) {
 fn train_eval_import_and_sample() {
     let dir = temp_dir("happy");
     let out = dir.join("run");
-    let train = marscf(&[
+    let train = marscf!(&[
         "train",
         "--dataset",
         "mnist-sample",
@@ -66,7 +62,7 @@ fn train_eval_import_and_sample() {
     // The trained checkpoint through the flow and back, an interpolation strip, and the
     // reference's evaluation protocol: each on the checkpoint's own data.
     let best = out.join("marscf_mnist-sample_affine_1_8.bpk");
-    let reconstruct = marscf(&["reconstruct", "--checkpoint", path(&best), "--images", "8"]);
+    let reconstruct = marscf!(&["reconstruct", "--checkpoint", path(&best), "--images", "8"]);
     assert!(
         reconstruct.status.success(),
         "{}",
@@ -76,7 +72,7 @@ fn train_eval_import_and_sample() {
     let error: f64 = said.rsplit("= ").next().unwrap().trim().parse().unwrap();
     assert!(error < 1e-4, "{said}");
     let strip = dir.join("strip.png");
-    let interpolate = marscf(&[
+    let interpolate = marscf!(&[
         "interpolate",
         "--checkpoint",
         path(&best),
@@ -91,7 +87,7 @@ fn train_eval_import_and_sample() {
         String::from_utf8_lossy(&interpolate.stderr)
     );
     assert!(strip.is_file());
-    let reference = marscf(&[
+    let reference = marscf!(&[
         "eval",
         "--checkpoint",
         path(&best),
@@ -112,7 +108,7 @@ fn train_eval_import_and_sample() {
     assert_eq!(line["protocol"], "reference");
     assert_eq!(line["images"], 16, "the last partial batch is dropped");
 
-    let eval = marscf(&[
+    let eval = marscf!(&[
         "eval",
         "--checkpoint",
         path(&affine_fixture_checkpoint()),
@@ -132,7 +128,7 @@ fn train_eval_import_and_sample() {
     assert_eq!(line["images"], 16);
     assert!(line["seconds"].as_f64().is_some() && line["checkpoint"].as_str().is_some());
 
-    let import = marscf(&[
+    let import = marscf!(&[
         "import",
         "--pytorch",
         path(&affine_fixture_checkpoint()),
@@ -146,7 +142,7 @@ fn train_eval_import_and_sample() {
     );
     let native = dir.join("checkpoint.bpk");
     let grid = dir.join("grid.png");
-    let sample = marscf(&[
+    let sample = marscf!(&[
         "sample",
         "--checkpoint",
         path(&native),
@@ -161,7 +157,6 @@ fn train_eval_import_and_sample() {
         String::from_utf8_lossy(&sample.stderr)
     );
     assert!(grid.is_file());
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -171,9 +166,12 @@ fn bad_input_is_an_error_exit_that_touches_nothing() {
     let corrupt = dir.join("corrupt.bpk");
     std::fs::write(&corrupt, b"not a checkpoint").unwrap();
     std::fs::write(dir.join("corrupt.json"), b"{}").unwrap();
-    assert_clean_failure(&marscf(&["eval", "--checkpoint", path(&corrupt)]), "error:");
     assert_clean_failure(
-        &marscf(&["eval", "--checkpoint", path(&dir.join("missing.pt"))]),
+        &marscf!(&["eval", "--checkpoint", path(&corrupt)]),
+        "error:",
+    );
+    assert_clean_failure(
+        &marscf!(&["eval", "--checkpoint", path(&dir.join("missing.pt"))]),
         "error:",
     );
 
@@ -184,7 +182,7 @@ fn bad_input_is_an_error_exit_that_touches_nothing() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let train = |root: &Path| {
-        marscf(&[
+        marscf!(&[
             "train",
             "--dataset",
             "mnist",
@@ -217,10 +215,10 @@ fn bad_input_is_an_error_exit_that_touches_nothing() {
 
     // Unknown dataset, image size that does not divide by 2^L, unknown backend.
     assert_clean_failure(
-        &marscf(&["train", "--dataset", "svhn", "--out", path(&out)]),
+        &marscf!(&["train", "--dataset", "svhn", "--out", path(&out)]),
         "svhn",
     );
-    let odd = marscf(&[
+    let odd = marscf!(&[
         "train",
         "--mnist-layout",
         "grey28",
@@ -230,13 +228,12 @@ fn bad_input_is_an_error_exit_that_touches_nothing() {
         path(&out),
     ]);
     assert_clean_failure(&odd, "2^3");
-    let backend = marscf_command()
+    let backend = marscf_command!()
         .args(["bench", "--cases", "coupling_fwd_level1"])
         .env("BURN_DEVICE", "tpu")
         .output()
         .unwrap();
     assert_clean_failure(&backend, "BURN_DEVICE=tpu");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -270,7 +267,7 @@ fn glow_options_train_and_eval_reports_draws_breakdown_and_per_image_scores() {
         "--out",
         path(&out),
     ];
-    let train = marscf(&train_args);
+    let train = marscf!(&train_args);
     assert!(
         train.status.success(),
         "{}",
@@ -289,7 +286,7 @@ fn glow_options_train_and_eval_reports_draws_breakdown_and_per_image_scores() {
     let n_bits = train_args.iter().position(|a| *a == "5").unwrap();
     train_args[n_bits] = "4";
     train_args.push("--resume");
-    assert_clean_failure(&marscf(&train_args), "bits");
+    assert_clean_failure(&marscf!(&train_args), "bits");
 
     let csv = dir.join("scores.csv");
     let eval = |extra: &[&str]| {
@@ -306,7 +303,7 @@ fn glow_options_train_and_eval_reports_draws_breakdown_and_per_image_scores() {
             "--json",
         ];
         args.extend_from_slice(extra);
-        marscf(&args)
+        marscf!(&args)
     };
     let first = eval(&[]);
     assert!(
@@ -343,5 +340,4 @@ fn glow_options_train_and_eval_reports_draws_breakdown_and_per_image_scores() {
         rows,
         "same seed, same scores"
     );
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -9,22 +9,18 @@
 //!
 //! `MARSCF_CRASH_TRIALS` sets the number of kills (default 24).
 
-#[path = "../../../tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::temp_dir;
 use marscf::data::atomic_file;
-use support::marscf_command as marscf;
+use marscf_test_support::marscf_command as marscf;
+use marscf_test_support::temp_dir;
 
 /// `train --resume` of the tiny model in `out`, stopping after `max_steps`.
 fn train(out: &Path, max_steps: u64) -> Command {
-    let mut command = marscf();
+    let mut command = marscf!();
     command.args([
         "train",
         "--resume",
@@ -169,7 +165,7 @@ fn a_run_killed_at_any_moment_resumes_and_its_best_checkpoint_evaluates() {
         }
 
         if best.is_file() {
-            let eval = marscf()
+            let eval = marscf!()
                 .args(["eval", "--checkpoint"])
                 .arg(&best)
                 .args(["--test-images", "8", "--json"])
@@ -202,5 +198,4 @@ fn a_run_killed_at_any_moment_resumes_and_its_best_checkpoint_evaluates() {
         "every paused kill left its write unfinished"
     );
     assert!(outside > 0, "no kill landed between writes");
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -1,17 +1,18 @@
 //! `mpirun -np 2 marscf train` (feature `mpi`) against `marscf train` with the same global
 //! batch: the same test bits/dim, one writer, one report.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{marscf_command, path, stderr};
+use marscf_test_support::{
+    cli::{path, stderr},
+    marscf_command, temp_dir,
+};
 
 /// The arguments of a short MNIST-sample run into `out`.
 fn run_args(out: &Path) -> Vec<&str> {
     let mut args = vec!["train"];
-    args.extend_from_slice(&support::TINY_MODEL);
+    args.extend_from_slice(&marscf_test_support::cli::TINY_MODEL);
     args.extend_from_slice(&[
         "--batch-size",
         "8",
@@ -46,12 +47,10 @@ fn final_test_bits_per_dim(output: &Output) -> f64 {
 
 #[test]
 fn two_processes_train_as_one() {
-    let dir = std::env::temp_dir().join(format!("marscf-cli-mpi-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("cli-mpi");
     let (alone, shared) = (dir.join("alone"), dir.join("shared"));
 
-    let one = marscf_command().args(run_args(&alone)).output().unwrap();
+    let one = marscf_command!().args(run_args(&alone)).output().unwrap();
     assert!(one.status.success(), "{}", stderr(&one));
     let two = Command::new("mpirun")
         .args(["--timeout", "300", "--oversubscribe", "--bind-to", "none"])
@@ -81,5 +80,4 @@ fn two_processes_train_as_one() {
         metrics(&alone).lines().count(),
         metrics(&shared).lines().count()
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,16 +2,15 @@
 //! checkpoint is scored on its own data, a resume with other settings is refused, and the
 //! reference's own command line parses.
 
-#[path = "../../../tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{affine_fixture_checkpoint, temp_dir};
-use support::{marscf, path, stderr};
+use marscf_test_support::{
+    cli::{path, stderr},
+    marscf,
+};
+use marscf_test_support::{reference::affine_fixture_checkpoint, temp_dir};
 
 fn assert_success(output: &Output) {
     assert!(output.status.success(), "{}", stderr(output));
@@ -49,7 +48,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// A tiny run on 1x28x28 digits: `L = 2, K = 1, C = 8`, batch 8, 16 test images.
 fn tiny_train(out: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["train"];
-    args.extend_from_slice(&support::TINY_MODEL);
+    args.extend_from_slice(&marscf_test_support::cli::TINY_MODEL);
     args.extend_from_slice(&[
         "--batch-size",
         "8",
@@ -61,7 +60,7 @@ fn tiny_train(out: &Path, extra: &[&str]) -> Output {
         path(out),
     ]);
     args.extend_from_slice(extra);
-    marscf(&args)
+    marscf!(&args)
 }
 
 #[test]
@@ -89,7 +88,6 @@ fn a_folder_holding_a_run_is_never_overwritten() {
         metrics.lines().all(|l| !l.contains("\"step\":2")),
         "{metrics}"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -100,9 +98,9 @@ fn resuming_with_other_settings_is_refused_and_typed_changes_are_taken() {
     let before = snapshot(&out);
 
     // Another width, another batch size: error exits listing the difference, no panic.
-    let wider = marscf(&["train", "--resume", "--out", path(&out), "-C", "16"]);
+    let wider = marscf!(&["train", "--resume", "--out", path(&out), "-C", "16"]);
     assert_refused(&wider, &["model.flow.hidden: saved 8, given 16"]);
-    let batch = marscf(&[
+    let batch = marscf!(&[
         "train",
         "--resume",
         "--out",
@@ -111,7 +109,7 @@ fn resuming_with_other_settings_is_refused_and_typed_changes_are_taken() {
         "4",
     ]);
     assert_refused(&batch, &["run.batch_size: saved 8, given 4"]);
-    let dataset = marscf(&[
+    let dataset = marscf!(&[
         "train",
         "--resume",
         "--out",
@@ -126,12 +124,11 @@ fn resuming_with_other_settings_is_refused_and_typed_changes_are_taken() {
 
     // Nothing else typed: the saved settings (L, K, C, layout, batch) are taken; a longer
     // run is a change a resumed run may make, and says so.
-    let resumed = marscf(&["train", "--resume", "--out", path(&out), "--max-steps", "4"]);
+    let resumed = marscf!(&["train", "--resume", "--out", path(&out), "--max-steps", "4"]);
     assert_success(&resumed);
     let said = String::from_utf8_lossy(&resumed.stdout).into_owned() + &stderr(&resumed);
     assert!(said.contains("run.max_steps: saved 2, given 4"), "{said}");
     assert!(said.contains("done: 4 steps"), "{said}");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// A CIFAR-10 binary distribution of `per_file` random images per batch file.
@@ -164,7 +161,7 @@ fn a_checkpoint_is_scored_on_its_own_data_or_not_at_all() {
     let root = dir.join("cifar");
     fake_cifar(&root, 4);
     let out = dir.join("run");
-    let train = marscf(&[
+    let train = marscf!(&[
         "train",
         "--dataset",
         "cifar10",
@@ -196,7 +193,7 @@ fn a_checkpoint_is_scored_on_its_own_data_or_not_at_all() {
 
     // No --dataset: the checkpoint's own data (same 3x32x32 shape as MNIST's reference
     // layout, which is never used in its place).
-    let eval = marscf(&["eval", "--checkpoint", path(&best), "--json"]);
+    let eval = marscf!(&["eval", "--checkpoint", path(&best), "--json"]);
     assert_success(&eval);
     let line: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert_eq!(line["dataset"], "cifar10");
@@ -205,10 +202,10 @@ fn a_checkpoint_is_scored_on_its_own_data_or_not_at_all() {
 
     // Its data gone: an error naming the files, not MNIST's number.
     std::fs::remove_dir_all(&root).unwrap();
-    assert_refused(&marscf(&["eval", "--checkpoint", path(&best)]), &["cifar"]);
+    assert_refused(&marscf!(&["eval", "--checkpoint", path(&best)]), &["cifar"]);
 
     // Data of another shape, asked for: refused.
-    let grey = marscf(&[
+    let grey = marscf!(&[
         "eval",
         "--checkpoint",
         path(&best),
@@ -220,16 +217,15 @@ fn a_checkpoint_is_scored_on_its_own_data_or_not_at_all() {
     assert_refused(&grey, &["the model expects [3, 32, 32]"]);
 
     // A reference checkpoint that does not name its dataset: --dataset is required.
-    let reference = marscf(&["eval", "--checkpoint", path(&affine_fixture_checkpoint())]);
+    let reference = marscf!(&["eval", "--checkpoint", path(&affine_fixture_checkpoint())]);
     assert_refused(&reference, &["does not record the data", "--dataset"]);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn the_reference_readme_command_line_parses() {
     let dir = temp_dir("safety-flags");
     // The reference README's own command: it gets past the argument parser to the data.
-    let reference = marscf(&[
+    let reference = marscf!(&[
         "train",
         "--dataset_name",
         "cifar10",
@@ -248,7 +244,7 @@ fn the_reference_readme_command_line_parses() {
     ]);
     assert_refused(&reference, &["cifar"]);
     // The same spellings in bench, and the long name of the hidden width.
-    let bench = marscf(&[
+    let bench = marscf!(&[
         "bench",
         "--L",
         "2",
@@ -269,14 +265,13 @@ fn the_reference_readme_command_line_parses() {
         (line["L"].as_u64(), line["K"].as_u64(), line["C"].as_u64()),
         (Some(2), Some(1), Some(8))
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn import_says_what_it_assumed_about_the_image_size() {
     let dir = temp_dir("safety-import");
     let source = affine_fixture_checkpoint();
-    let assumed = marscf(&[
+    let assumed = marscf!(&[
         "import",
         "--pytorch",
         path(&source),
@@ -289,7 +284,7 @@ fn import_says_what_it_assumed_about_the_image_size() {
         "{}",
         stderr(&assumed)
     );
-    let given = marscf(&[
+    let given = marscf!(&[
         "import",
         "--pytorch",
         path(&source),
@@ -305,7 +300,6 @@ fn import_says_what_it_assumed_about_the_image_size() {
         info["model"]["flow"]["image"],
         serde_json::json!([3, 64, 64])
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -317,13 +311,12 @@ fn a_run_on_two_devices_resumes_on_one() {
     let said = String::from_utf8_lossy(&two.stdout);
     assert!(said.contains("2 shards on its one device"), "{said}");
     // The device count is no setting of the run: the resume on one device is not refused.
-    let resumed = marscf(&["train", "--resume", "--out", path(&out), "--max-steps", "3"]);
+    let resumed = marscf!(&["train", "--resume", "--out", path(&out), "--max-steps", "3"]);
     assert_success(&resumed);
     let said = String::from_utf8_lossy(&resumed.stdout);
     assert!(said.contains("done: 3 steps"), "{said}");
     let none = tiny_train(&dir.join("none"), &["--devices", "0"]);
     assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -349,7 +342,6 @@ fn a_folder_that_holds_no_run_is_never_touched() {
         assert_eq!(snapshot(&out), before, "{option}");
     }
     assert!(!dir.join("papers.replaced-1").exists());
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -357,7 +349,7 @@ fn a_second_writer_is_refused_and_a_dead_writers_lock_is_taken() {
     let dir = temp_dir("safety-lock");
     let out = dir.join("run");
     // The first writer stops inside its first state write, holding the run's lock.
-    let mut first = support::marscf_command()
+    let mut first = marscf_test_support::marscf_command!()
         .args([
             "train",
             "--mnist-layout",
@@ -389,7 +381,7 @@ fn a_second_writer_is_refused_and_a_dead_writers_lock_is_taken() {
     while !said.contains("paused before renaming") {
         said = lines.next().expect("the writer pauses").unwrap();
     }
-    let second = marscf(&["train", "--resume", "--out", path(&out), "--max-steps", "2"]);
+    let second = marscf!(&["train", "--resume", "--out", path(&out), "--max-steps", "2"]);
     assert_refused(
         &second,
         &["in use by another process", &format!("pid {}", first.id())],
@@ -401,10 +393,9 @@ fn a_second_writer_is_refused_and_a_dead_writers_lock_is_taken() {
     // Killed, its lock goes with it: the run resumes (from the state saved before).
     first.kill().unwrap();
     first.wait().unwrap();
-    let resumed = marscf(&["train", "--resume", "--out", path(&out), "--max-steps", "2"]);
+    let resumed = marscf!(&["train", "--resume", "--out", path(&out), "--max-steps", "2"]);
     assert_success(&resumed);
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("done: 2 steps"));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -421,7 +412,7 @@ fn sample_and_interpolate_never_replace_a_file_unasked() {
         let mut args = vec!["sample", "--checkpoint", path(&checkpoint), "--n", "4"];
         args.extend_from_slice(&["--out", path(&grid)]);
         args.extend_from_slice(extra);
-        marscf(&args)
+        marscf!(&args)
     };
     assert_refused(&sample(&[]), &["grid.png exists", "--overwrite"]);
     let interpolate = |extra: &[&str]| {
@@ -429,7 +420,7 @@ fn sample_and_interpolate_never_replace_a_file_unasked() {
         args.extend_from_slice(&["--test-images", "4", "--steps", "2"]);
         args.extend_from_slice(&["--out", path(&grid)]);
         args.extend_from_slice(extra);
-        marscf(&args)
+        marscf!(&args)
     };
     assert_refused(&interpolate(&[]), &["grid.png exists", "--overwrite"]);
     assert_eq!(std::fs::read(&grid).unwrap(), b"mine");
@@ -445,7 +436,6 @@ fn sample_and_interpolate_never_replace_a_file_unasked() {
     assert!(names.is_empty(), "temporaries left: {names:?}");
     // Empty requests are refused before any work.
     assert_eq!(sample(&["--overwrite", "--n", "0"]).status.code(), Some(2));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -475,7 +465,6 @@ fn numeric_options_out_of_range_are_refused() {
         assert!(stderr(&refused).contains(option), "{}", stderr(&refused));
         assert!(!out.exists(), "{option} {value} created the run folder");
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -485,9 +474,8 @@ fn import_never_replaces_a_checkpoint_description() {
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("checkpoint.json");
     std::fs::write(&json, b"my notes").unwrap();
-    let refused = marscf(&["import", "--pytorch", path(&source), "--out", path(&dir)]);
+    let refused = marscf!(&["import", "--pytorch", path(&source), "--out", path(&dir)]);
     assert_refused(&refused, &["checkpoint.json exists"]);
     assert_eq!(std::fs::read(&json).unwrap(), b"my notes");
     assert!(!dir.join("checkpoint.bpk").exists());
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -7,17 +7,15 @@
 //! a reader that trusts a header fails here instead of reserving memory the machine lacks.
 //! The tests of this file run one at a time (see [`measured`]).
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Cursor;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{gzip, idx_images, npy, npy_header, npz};
 use marscf_data::DataError;
 use marscf_data::idx::parse_images;
 use marscf_data::imagenet::{ImagenetSize, parse_npz_batch};
+use marscf_test_support::files::{gzip, idx_images, npy, npy_header, npz};
 
 /// Largest single allocation served; larger requests fail.
 const REFUSE_ABOVE: usize = 1 << 30;
@@ -189,7 +187,7 @@ fn npz_whose_zip_directory_forges_a_large_size_is_an_error() {
     let (result, peak) =
         measured(|| parse_npz_batch(Cursor::new(&bytes), "forged.npz", ImagenetSize::S32));
     let err = result.expect_err("the member holds one image");
-    let text = common::chain(&err);
+    let text = marscf_test_support::chain(&err);
     assert!(text.starts_with("forged.npz:data.npy: "), "{text}");
     assert!(
         matches!(&err, DataError::Npz { message, .. } if message.contains("zip directory declares")),

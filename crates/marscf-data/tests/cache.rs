@@ -1,18 +1,19 @@
 //! The decode cache: a cached split equals the one decoded into memory byte for byte, a
 //! second load maps the cache without decoding, and a stale or damaged cache is rebuilt.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use common::{
-    cifar_binary, fixtures, gzip, idx_images, idx_labels, imagenet_npz, png, temp_dir, test_images,
-};
 use marscf_data::cache::{CacheKey, FORMAT, Manifest};
 use marscf_data::cifar::{self, CIFAR_SHAPE};
 use marscf_data::{CacheDir, DataError, DatasetName, ImageSet, LoadOptions, MnistLayout};
 use marscf_data::{load, load_with};
+use marscf_test_support::{
+    files::{
+        cifar_binary, cifar_pickles, gzip, idx_images, idx_labels, imagenet_npz, png, test_images,
+    },
+    temp_dir,
+};
 
 /// A small RGB image, different for every `seed`.
 fn rgb(side: u32, seed: usize) -> Vec<u8> {
@@ -62,7 +63,7 @@ fn cifar_files(root: &Path, python: bool) {
     let (train, test) = layout.files();
     for (i, name) in train.iter().chain([&test]).enumerate() {
         let bytes = if python {
-            fixtures::VALID[i % 3].to_vec()
+            cifar_pickles::VALID[i % 3].to_vec()
         } else {
             cifar_binary(&test_images(CIFAR_SHAPE, i + 1, 10))
         };
@@ -134,7 +135,7 @@ fn cached_sets_equal_the_sets_decoded_into_memory() {
         (DatasetName::Mnist, mnist_files, MnistLayout::Grey32),
     ];
     for (name, write, layout) in cases {
-        let root = temp_dir();
+        let root = temp_dir("cache");
         write(root.path());
         let (train, test) = load(name, Some(root.path()), layout).unwrap();
         for round in ["builds", "maps"] {
@@ -179,7 +180,7 @@ fn a_second_load_maps_the_cache_without_decoding() {
         (imagenet_folders as fn(&Path), "train_32x32/n01/1.png"),
         (imagenet_npz_files, "train_data_batch_2.npz"),
     ] {
-        let root = temp_dir();
+        let root = temp_dir("cache");
         write(root.path());
         let options = cached(MnistLayout::Reference);
         let name = DatasetName::Imagenet32;
@@ -204,7 +205,7 @@ fn a_second_load_maps_the_cache_without_decoding() {
 
 #[test]
 fn a_damaged_cache_is_rebuilt() {
-    let root = temp_dir();
+    let root = temp_dir("cache");
     imagenet_npz_files(root.path());
     let name = DatasetName::Imagenet32;
     let expected = load(name, Some(root.path()), MnistLayout::Reference).unwrap();
@@ -300,7 +301,7 @@ fn a_damaged_cache_is_rebuilt() {
 
 #[test]
 fn an_unwritable_cache_folder_is_a_clear_error() {
-    let root = temp_dir();
+    let root = temp_dir("cache");
     imagenet_npz_files(root.path());
     let not_a_folder = root.path().join("file");
     std::fs::write(&not_a_folder, b"x").unwrap();
@@ -313,7 +314,7 @@ fn an_unwritable_cache_folder_is_a_clear_error() {
     );
     assert!(err.to_string().contains("CacheDir::At"), "{err}");
     // An explicit folder elsewhere works, and holds only the cache.
-    let elsewhere = temp_dir();
+    let elsewhere = temp_dir("cache");
     let options = LoadOptions::cached(
         MnistLayout::Reference,
         CacheDir::At(elsewhere.path().join("c")),
@@ -357,7 +358,7 @@ fn manifests_round_trip_and_reject_garbage() {
 
 #[test]
 fn concat_and_take_work_on_mapped_sets() {
-    let root = temp_dir();
+    let root = temp_dir("cache");
     imagenet_npz_files(root.path());
     let name = DatasetName::Imagenet32;
     let (memory, _) = load(name, Some(root.path()), MnistLayout::Reference).unwrap();

@@ -4,14 +4,15 @@
 //! `--probe`), so that neither other tests nor memory the allocator kept from an earlier
 //! phase blur it: hence `harness = false`. Linux only. Prints the figures.
 
-mod common;
-
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use common::{npy_header, png, temp_dir};
 use marscf_data::{CacheDir, DatasetName, LoadOptions, MnistLayout, load, load_with};
+use marscf_test_support::{
+    files::{npy_header, png},
+    temp_dir,
+};
 
 const IMAGE_BYTES: usize = 3 * 64 * 64;
 
@@ -157,7 +158,7 @@ fn main() {
     for (layout, sizes) in [("npz", [2_000, 8_000]), ("folder", [500, 2_000])] {
         let mut figures = Vec::new();
         for n in sizes {
-            let root = temp_dir();
+            let root = temp_dir("cache_memory");
             match layout {
                 "npz" => npz_root(root.path(), n),
                 _ => folder_root(root.path(), n),

@@ -1,15 +1,16 @@
 //! CIFAR-10's readers on batch files in both distributions and the folders they sit in.
 
-mod common;
-
 use std::path::Path;
 
-use common::{cifar_binary, concat, fixtures, temp_dir, test_images};
 use marscf_data::cifar::{
     BINARY_FOLDER, CIFAR_SHAPE, CifarLayout, IMAGE_BYTES, PYTHON_FOLDER, RECORD_BYTES, load,
     locate, parse_binary_batch,
 };
 use marscf_data::{DataError, ImageSet};
+use marscf_test_support::{
+    files::{cifar_binary, cifar_pickles, concat, test_images},
+    temp_dir,
+};
 
 #[test]
 fn reads_binary_records() {
@@ -71,7 +72,7 @@ fn write_layout(dir: &Path, layout: CifarLayout, per_file: usize) -> (ImageSet, 
                 set
             }
             CifarLayout::Python => {
-                std::fs::write(dir.join(name), fixtures::VALID[i % 3]).unwrap();
+                std::fs::write(dir.join(name), cifar_pickles::VALID[i % 3]).unwrap();
                 test_images(CIFAR_SHAPE, 2, 10)
             }
         };
@@ -80,7 +81,7 @@ fn write_layout(dir: &Path, layout: CifarLayout, per_file: usize) -> (ImageSet, 
     let test = test_images(CIFAR_SHAPE, 2, 10);
     let test_bytes = match layout {
         CifarLayout::Binary => cifar_binary(&test),
-        CifarLayout::Python => fixtures::PY3_PROTOCOL4.to_vec(),
+        CifarLayout::Python => cifar_pickles::PY3_PROTOCOL4.to_vec(),
     };
     std::fs::write(dir.join(test_file), test_bytes).unwrap();
     (concat(&parts), test)
@@ -89,7 +90,7 @@ fn write_layout(dir: &Path, layout: CifarLayout, per_file: usize) -> (ImageSet, 
 #[test]
 fn loads_both_layouts_from_their_folders() {
     for layout in [CifarLayout::Binary, CifarLayout::Python] {
-        let root = temp_dir();
+        let root = temp_dir("cifar");
         let folder = match layout {
             CifarLayout::Binary => BINARY_FOLDER,
             CifarLayout::Python => PYTHON_FOLDER,
@@ -103,14 +104,14 @@ fn loads_both_layouts_from_their_folders() {
         assert_eq!((got_train, got_test), (train, test));
     }
     // The binary files directly in the root folder.
-    let root = temp_dir();
+    let root = temp_dir("cifar");
     let (train, _) = write_layout(root.path(), CifarLayout::Binary, 1);
     assert_eq!(load(root.path()).unwrap().0, train);
 }
 
 #[test]
 fn missing_files_are_named() {
-    let root = temp_dir();
+    let root = temp_dir("cifar");
     let err = load(root.path()).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, DataError::MissingData { .. }));
@@ -127,7 +128,7 @@ fn missing_files_are_named() {
 
 #[test]
 fn a_corrupt_batch_names_its_file() {
-    let root = temp_dir();
+    let root = temp_dir("cifar");
     let dir = root.path().join(PYTHON_FOLDER);
     write_layout(&dir, CifarLayout::Python, 1);
     std::fs::write(dir.join("data_batch_4"), b"\x80\x02}q\x01(U\x04data").unwrap();

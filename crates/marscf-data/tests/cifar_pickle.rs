@@ -1,15 +1,13 @@
 //! The reader of CIFAR-10's Python batches on pickles written by Python (`tests/fixtures`).
 
-mod common;
-
-use common::{fixtures, test_images};
 use marscf_data::cifar::CIFAR_SHAPE;
 use marscf_data::cifar_pickle::parse_python_batch;
 use marscf_data::{DataError, ImageSet};
+use marscf_test_support::files::{cifar_pickles, test_images};
 
 #[test]
 fn reads_a_cpickle_protocol2_batch() {
-    let parsed = parse_python_batch(fixtures::PY2_CPICKLE, "data_batch_1").unwrap();
+    let parsed = parse_python_batch(cifar_pickles::PY2_CPICKLE, "data_batch_1").unwrap();
     assert_eq!(parsed, test_images(CIFAR_SHAPE, 2, 10));
 }
 
@@ -18,7 +16,7 @@ fn reads_batches_pickled_by_python3() {
     // The generator's images: pixel (i, c, y, x) = (i * 7 + c * 50 + y * 3 + x) % 256,
     // labels 3, 1.
     let expected = test_images(CIFAR_SHAPE, 2, 10);
-    for bytes in [fixtures::PY3_PROTOCOL2, fixtures::PY3_PROTOCOL4] {
+    for bytes in [cifar_pickles::PY3_PROTOCOL2, cifar_pickles::PY3_PROTOCOL4] {
         let parsed = parse_python_batch(bytes, "fixture").unwrap();
         assert_eq!(parsed.labels, vec![3, 1]);
         assert_eq!(parsed.pixels, expected.pixels);
@@ -27,7 +25,7 @@ fn reads_batches_pickled_by_python3() {
 
 #[test]
 fn rejects_bad_batches() {
-    let good = fixtures::PY2_CPICKLE;
+    let good = cifar_pickles::PY2_CPICKLE;
     let named = |r: Result<ImageSet, DataError>| match r {
         Err(DataError::Pickle { path: file, .. } | DataError::PickleContent { path: file, .. }) => {
             file == std::path::Path::new("f")
@@ -47,7 +45,7 @@ fn rejects_bad_batches() {
         "an int, not a dict: {err}"
     );
     // Labels out of range, or as many as the images.
-    let err = parse_python_batch(fixtures::BAD_LABEL, "f").unwrap_err();
+    let err = parse_python_batch(cifar_pickles::BAD_LABEL, "f").unwrap_err();
     assert!(
         matches!(
             err,
@@ -60,11 +58,11 @@ fn rejects_bad_batches() {
         "{err}"
     );
     assert!(matches!(
-        parse_python_batch(fixtures::FEW_LABELS, "f"),
+        parse_python_batch(cifar_pickles::FEW_LABELS, "f"),
         Err(DataError::Mismatch { .. })
     ));
     // Data bytes that do not fill the shape (or fill it twice, as uint16 would).
-    for bad in [fixtures::SHORT_DATA, fixtures::WIDE_DATA] {
+    for bad in [cifar_pickles::SHORT_DATA, cifar_pickles::WIDE_DATA] {
         let err = parse_python_batch(bad, "f").unwrap_err();
         assert!(
             matches!(&err, DataError::PickleContent { path: file, message } if file == std::path::Path::new("f") && message.contains("uint8")),

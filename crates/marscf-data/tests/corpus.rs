@@ -2,8 +2,6 @@
 //! every parser is fed thousands of random, truncated and corrupted variants of valid files
 //! (from a seeded RNG) and must return `Ok` or a [`DataError`], never panic.
 
-mod common;
-
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -11,9 +9,6 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use common::{
-    cifar_binary, fixtures, gzip, idx_images, idx_labels, imagenet_npz, jpeg, npy, png, test_images,
-};
 use marscf_data::DataError;
 use marscf_data::cache::Manifest;
 use marscf_data::cifar::{CIFAR_SHAPE, parse_binary_batch};
@@ -23,6 +18,10 @@ use marscf_data::image_folder::decode_rgb;
 use marscf_data::imagenet::{ImagenetSize, parse_npz_batch};
 use marscf_data::mnist::MnistSplit;
 use marscf_data::npy::NpyArray;
+use marscf_test_support::files::{
+    cifar_binary, cifar_pickles, gzip, idx_images, idx_labels, imagenet_npz, jpeg, npy, png,
+    test_images,
+};
 
 /// Cases per parser.
 const CASES: usize = 3000;
@@ -64,7 +63,7 @@ fn parsers() -> Vec<(&'static str, Vec<Vec<u8>>, Parser)> {
         ),
         (
             "cifar pickle",
-            fixtures::VALID.map(<[u8]>::to_vec).to_vec(),
+            cifar_pickles::VALID.map(<[u8]>::to_vec).to_vec(),
             Box::new(|b| parse_python_batch(b, "f").map(drop)),
         ),
         (

@@ -1,14 +1,15 @@
 //! `datasets::load` on data folders: what a missing folder says, CIFAR-10 by name, and the
 //! shared sample of real MNIST digits.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{cifar_binary, temp_dir, test_images};
 use marscf_data::cifar;
 use marscf_data::datasets::{DatasetName, load};
 use marscf_data::{DataError, MnistLayout};
+use marscf_test_support::{
+    files::{cifar_binary, test_images},
+    temp_dir,
+};
 
 #[test]
 fn a_missing_root_says_what_to_place_where() {
@@ -19,7 +20,7 @@ fn a_missing_root_says_what_to_place_where() {
             "{name}: {err}"
         );
     }
-    let empty = temp_dir();
+    let empty = temp_dir("datasets");
     let text = load(
         DatasetName::Mnist,
         Some(empty.path()),
@@ -36,7 +37,7 @@ fn a_missing_root_says_what_to_place_where() {
 
 #[test]
 fn loads_cifar10_by_name() {
-    let root = temp_dir();
+    let root = temp_dir("datasets");
     let dir = root.path().join(cifar::BINARY_FOLDER);
     std::fs::create_dir(&dir).unwrap();
     let set = test_images(cifar::CIFAR_SHAPE, 2, 10);

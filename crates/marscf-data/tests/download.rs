@@ -1,13 +1,10 @@
 //! Downloads (feature `download`) against a server on 127.0.0.1, never the internet.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{chain, cifar_binary, idx_images, idx_labels, temp_dir, test_images};
 use marscf_data::DataError;
 use marscf_data::cifar::{BINARY_FOLDER, BINARY_TEST_FILE, BINARY_TRAIN_FILES};
 use marscf_data::download::{
@@ -15,6 +12,11 @@ use marscf_data::download::{
     download_files, download_mnist,
 };
 use marscf_data::mnist::TRAIN_FILES;
+use marscf_test_support::{
+    chain,
+    files::{cifar_binary, idx_images, idx_labels, test_images},
+    temp_dir,
+};
 use sha2::{Digest, Sha256};
 
 /// Serves `routes` (path, body) over HTTP/1.1 on 127.0.0.1 for at most `requests`
@@ -105,7 +107,7 @@ fn downloads_verifies_and_caches_mnist_files() {
         .map(|(f, b)| (format!("/mnist/{}", f.name), b.clone()))
         .collect();
     let base = serve(routes, 4);
-    let cache = temp_dir();
+    let cache = temp_dir("download");
     let dir = cache.path().join("mnist");
     download_files(&format!("{base}mnist"), &files, &dir).unwrap();
     let mut names: Vec<String> = MNIST_FILES.iter().map(|f| f.name.to_string()).collect();
@@ -125,7 +127,7 @@ fn downloads_verifies_and_caches_mnist_files() {
 #[test]
 fn a_wrong_digest_is_rejected_and_nothing_is_left() {
     let base = serve(vec![("/f.gz".into(), b"tampered bytes".to_vec())], 3);
-    let cache = temp_dir();
+    let cache = temp_dir("download");
     let file = RemoteFile {
         name: "f.gz",
         size: 100,
@@ -164,7 +166,7 @@ fn a_wrong_digest_is_rejected_and_nothing_is_left() {
 
 #[test]
 fn an_unreachable_server_says_what_to_place_where() {
-    let cache = temp_dir();
+    let cache = temp_dir("download");
     let start = std::time::Instant::now();
     let err = download_mnist(&dead_url(), cache.path()).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(10), "fails fast");
@@ -224,7 +226,7 @@ fn downloads_and_unpacks_cifar10() {
         sha256: &sha256(&archive),
     };
     let base = serve(vec![(format!("/{}", CIFAR10_ARCHIVE.name), archive)], 2);
-    let cache = temp_dir();
+    let cache = temp_dir("download");
     let dir = download_cifar10_archive(&base, &entry, cache.path()).unwrap();
     assert_eq!(dir, cache.path().join(BINARY_FOLDER));
     assert_eq!(
@@ -245,7 +247,7 @@ fn downloads_and_unpacks_cifar10() {
         sha256: &sha256(&bad),
     };
     let base = serve(vec![(format!("/{}", CIFAR10_ARCHIVE.name), bad)], 1);
-    let other = temp_dir();
+    let other = temp_dir("download");
     let err = download_cifar10_archive(&base, &entry, other.path()).unwrap_err();
     assert!(
         matches!(&err, DataError::ArchiveIncomplete { missing, .. } if missing.iter().any(|m| m.ends_with("data_batch_1.bin"))),

@@ -1,10 +1,8 @@
 //! The IDX reader on files written by the shared builders.
 
-mod common;
-
-use common::idx_images;
 use marscf_data::DataError;
 use marscf_data::idx::{IMAGES_MAGIC, parse_images, parse_labels};
+use marscf_test_support::files::idx_images;
 
 #[test]
 fn reads_a_small_image_file() {

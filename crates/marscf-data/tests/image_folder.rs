@@ -1,10 +1,11 @@
 //! Image folders on PNG and JPEG files written by the shared builders.
 
-mod common;
-
-use common::{jpeg, png, temp_dir};
 use marscf_data::DataError;
 use marscf_data::image_folder::read_image_folder;
+use marscf_test_support::{
+    files::{jpeg, png},
+    temp_dir,
+};
 
 fn rgb(w: u32, h: u32, seed: u8) -> Vec<u8> {
     (0..w * h * 3)
@@ -14,7 +15,7 @@ fn rgb(w: u32, h: u32, seed: u8) -> Vec<u8> {
 
 #[test]
 fn reads_class_folders_in_sorted_order() {
-    let root = temp_dir();
+    let root = temp_dir("image_folder");
     for (class, seeds) in [("n02", &[5u8][..]), ("n01", &[1, 2][..])] {
         std::fs::create_dir(root.path().join(class)).unwrap();
         for (i, &seed) in seeds.iter().enumerate() {
@@ -40,7 +41,7 @@ fn reads_class_folders_in_sorted_order() {
 
 #[test]
 fn reads_a_flat_folder_and_jpeg() {
-    let root = temp_dir();
+    let root = temp_dir("image_folder");
     std::fs::write(root.path().join("a.png"), png(8, 8, &[200; 192])).unwrap();
     std::fs::write(root.path().join("b.jpg"), jpeg(8, 8, &[100; 192])).unwrap();
     let folder = read_image_folder(root.path(), None).unwrap();
@@ -54,7 +55,7 @@ fn reads_a_flat_folder_and_jpeg() {
 
 #[test]
 fn rejects_bad_folders_naming_the_file() {
-    let root = temp_dir();
+    let root = temp_dir("image_folder");
     let class = root.path().join("c0");
     std::fs::create_dir(&class).unwrap();
     std::fs::write(class.join("a.png"), png(4, 4, &[0; 48])).unwrap();
@@ -99,7 +100,7 @@ fn rejects_bad_folders_naming_the_file() {
         "{err}"
     );
 
-    let empty = temp_dir();
+    let empty = temp_dir("image_folder");
     assert!(matches!(
         read_image_folder(empty.path(), None),
         Err(DataError::EmptyFolder { .. })

@@ -1,11 +1,12 @@
 //! Downsampled ImageNet's readers on npz batches and image folders written by the shared
 //! builders.
 
-mod common;
-
-use common::{concat, imagenet_npz, npy, npz, png, temp_dir, test_images};
 use marscf_data::DataError;
 use marscf_data::imagenet::{IMAGENET_CLASSES, ImagenetSize, load, parse_npz_batch};
+use marscf_test_support::{
+    files::{concat, imagenet_npz, npy, npz, png, test_images},
+    temp_dir,
+};
 
 #[test]
 fn reads_npz_batches_with_and_without_labels() {
@@ -78,7 +79,7 @@ fn rejects_bad_npz_batches() {
 
 #[test]
 fn loads_npz_files_from_sub_folders_in_batch_order() {
-    let root = temp_dir();
+    let root = temp_dir("imagenet");
     let train_dir = root.path().join("Imagenet32_train_npz");
     std::fs::create_dir(&train_dir).unwrap();
     let mut parts = Vec::new();
@@ -113,7 +114,7 @@ fn loads_npz_files_from_sub_folders_in_batch_order() {
 
 #[test]
 fn loads_image_folders_and_names_a_missing_split() {
-    let root = temp_dir();
+    let root = temp_dir("imagenet");
     for (split, classes) in [("train_64x64", 2), ("valid_64x64", 1)] {
         for c in 0..classes {
             let dir = root.path().join(split).join(format!("class{c}"));
@@ -156,7 +157,7 @@ fn loads_image_folders_and_names_a_missing_split() {
     let err = load(root.path(), ImagenetSize::S32).unwrap_err();
     assert!(matches!(err, DataError::MissingData { .. }), "{err}");
     assert!(err.to_string().contains("valid_32x32"), "{err}");
-    let empty = temp_dir();
+    let empty = temp_dir("imagenet");
     let text = load(empty.path(), ImagenetSize::S32)
         .unwrap_err()
         .to_string();

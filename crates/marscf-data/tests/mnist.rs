@@ -1,10 +1,12 @@
 //! MNIST's reader on IDX files written by the shared builders, in the layouts it finds.
 
-mod common;
-
-use common::{chain, gzip, idx_images, idx_labels, temp_dir};
 use marscf_data::DataError;
 use marscf_data::mnist::{MnistSplit, TRAIN_FILES, load, locate};
+use marscf_test_support::{
+    chain,
+    files::{gzip, idx_images, idx_labels},
+    temp_dir,
+};
 
 #[test]
 fn label_out_of_range_is_an_error() {
@@ -29,7 +31,7 @@ fn label_out_of_range_is_an_error() {
 
 #[test]
 fn finds_torchvision_layout_and_names_a_corrupt_file() {
-    let root = temp_dir();
+    let root = temp_dir("mnist");
     let raw = root.path().join("MNIST").join("raw");
     std::fs::create_dir_all(&raw).unwrap();
     let images = idx_images(&[7; 2 * 784], 2, 28, 28);

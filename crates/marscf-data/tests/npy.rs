@@ -1,10 +1,8 @@
 //! NumPy arrays and archives written by the shared builders.
 
-mod common;
-
-use common::{npy, npz};
 use marscf_data::DataError;
 use marscf_data::npy::{NpyArray, Npz};
+use marscf_test_support::files::{npy, npz};
 
 #[test]
 fn reads_integer_arrays_of_every_width_and_order() {

@@ -1,17 +1,14 @@
-//! Helpers shared by the integration tests: small files in the real formats of every reader,
-//! the Python-written pickle fixtures, and temporary folders.
-
-// Each test binary uses only some of the helpers.
-#![allow(dead_code)]
+//! Small files in the real formats of every data reader (IDX, CIFAR-10 binary, `.npy`,
+//! `.npz`, PNG, JPEG), and the CIFAR-10 batches Python pickled.
 
 use std::io::{Cursor, Write};
 
-use marscf_data::ImageSet;
-use marscf_data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
+use marscf::data::ImageSet;
+use marscf::data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
 
 /// CIFAR-10 batches pickled by Python (see `fixtures/make_cifar_pickles.py`): 2 images of
 /// [`test_images`] `([3, 32, 32], 2, 10)`, labels `3, 1`, unless the name says otherwise.
-pub mod fixtures {
+pub mod cifar_pickles {
     /// As Python 2's `cPickle.dump(batch, f, 2)` writes the real batches: protocol 2, `str`
     /// as `SHORT_BINSTRING` / `BINSTRING`.
     pub const PY2_CPICKLE: &[u8] = include_bytes!("../fixtures/cifar_py2_cpickle.pickle");
@@ -30,11 +27,6 @@ pub mod fixtures {
     pub const WIDE_DATA: &[u8] = include_bytes!("../fixtures/cifar_wide_data.pickle");
     /// The valid batches, one per pickler.
     pub const VALID: [&[u8]; 3] = [PY2_CPICKLE, PY3_PROTOCOL2, PY3_PROTOCOL4];
-}
-
-/// A temporary folder, removed when dropped.
-pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("a temporary folder can be created")
 }
 
 /// `n` images of `shape` with pixel `(i, c, y, x) = (i * 7 + c * 50 + y * 3 + x) % 256` and
@@ -192,16 +184,4 @@ pub fn png(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
 /// A JPEG of `w x h` RGB pixels (interleaved).
 pub fn jpeg(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
     encode(w, h, rgb, image::ImageFormat::Jpeg)
-}
-
-/// The messages of `error` and of each of its sources, joined by `": "`.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
