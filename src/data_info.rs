@@ -15,7 +15,7 @@ pub const REFERENCE_PREPROCESSING: &str =
 /// preprocessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataInfo {
-    /// The dataset's canonical name ([`DatasetName::as_str`]).
+    /// The dataset's canonical name ([`DatasetName::name`]).
     pub dataset: String,
     /// `[C, H, W]` of every image.
     pub image: [usize; 3],
@@ -45,7 +45,7 @@ impl DataInfo {
     pub fn new(name: DatasetName, layout: MnistLayout, root: Option<PathBuf>) -> Self {
         let is_mnist = matches!(name, DatasetName::Mnist | DatasetName::MnistSample);
         Self {
-            dataset: name.as_str().to_string(),
+            dataset: name.name().to_string(),
             image: name.shape(layout),
             bits: 8,
             mnist_layout: is_mnist.then(|| layout_name(layout).to_string()),

@@ -61,7 +61,7 @@ pub enum ModelError {
         rule: &'static str,
     },
     /// A prior name that is none of [`crate::PriorKind::name`]'s.
-    #[error("unknown prior {name:?}: expected mar, standard-normal or glow")]
+    #[error("unknown prior {name:?}: expected one of {}", crate::PriorKind::all().map(|kind| kind.name()).join(", "))]
     UnknownPrior {
         /// The name given.
         name: String,

@@ -12,6 +12,7 @@ use marscf::core::{CouplingKind, MixLogCdfConfig, MultiScaleFlowConfig};
 use marscf::import::{InferError, load_reference};
 use marscf::{MarScfConfig, ModelError, PriorKind};
 use marscf_test_support::{
+    chain,
     model::{device, exclusive_rng},
     numerics::{max_abs_diff, perturb, pixels},
     reference::{affine_fixture_checkpoint, parity_folders},
@@ -351,7 +352,7 @@ fn reference_tensors_of_too_low_a_rank_are_errors_naming_the_key() {
         let err = load_reference(&path, None, None, false, &device)
             .map(|_| ())
             .unwrap_err();
-        let chain = error_chain(&err);
+        let chain = chain(&err);
         let typed = match &err {
             ModelError::Format {
                 source: Some(source),
@@ -368,17 +369,6 @@ fn reference_tensors_of_too_low_a_rank_are_errors_naming_the_key() {
         assert!(chain.contains(&format!("{shape:?}")), "{key}: {chain}");
         assert!(chain.contains(expected), "{key}: {chain}");
     }
-}
-
-/// The error and its sources, one per line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        chain = format!("{chain}\n{cause}");
-        source = cause.source();
-    }
-    chain
 }
 
 /// Pickle (protocol 2): gives the tensor under `key` the shape `shape` with contiguous

@@ -28,7 +28,7 @@ pub use evaluate::{
 };
 pub use folder::{RunFolder, RunLock};
 pub use observer::{Observer, Silent};
-pub use overrides::{NEW_RUN_DATASET, NEW_RUN_SIZE, RunOverrides, RunPlan, new_run};
+pub use overrides::{ModelSize, NEW_RUN_DATASET, NEW_RUN_SIZE, RunOverrides, RunPlan, new_run};
 pub use parallel::{BatchGradient, DataParallel, Reduction};
 pub use run::{RunSummary, Start, TrainingData, checkpoint_name, saved_run, train};
 pub use training::{Communication, Counters, OptimOptions, StepOutcome, Training};

@@ -15,8 +15,23 @@ use crate::{MarScfConfig, ModelError, PriorKind};
 /// The dataset of a new run unless told otherwise: the embedded digits.
 pub const NEW_RUN_DATASET: DatasetName = DatasetName::MnistSample;
 
-/// Levels, steps per level and hidden width of a new run's flow unless told otherwise.
-pub const NEW_RUN_SIZE: (usize, usize, usize) = (3, 4, 64);
+/// Levels, steps per level and hidden width of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSize {
+    /// Levels `L`.
+    pub levels: usize,
+    /// Flow steps per level `K`.
+    pub steps: usize,
+    /// Hidden width `C` of the coupling networks.
+    pub hidden: usize,
+}
+
+/// The size of a new run's flow unless told otherwise.
+pub const NEW_RUN_SIZE: ModelSize = ModelSize {
+    levels: 3,
+    steps: 4,
+    hidden: 64,
+};
 
 /// Each setting of a run, `None` where not given. [`RunOverrides::apply`] puts the given
 /// ones in place in a run's description.
@@ -85,7 +100,11 @@ pub struct RunOverrides {
 /// reference's size, [`RunConfig::new`]'s settings.
 pub fn new_run(out_dir: impl Into<PathBuf>) -> CheckpointInfo {
     let data = DataInfo::new(NEW_RUN_DATASET, MnistLayout::default(), None);
-    let (levels, steps, hidden) = NEW_RUN_SIZE;
+    let ModelSize {
+        levels,
+        steps,
+        hidden,
+    } = NEW_RUN_SIZE;
     CheckpointInfo {
         model: MarScfConfig::new(MultiScaleFlowConfig::new(data.image, levels, steps, hidden)),
         origin: Origin {

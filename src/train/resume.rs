@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::checkpoint::CheckpointInfo;
+use crate::train::{OptimOptions, RunConfig};
 
 /// The differences between a saved run and the run asked for, one line each
 /// (`run.batch_size: saved 32, given 64`).
@@ -45,18 +46,33 @@ fn with_resumable_settings(mut saved: CheckpointInfo, given: &CheckpointInfo) ->
         saved.test_images = given.test_images;
     }
     if let (Some(saved), Some(given)) = (&mut saved.origin.run, &given.origin.run) {
-        saved.max_steps = given.max_steps;
-        saved.epochs = given.epochs;
-        saved.max_minutes = given.max_minutes;
-        saved.eval_every = given.eval_every;
-        saved.eval_batch_size = given.eval_batch_size;
-        saved.samples = given.samples;
-        saved.temperature = given.temperature;
-        saved.out_dir = given.out_dir.clone();
-        saved.optim.lr = given.optim.lr;
-        saved.optim.warmup_steps = given.optim.warmup_steps;
-        saved.optim.grad_clip = given.optim.grad_clip;
-        saved.optim.nan_patience = given.optim.nan_patience;
+        // Every field named: a new setting does not compile until it is put on one side.
+        let RunConfig {
+            batch_size: _,
+            optim,
+            seed: _,
+            eval_every,
+            max_steps,
+            epochs,
+            max_minutes,
+            augment: _,
+            samples,
+            temperature,
+            eval_batch_size,
+            out_dir,
+        } = given.clone();
+        let OptimOptions {
+            lr,
+            warmup_steps,
+            grad_clip,
+            ema: _,
+            nan_patience,
+        } = optim;
+        (saved.max_steps, saved.epochs, saved.max_minutes) = (max_steps, epochs, max_minutes);
+        (saved.eval_every, saved.eval_batch_size) = (eval_every, eval_batch_size);
+        (saved.samples, saved.temperature, saved.out_dir) = (samples, temperature, out_dir);
+        (saved.optim.lr, saved.optim.warmup_steps) = (lr, warmup_steps);
+        (saved.optim.grad_clip, saved.optim.nan_patience) = (grad_clip, nan_patience);
     }
     saved
 }

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use marscf::core::{CoreError, CouplingKind};
 use marscf::data::MnistLayout;
 use marscf::data::datasets::{CacheDir, DatasetName};
-use marscf::train::{NEW_RUN_SIZE, Protocol};
+use marscf::train::{ModelSize, NEW_RUN_SIZE, Protocol};
 use marscf::{ModelError, PriorKind};
 
 /// A count of at least one (`--n`, `--steps`, batch sizes).
@@ -45,17 +45,6 @@ pub fn decay(text: &str) -> Result<f64, String> {
         Ok(_) => Err("must be in [0, 1)".to_string()),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Levels, steps per level and hidden width of a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModelSize {
-    /// Levels `L`.
-    pub levels: usize,
-    /// Flow steps per level `K`.
-    pub steps: usize,
-    /// Hidden width `C` of the coupling networks.
-    pub hidden: usize,
 }
 
 /// A coupling by its name ([`CouplingKind::name`]).
@@ -184,15 +173,15 @@ pub struct ModelArgs {
     pub coupling: Option<CouplingKind>,
     /// Levels L.
     #[arg(short = 'L', long = "levels", visible_alias = "L",
-          help = format!("Levels L [train default: {}]", NEW_RUN_SIZE.0))]
+          help = format!("Levels L [train default: {}]", NEW_RUN_SIZE.levels))]
     pub levels: Option<usize>,
     /// Flow steps per level K.
     #[arg(short = 'K', long = "steps", visible_alias = "K",
-          help = format!("Flow steps per level K [train default: {}]", NEW_RUN_SIZE.1))]
+          help = format!("Flow steps per level K [train default: {}]", NEW_RUN_SIZE.steps))]
     pub steps: Option<usize>,
     /// Hidden width C of the coupling networks.
     #[arg(short = 'C', long = "hidden", visible_aliases = ["C", "channels"],
-          help = format!("Hidden width C of the coupling networks [train default: {}]", NEW_RUN_SIZE.2))]
+          help = format!("Hidden width C of the coupling networks [train default: {}]", NEW_RUN_SIZE.hidden))]
     pub hidden: Option<usize>,
 }
 

@@ -7,7 +7,7 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::commands::{bench, eval, import, interpolate, reconstruct, sample, train};
 
@@ -41,8 +41,7 @@ fn main() -> ExitCode {
     if let Err(error) = marscf::keep_freed_memory() {
         eprintln!("warning: {error}");
     }
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),

@@ -5,7 +5,7 @@
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CoreError {
     /// A coupling name that is none of [`crate::CouplingKind::name`]'s.
-    #[error("unknown coupling {name:?}: expected affine, mixlogcdf or additive")]
+    #[error("unknown coupling {name:?}: expected one of {}", crate::CouplingKind::all().map(|kind| kind.name()).join(", "))]
     UnknownCoupling {
         /// The name given.
         name: String,

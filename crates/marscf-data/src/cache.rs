@@ -213,13 +213,16 @@ pub(crate) fn load_or_build(
         return Ok(set);
     }
     std::fs::create_dir_all(dir).map_err(|source| DataError::CacheUnwritable {
-        dir: dir.to_path_buf(),
+        path: dir.to_path_buf(),
         source,
     })?;
     let mut writer = Writer::new(dir, &files, key)?;
     build(&mut writer)?;
     writer.finish(&files, key, sources)?;
-    open(&files, key, sources, verify)
+    open(&files, key, sources, verify).map_err(|source| DataError::CacheNotReadBack {
+        path: files.manifest.clone(),
+        source: Box::new(source),
+    })
 }
 
 /// The cached split, or why it cannot be used: an unreadable file ([`DataError::Io`]) or a
@@ -304,7 +307,7 @@ impl Writer {
         debug_assert!(files.pixels.starts_with(dir));
         let out =
             AtomicFile::create(&files.pixels).map_err(|source| DataError::CacheUnwritable {
-                dir: dir.to_path_buf(),
+                path: dir.to_path_buf(),
                 source,
             })?;
         Ok(Self {

@@ -41,7 +41,7 @@ impl DatasetName {
 
     /// The canonical name (`"mnist"`, `"mnist-sample"`, `"cifar10"`, `"imagenet32"`,
     /// `"imagenet64"`), which [`FromStr`] accepts.
-    pub fn as_str(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Mnist => "mnist",
             Self::MnistSample => "mnist-sample",
@@ -68,7 +68,7 @@ impl DatasetName {
 
 impl fmt::Display for DatasetName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.name())
     }
 }
 
@@ -195,7 +195,7 @@ pub fn load_with(
     };
     let cached = |split: &str, source: Source| {
         let key = CacheKey {
-            dataset: name.as_str(),
+            dataset: name.name(),
             split,
             shape,
         };

@@ -151,9 +151,7 @@ pub enum DataError {
         message: String,
     },
     /// A dataset name that [`crate::DatasetName`] does not know.
-    #[error(
-        "unknown dataset {name:?}; expected one of mnist, mnist-sample, cifar10, imagenet32, imagenet64"
-    )]
+    #[error("unknown dataset {name:?}; expected one of {}", crate::DatasetName::ALL.map(|dataset| dataset.name()).join(", "))]
     UnknownDataset {
         /// The name given.
         name: String,
@@ -198,8 +196,8 @@ pub enum DataError {
         /// The entries not found.
         missing: Vec<String>,
     },
-    /// A decode cache whose manifest does not parse, or that cannot be read back after it
-    /// was written (a stale or damaged cache is rebuilt instead, see [`crate::cache`]).
+    /// A decode cache whose manifest does not parse or does not describe its files (a stale
+    /// or damaged cache is rebuilt instead, see [`crate::cache`]).
     #[error("{path}: decode cache: {message}")]
     Cache {
         /// The cache's manifest.
@@ -207,14 +205,23 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
-    /// The decode cache cannot be written in `dir` (a read-only data folder, say).
+    /// A decode cache just written that cannot be read back (a full disk, say).
+    #[error("{path}: decode cache written but not readable back")]
+    CacheNotReadBack {
+        /// The cache's manifest.
+        path: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: Box<DataError>,
+    },
+    /// The decode cache cannot be written in the folder `path` (a read-only data folder, say).
     #[error(
-        "{dir}: cannot write the decode cache here; give a writable cache folder \
+        "{path}: cannot write the decode cache here; give a writable cache folder \
          (CacheDir::At) or load into memory"
     )]
     CacheUnwritable {
         /// The cache folder.
-        dir: PathBuf,
+        path: PathBuf,
         /// The I/O error.
         #[source]
         source: std::io::Error,

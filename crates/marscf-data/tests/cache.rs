@@ -155,7 +155,7 @@ fn cached_sets_equal_the_sets_decoded_into_memory() {
         let shape = name.shape(layout);
         let stem = |split| {
             CacheKey {
-                dataset: name.as_str(),
+                dataset: name.name(),
                 split,
                 shape,
             }
@@ -309,7 +309,7 @@ fn an_unwritable_cache_folder_is_a_clear_error() {
     let options = LoadOptions::cached(MnistLayout::Reference, CacheDir::At(dir.clone()));
     let err = load_with(DatasetName::Imagenet32, Some(root.path()), &options).unwrap_err();
     assert!(
-        matches!(&err, DataError::CacheUnwritable { dir: d, .. } if *d == dir),
+        matches!(&err, DataError::CacheUnwritable { path: d, .. } if *d == dir),
         "{err}"
     );
     assert!(err.to_string().contains("CacheDir::At"), "{err}");

@@ -1,4 +1,4 @@
-//! The reader of CIFAR-10's Python batches on pickles written by Python (`tests/fixtures`).
+//! The reader of CIFAR-10's Python batches on pickles written by Python (`crates/marscf-test-support/fixtures`).
 
 use marscf_data::cifar::CIFAR_SHAPE;
 use marscf_data::cifar_pickle::parse_python_batch;

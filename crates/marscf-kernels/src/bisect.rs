@@ -20,7 +20,7 @@ pub struct MixtureCdf {
 /// iterations it stops if no element moved by more than `tolerance`, and after
 /// `max_iters` in any case. The result is a constant (no gradient flows through it).
 ///
-/// On Flex (float32) our own kernel runs, with its own backward (`src/flex/bisect.rs`);
+/// On Flex (float32) our own kernel runs (`src/flex/bisect.rs`; no gradient, as here);
 /// elsewhere, [`bisect_mixture_portable`].
 pub fn bisect_mixture(
     mixture: &MixtureCdf,
@@ -61,7 +61,7 @@ pub fn bisect_mixture_portable(
         max_iters,
         tolerance,
         start,
-        |(mut x, mut lower, mut upper), n| {
+        |(mut x, mut lower, mut upper), n, checked| {
             let mut moved = 0.0;
             for i in 1..=n {
                 // The reference's `x' = (x + lower) / 2` or `(x + upper) / 2` is the midpoint
@@ -70,7 +70,7 @@ pub fn bisect_mixture_portable(
                 lower = x.clone().mask_where(above.clone(), lower);
                 upper = upper.mask_where(above, x.clone());
                 let next = (lower.clone() + upper.clone()).mul_scalar(0.5);
-                if i == n {
+                if checked && i == n {
                     moved = (next.clone() - x).abs().max().into_scalar::<f32>() as f64;
                 }
                 x = next;
@@ -84,22 +84,24 @@ pub fn bisect_mixture_portable(
 /// Iterations between two convergence checks.
 const CHECK_EVERY: usize = 8;
 
-/// The bisection's schedule, on every backend: `round(state, n)` runs `n` iterations and
-/// returns the state and the largest move of its last; rounds of [`CHECK_EVERY`] run until
-/// one moves no element by more than `tolerance`, or `max_iters` are done.
+/// The bisection's schedule, on every backend: `round(state, n, checked)` runs `n`
+/// iterations and returns the state and, where `checked`, the largest move of its last
+/// (any value otherwise); rounds of [`CHECK_EVERY`] run until a checked one moves no element
+/// by more than `tolerance`, or `max_iters` are done (a last, shorter round is not checked).
 pub(crate) fn schedule<S>(
     max_iters: usize,
     tolerance: f64,
     mut state: S,
-    round: impl Fn(S, usize) -> (S, f64),
+    round: impl Fn(S, usize, bool) -> (S, f64),
 ) -> S {
     let mut done = 0;
     while done < max_iters {
         let iterations = CHECK_EVERY.min(max_iters - done);
-        let (next, moved) = round(state, iterations);
+        let checked = iterations == CHECK_EVERY;
+        let (next, moved) = round(state, iterations, checked);
         state = next;
         done += iterations;
-        if iterations == CHECK_EVERY && moved <= tolerance {
+        if checked && moved <= tolerance {
             break;
         }
     }

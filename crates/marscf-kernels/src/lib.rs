@@ -8,16 +8,17 @@
 //!
 //! The Flex kernels are tested against the portable defaults, forward and every gradient.
 //!
-//! Adding a kernel `X` touches these files:
-//! - `src/X.rs`: the public function `X` (its contract and shapes; it calls the Flex kernel
-//!   where `flex::runs` says so) and `X_portable` in standard tensor operations;
+//! Adding a kernel touches these files, `X` the op's name (`conv`, `layer_norm`, ...) and `f`
+//! its public function (`conv2d`, `layer_norm`, ...):
+//! - `src/X.rs`: the public function `f` (its contract and shapes; it calls the Flex kernel
+//!   where `flex::runs` says so) and `f_portable` in standard tensor operations;
 //! - `src/flex/X.rs`: the algorithm in its module doc, the slice kernels, the function on
-//!   Burn tensors that `X` calls, `on_flex`, `XBackward` and `on_autodiff` (with the
-//!   helpers of `src/flex/glue.rs`);
-//! - `src/flex/mod.rs`: a method `marscf_X` in the trait and one line in each of its two
+//!   Burn tensors that `f` calls, `on_flex`, `FBackward` (`f` in CamelCase; none for an op
+//!   without gradient) and `on_autodiff` (with the helpers of `src/flex/glue.rs`);
+//! - `src/flex/mod.rs`: a method `marscf_f` in the trait and one line in each of its two
 //!   impls;
 //! - `src/lib.rs`: the module and its exports;
-//! - `tests/against_portable.rs`: the kernel against `X_portable`, forward and every
+//! - `tests/against_portable.rs`: the kernel against `f_portable`, forward and every
 //!   gradient (and `benches/kernels.rs` if it is hot).
 
 #![warn(missing_docs)]

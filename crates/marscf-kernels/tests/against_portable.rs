@@ -14,14 +14,9 @@ use marscf_kernels::{
     mixture_log_densities, mixture_log_densities_portable, multi_head_attention,
     multi_head_attention_portable, softmax, softmax_portable,
 };
-
-/// Holds Burn's random generator (one per backend and process) for one test: the dropout
-/// and attention tests seed it and expect the same mask again, which another test's draws
-/// in between would change. Only those tests draw from it.
-fn exclusive_rng() -> std::sync::MutexGuard<'static, ()> {
-    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// Burn's random generator is drawn from only by the dropout and attention tests, which seed
+// it and expect the same mask again.
+use marscf_test_support::model::exclusive_rng;
 
 fn device() -> Device {
     let device = Device::flex().autodiff();

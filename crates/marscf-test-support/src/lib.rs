@@ -5,7 +5,7 @@
 //!   log-determinant, binomial acceptance intervals.
 //! - [`model`]: the test device, the lock on Burn's random generator, the tiny model and the
 //!   embedded digits it trains on, gradients by parameter path.
-//! - [`reference`]: the reference implementation's fixtures in `../shared`.
+//! - [`reference`](mod@reference): the reference implementation's fixtures in `../shared`.
 //! - [`files`]: small files in the real formats of every data reader, and the CIFAR-10
 //!   batches Python pickled.
 //! - [`cli`]: running the `marscf` binary ([`marscf!`], [`marscf_command!`]).

@@ -1,19 +1,11 @@
 //! The reference implementation's fixtures: `shared/` beside the workspace.
 
-/// `shared/` beside the workspace, or `$MARSCF_SHARED_DIR`. (The workspace root is the
-/// first folder above the test's package holding `Cargo.lock`: this module also serves
-/// `crates/marscf-cli`'s tests.)
+/// `shared/` beside the workspace (this crate is `crates/marscf-test-support` in it), or
+/// `$MARSCF_SHARED_DIR`.
 pub fn shared_dir() -> std::path::PathBuf {
     std::env::var_os("MARSCF_SHARED_DIR")
         .map(Into::into)
-        .unwrap_or_else(|| {
-            let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-            let root = package
-                .ancestors()
-                .find(|dir| dir.join("Cargo.lock").is_file())
-                .unwrap_or(package);
-            root.join("../shared")
-        })
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
 }
 
 /// The reference-parity fixture folders: every folder below `$MARSCF_PARITY_DIR` (default

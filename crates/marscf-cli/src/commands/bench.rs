@@ -4,8 +4,9 @@ use clap::Args;
 use marscf::select_device;
 use marscf_cli::bench::{BenchConfig, CASES, run_case};
 
-use crate::args::{ModelArgs, ModelSize};
+use crate::args::ModelArgs;
 use crate::commands::Result;
+use marscf::train::ModelSize;
 
 /// Options of `marscf bench` (the model of [`BenchConfig::default`] unless told otherwise).
 #[derive(Args, Debug)]

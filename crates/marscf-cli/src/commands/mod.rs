@@ -110,7 +110,7 @@ pub fn model_and_test_set(
             .into());
         }
     };
-    let same = recorded.filter(|r| r.dataset == name.as_str());
+    let same = recorded.filter(|r| r.dataset == name.name());
     let layout = data
         .mnist_layout
         .map(Into::into)

@@ -269,9 +269,9 @@ pub fn on_flex(packed: FlexTensor, heads: usize, mask: Option<Mask>) -> FlexTens
 /// Backward of [`on_flex`]: parent `packed`, state the contiguous `packed`, the softmax
 /// weights, the sizes and the dropout mask.
 #[derive(Debug)]
-pub struct AttentionBackward;
+pub struct MultiHeadAttentionBackward;
 
-impl Backward<Flex, 1> for AttentionBackward {
+impl Backward<Flex, 1> for MultiHeadAttentionBackward {
     type State = (FlexTensor, FlexTensor, AttentionShape, Option<Mask>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
@@ -289,7 +289,7 @@ pub fn on_autodiff<C: CheckpointStrategy>(
     heads: usize,
     mask: Option<Mask>,
 ) -> AutodiffTensor<C> {
-    record::<C, _, _>(AttentionBackward, [packed], |[packed], tracked| {
+    record::<C, _, _>(MultiHeadAttentionBackward, [packed], |[packed], tracked| {
         if !tracked {
             return (on_flex(packed, heads, mask), None);
         }

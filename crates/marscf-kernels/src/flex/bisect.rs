@@ -154,7 +154,7 @@ pub fn on_flex(
         lower: values(&lower).into_owned(),
         upper: values(&upper).into_owned(),
     };
-    let end = crate::bisect::schedule(max_iters, tolerance, start, |mut bracket, n| {
+    let end = crate::bisect::schedule(max_iters, tolerance, start, |mut bracket, n, _checked| {
         let moved = steps(mixture, &mut bracket, n);
         (bracket, f64::from(moved))
     });

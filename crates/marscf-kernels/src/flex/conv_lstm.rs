@@ -137,10 +137,28 @@ fn recurrent_geometry(
 
 /// [`FlexKernels::marscf_conv_lstm_layer`] on Flex.
 pub fn on_flex(gates: FlexTensor, weight: FlexTensor, steps: usize, spec: ConvSpec) -> FlexTensor {
-    let [n, _, h, w] = dims4(&gates);
-    let g = recurrent_geometry(&gates, &weight, steps, spec);
-    let trace = forward(&values(&gates), &values(&weight), &g, steps);
-    tensor(trace.h, [n, g.c_in, h, w])
+    traced(gates, weight, steps, spec).h
+}
+
+/// The layer's output `h` `(T B, h, H, W)` in the state its backward keeps.
+fn traced(
+    gates: FlexTensor,
+    weight: FlexTensor,
+    steps: usize,
+    spec: ConvSpec,
+) -> ConvLstmLayerState {
+    let shape = dims4(&gates);
+    let geometry = recurrent_geometry(&gates, &weight, steps, spec);
+    let trace = forward(&values(&gates), &values(&weight), &geometry, steps);
+    let state_shape = [shape[0], geometry.c_in, shape[2], shape[3]];
+    ConvLstmLayerState {
+        pre: tensor(trace.pre, shape),
+        h: tensor(trace.h, state_shape),
+        c: tensor(trace.c, state_shape),
+        weight,
+        geometry,
+        steps,
+    }
 }
 
 /// Backward of [`on_flex`]: parents `[gates, weight]`, state a [`ConvLstmLayerState`].
@@ -192,23 +210,8 @@ pub fn on_autodiff<C: CheckpointStrategy>(
         ConvLstmLayerBackward,
         [gates, weight],
         |[gates, weight], tracked| {
-            if !tracked {
-                return (on_flex(gates, weight, steps, spec), None);
-            }
-            let shape = dims4(&gates);
-            let geometry = recurrent_geometry(&gates, &weight, steps, spec);
-            let trace = forward(&values(&gates), &values(&weight), &geometry, steps);
-            let state_shape = [shape[0], geometry.c_in, shape[2], shape[3]];
-            let h = tensor(trace.h, state_shape);
-            let state = ConvLstmLayerState {
-                pre: tensor(trace.pre, shape),
-                h: h.clone(),
-                c: tensor(trace.c, state_shape),
-                weight,
-                geometry,
-                steps,
-            };
-            (h, Some(state))
+            let state = traced(gates, weight, steps, spec);
+            (state.h.clone(), tracked.then_some(state))
         },
     )
 }

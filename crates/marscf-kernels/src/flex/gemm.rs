@@ -105,11 +105,12 @@ impl<'a> MatMut<'a> {
     /// If `data` is shorter than the last element the strides reach, or if two elements
     /// would share a place (the gemm writes them from several threads).
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, strides: [usize; 2]) -> Self {
+        // First the extent: once it fits in a slice, `disjoint`'s products cannot overflow.
+        check_fits(data.len(), rows, cols, strides);
         assert!(
             disjoint(rows, cols, strides),
             "a {rows} x {cols} destination with strides {strides:?} writes some places twice"
         );
-        check_fits(data.len(), rows, cols, strides);
         Self {
             data,
             rows,

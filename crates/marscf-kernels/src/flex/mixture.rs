@@ -266,9 +266,9 @@ pub fn on_flex(
 /// Backward of [`on_flex`]: parents `[ln π, μ, ln s, x]`, state the four inputs and the
 /// output.
 #[derive(Debug)]
-pub struct MixtureBackward;
+pub struct MixtureLogDensitiesBackward;
 
-impl Backward<Flex, 4> for MixtureBackward {
+impl Backward<Flex, 4> for MixtureLogDensitiesBackward {
     type State = [FlexTensor; 5];
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
@@ -295,7 +295,7 @@ pub fn on_autodiff<C: CheckpointStrategy>(
     x: AutodiffTensor<C>,
 ) -> AutodiffTensor<C> {
     let inputs = [log_weights, mu, log_s, x];
-    record::<C, _, _>(MixtureBackward, inputs, |[lw, mu, ls, x], _| {
+    record::<C, _, _>(MixtureLogDensitiesBackward, inputs, |[lw, mu, ls, x], _| {
         let out = on_flex(lw.clone(), mu.clone(), ls.clone(), x.clone());
         (out.clone(), Some([lw, mu, ls, x, out]))
     })

@@ -2,7 +2,7 @@
 //! and on `Autodiff<Flex>` the same forward with a hand-written backward.
 //!
 //! One file per op (named as the portable op's file, `src/X.rs`): its slice kernels, the
-//! function on Burn tensors that the portable side calls, its forward on Flex
+//! function on Burn tensors that the public op in `src/X.rs` calls, its forward on Flex
 //! (`on_flex`), its `Backward` and its recording under autodiff (`on_autodiff`). This file
 //! is the table Burn's extension mechanism needs: one trait, one impl per backend, each
 //! method a call into its op's file. [`glue`] holds what every op's glue shares; `gemm`,
