@@ -10,7 +10,6 @@
 //! Backward, with `s = 1 / √d`: `dV = Dᵀ dO`, `dD = dO Vᵀ`, `dP = dD ⊙ M / keep`,
 //! `dS = s P ⊙ (dP - Σ_row dP ⊙ P)`, `dQ = dS K`, `dK = dSᵀ Q`.
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::dropout::{Mask, mask_in_place};
@@ -18,9 +17,6 @@ use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, 
 use super::glue::prelude::*;
 use super::simd::with_widest_simd;
 use super::softmax::{softmax_grad_in_place, softmax_in_place};
-
-/// A matrix operand: its elements and the distance between its rows.
-type Rows<'a> = (&'a [f32], usize);
 
 /// The sizes of one attention: `batch` samples of `len` positions, `heads` heads of
 /// `width` channels each.
@@ -53,44 +49,25 @@ impl AttentionShape {
         ((sample * self.heads + head) * self.len * self.len) as u64
     }
 
-    /// `dst[L, L] = a[L, d] · b[L, d]ᵀ` (the scores, or their gradient), each of `a` and `b`
-    /// given with the distance between its rows.
-    fn scores(
-        &self,
-        dst: &mut [f32],
-        (a, a_rows): Rows<'_>,
-        (b, b_rows): Rows<'_>,
-        parallelism: Parallelism,
-    ) {
-        let (l, d) = (self.len, self.width);
-        matmul(
-            MatMut::row_major(dst, l, l),
-            MatRef::strided(a, l, d, [a_rows, 1]),
-            MatRef::strided(b, l, d, [b_rows, 1]).t(),
-            Accum::Replace,
-            parallelism,
-        );
+    /// One head's `L x d` matrix at the start of `data`, `row_stride` apart row to row
+    /// (a head's queries, keys or values in the packed input, or its slice of the output).
+    fn head<'a>(&self, data: &'a [f32], row_stride: usize) -> MatRef<'a> {
+        MatRef::strided(data, self.len, self.width, [row_stride, 1])
     }
 
-    /// `dst[L, d] = w[L, L] · v[L, d]`, or `wᵀ · v` with `transposed`, `dst` and `v` given
-    /// with the distance between their rows.
-    fn weighted(
-        &self,
-        (dst, dst_rows): (&mut [f32], usize),
-        w: &[f32],
-        transposed: bool,
-        (v, v_rows): Rows<'_>,
-        parallelism: Parallelism,
-    ) {
-        let (l, d) = (self.len, self.width);
-        let w = MatRef::row_major(w, l, l);
-        matmul(
-            MatMut::strided(dst, l, d, [dst_rows, 1]),
-            if transposed { w.t() } else { w },
-            MatRef::strided(v, l, d, [v_rows, 1]),
-            Accum::Replace,
-            parallelism,
-        );
+    /// [`Self::head`], to write.
+    fn head_mut<'a>(&self, data: &'a mut [f32], row_stride: usize) -> MatMut<'a> {
+        MatMut::strided(data, self.len, self.width, [row_stride, 1])
+    }
+
+    /// One head's `L x L` scores or weights, row-major.
+    fn square<'a>(&self, data: &'a [f32]) -> MatRef<'a> {
+        MatRef::row_major(data, self.len, self.len)
+    }
+
+    /// [`Self::square`], to write.
+    fn square_mut<'a>(&self, data: &'a mut [f32]) -> MatMut<'a> {
+        MatMut::row_major(data, self.len, self.len)
     }
 
     /// The offsets of head `h`'s key, value and query channels in a packed row.
@@ -131,6 +108,9 @@ pub fn forward(
     let stride = 3 * c;
     let mut out = vec![0.0f32; s.batch * l * c];
     let parallelism = per_sample_parallelism(s.batch);
+    let product = |dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>| {
+        matmul(dst, a, b, Accum::Replace, parallelism)
+    };
     let sample = |b: usize, out: &mut [f32], mut weights: Option<&mut [f32]>| {
         let packed = &packed[b * l * 3 * c..][..l * 3 * c];
         with_scratch(|[scores, dropped_buf]| {
@@ -141,12 +121,11 @@ pub fn forward(
                 };
                 let (key, value, query) = s.offsets(h);
                 // S = Q Kᵀ, P = softmax(S / √d) in place, D = P ⊙ M / keep, O = D V.
-                s.scores(
-                    p,
-                    (&packed[query..], stride),
-                    (&packed[key..], stride),
-                    parallelism,
+                let (q, k) = (
+                    s.head(&packed[query..], stride),
+                    s.head(&packed[key..], stride),
                 );
+                product(s.square_mut(p), q, k.t());
                 let scale = s.scale();
                 with_widest_simd(
                     #[inline(always)]
@@ -156,8 +135,8 @@ pub fn forward(
                     },
                 );
                 let p = dropped_out(p, dropped_buf, mask, s.first_weight(b, h));
-                let o_head = (&mut out[h * d..], c);
-                s.weighted(o_head, p, false, (&packed[value..], stride), parallelism);
+                let v = s.head(&packed[value..], stride);
+                product(s.head_mut(&mut out[h * d..], c), s.square(p), v);
             }
         });
     };
@@ -184,6 +163,9 @@ pub fn backward(
     let block = l * l;
     let stride = 3 * c;
     let parallelism = per_sample_parallelism(s.batch);
+    let product = |dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>| {
+        matmul(dst, a, b, Accum::Replace, parallelism)
+    };
     let mut d_packed = vec![0.0f32; packed.len()];
     d_packed
         .par_chunks_mut(l * 3 * c)
@@ -198,17 +180,13 @@ pub fn backward(
                     let (key, value, query) = s.offsets(h);
                     let first = s.first_weight(b, h);
                     let dropped = dropped_out(p, dropped_buf, mask, first);
+                    let (d_o, v) = (s.head(&d_out[h * d..], c), s.head(&packed[value..], stride));
                     // dV = Dᵀ dO.
-                    let dv = (&mut d_packed[value..], stride);
-                    s.weighted(dv, dropped, true, (&d_out[h * d..], c), parallelism);
+                    let dv = s.head_mut(&mut d_packed[value..], stride);
+                    product(dv, s.square(dropped).t(), d_o);
                     // dD = dO Vᵀ, then dP and dS in place.
                     let ds = sized(d_scores, block);
-                    s.scores(
-                        ds,
-                        (&d_out[h * d..], c),
-                        (&packed[value..], stride),
-                        parallelism,
-                    );
+                    product(s.square_mut(ds), d_o, v.t());
                     let scale = s.scale();
                     with_widest_simd(
                         #[inline(always)]
@@ -222,10 +200,16 @@ pub fn backward(
                         },
                     );
                     // dQ = dS K, dK = dSᵀ Q.
-                    let dq = (&mut d_packed[query..], stride);
-                    s.weighted(dq, ds, false, (&packed[key..], stride), parallelism);
-                    let dk = (&mut d_packed[key..], stride);
-                    s.weighted(dk, ds, true, (&packed[query..], stride), parallelism);
+                    let (q, k) = (
+                        s.head(&packed[query..], stride),
+                        s.head(&packed[key..], stride),
+                    );
+                    product(s.head_mut(&mut d_packed[query..], stride), s.square(ds), k);
+                    product(
+                        s.head_mut(&mut d_packed[key..], stride),
+                        s.square(ds).t(),
+                        q,
+                    );
                 }
             });
         });
