@@ -680,6 +680,66 @@ fn one_draw_is_the_evaluation_as_it_always_was() {
     let detailed = evaluate_detailed(&model, &test, &options, &device).unwrap();
     assert_eq!(detailed.bits_per_dim, before);
     assert_eq!(evaluate(&model, &test, 16, 3, &device).unwrap(), before);
+    // With one draw the importance-weighted bound is that draw's bound, to the bit.
+    for image in &detailed.images {
+        assert_eq!(image.iw_bits_per_dim, image.bits_per_dim, "{image:?}");
+    }
+}
+
+#[test]
+fn the_importance_weighted_bound_is_the_log_mean_density_of_the_draws() {
+    let _rng = exclusive_rng();
+    let device = device();
+    device.seed(690);
+    let model = scored_model(&tiny_model());
+    let (test, draws, seed) = (digits(12, true), 4, 5);
+    let options = EvalOptions {
+        batch_size: 12,
+        seed,
+        draws,
+        ..EvalOptions::default()
+    };
+    let e = evaluate_detailed(&model, &test, &options, &device).unwrap();
+    // Each draw's bounds as the evaluation draws them (one batch: stream 0xe7a1 at k 2^32),
+    // then -log2 of the mean density per dimension, by its definition.
+    let all: Vec<usize> = (0..test.len()).collect();
+    let per_draw: Vec<Vec<f64>> = (0..draws as u64)
+        .map(|k| {
+            let options = marscf::data::BatchOptions {
+                dequantize: true,
+                ..Default::default()
+            };
+            let noise = &mut marscf::data::stream(seed, 0xe7a1, k << 32);
+            let x = marscf::data::make_batch(&test, &all, options, noise, &device);
+            let bits = model.forward(x).unwrap().bits_per_dim;
+            bits.into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect()
+        })
+        .collect();
+    let nats_per_bit = model.config.dims_per_sample() as f64 * std::f64::consts::LN_2;
+    for (i, image) in e.images.iter().enumerate() {
+        let log_p: Vec<f64> = per_draw.iter().map(|b| -b[i] * nats_per_bit).collect();
+        let max = log_p.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mean_p = log_p.iter().map(|l| (l - max).exp()).sum::<f64>() / draws as f64;
+        let want = -(max + mean_p.ln()) / nats_per_bit;
+        let mean = per_draw.iter().map(|b| b[i]).sum::<f64>() / draws as f64;
+        assert!(
+            (image.iw_bits_per_dim - want).abs() < 1e-9,
+            "{image:?}: want {want}"
+        );
+        assert!(
+            (image.bits_per_dim - mean).abs() < 1e-9,
+            "{image:?}: mean {mean}"
+        );
+        // Jensen: never above the mean of the bounds (the draws differ, so strictly below).
+        assert!(image.iw_bits_per_dim < image.bits_per_dim, "{image:?}");
+    }
+    assert!(e.iw_bits_per_dim < e.bits_per_dim);
+    assert!(e.iw_standard_error.is_some_and(|se| se > 0.0));
 }
 
 #[test]
@@ -822,12 +882,16 @@ fn per_image_scores_are_written_once_unless_overwriting() {
     write_per_image_csv(&e, &csv, Existing::Keep).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "index,label,bits_per_dim");
+    assert_eq!(lines[0], "index,label,bits_per_dim,iw_bits_per_dim");
     assert_eq!(lines.len(), 6);
     let fields: Vec<&str> = lines[3].split(',').collect();
     assert_eq!(fields[0], "2");
     assert_eq!(fields[1], test.labels[2].to_string());
     assert_eq!(fields[2].parse::<f64>().unwrap(), e.images[2].bits_per_dim);
+    assert_eq!(
+        fields[3].parse::<f64>().unwrap(),
+        e.images[2].iw_bits_per_dim
+    );
     std::fs::write(&csv, "keep").unwrap();
     let err = write_per_image_csv(&e, &csv, Existing::Keep).unwrap_err();
     assert!(matches!(err, ModelError::Exists { .. }), "{err}");

@@ -317,6 +317,10 @@ fn glow_options_train_and_eval_reports_draws_breakdown_and_per_image_scores() {
         (Some(2), Some(12))
     );
     assert!(line["standard_error"].as_f64().unwrap() > 0.0);
+    // Two draws: the importance-weighted bound below the mean of the bounds.
+    let iw = line["iw_bits_per_dim"].as_f64().unwrap();
+    assert!(iw < line["bits_per_dim"].as_f64().unwrap(), "{line}");
+    assert!(line["iw_standard_error"].as_f64().unwrap() > 0.0);
     let breakdown = &line["breakdown"];
     assert_eq!(breakdown["dequantization"].as_f64().unwrap().round(), 5.0);
     let sum = breakdown["dequantization"].as_f64().unwrap()

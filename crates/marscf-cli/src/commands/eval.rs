@@ -24,8 +24,8 @@ pub struct EvalArgs {
     /// Seed of the dequantisation noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Dequantisation draws per test image: the score is the mean over images of their
-    /// mean over draws, reported with its standard error over images.
+    /// Dequantisation draws per test image: reports the mean of their bounds and their
+    /// importance-weighted bound, each a mean over images with its standard error.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     draws: u64,
     /// Write each test image's index, label and bits/dim to this CSV file.
@@ -74,6 +74,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let line = serde_json::json!({
             "bits_per_dim": evaluation.bits_per_dim,
             "standard_error": evaluation.standard_error,
+            "iw_bits_per_dim": evaluation.iw_bits_per_dim,
+            "iw_standard_error": evaluation.iw_standard_error,
             "draws": evaluation.draws,
             "bits": model.config.bits,
             "breakdown": evaluation.breakdown,
@@ -94,17 +96,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The evaluation as text: the score with its standard error, then each level's terms.
+/// The evaluation as text: both scores with their standard errors, then each level's terms.
 fn print_report(evaluation: &Evaluation, dataset: &str, seconds: f64) {
-    let error = evaluation
-        .standard_error
-        .map(|se| format!(" ± {se:.4}"))
-        .unwrap_or_default();
+    let error = |se: Option<f64>| se.map(|se| format!(" ± {se:.4}")).unwrap_or_default();
     println!(
-        "{dataset} test split: {:.4}{error} bits/dim over {} images, {} draw(s) each ({seconds:.1} s)",
+        "{dataset} test split: {:.4}{} bits/dim (mean of the draws' bounds) over {} images, {} draw(s) each ({seconds:.1} s)",
         evaluation.bits_per_dim,
+        error(evaluation.standard_error),
         evaluation.images.len(),
         evaluation.draws
+    );
+    println!(
+        "  importance-weighted bound over the {} draw(s): {:.4}{} bits/dim",
+        evaluation.draws,
+        evaluation.iw_bits_per_dim,
+        error(evaluation.iw_standard_error)
     );
     for level in &evaluation.breakdown.levels {
         println!(
