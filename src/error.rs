@@ -84,6 +84,48 @@ pub enum ModelError {
         /// The bit depth given.
         bits: u32,
     },
+    /// A sample folder that a run cannot add to: recorded with other settings, or holding
+    /// files that `marscf sample` did not write.
+    #[error("{}: {reason}", path.display())]
+    SampleFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why, with the settings or the file.
+        reason: String,
+    },
+    /// 28x28 grey digits asked of a model whose images are not MNIST-shaped.
+    #[error(
+        "28x28 grey digits are cut from square MNIST-shaped images (28x28, or padded evenly), not {image:?} (C, H, W)"
+    )]
+    Grey28 {
+        /// The model's image shape.
+        image: [usize; 3],
+    },
+    /// Samples whose channels are no image file's: a PNG holds 1 (grey) or 3 (RGB).
+    #[error("samples of {channels} channels are not images: a PNG holds 1 (grey) or 3 (RGB)")]
+    ImageChannels {
+        /// The model's channels.
+        channels: usize,
+    },
+    /// Two feature statistics of different dimensions.
+    #[error("the statistics have {first} and {second} dimensions: they must be alike")]
+    FidDimensions {
+        /// The first's dimension.
+        first: usize,
+        /// The second's.
+        second: usize,
+    },
+    /// An eigendecomposition that did not converge (NaN or infinite covariances).
+    #[error("the eigendecomposition of a covariance failed: {0}")]
+    Eigen(String),
+    /// An image set with no image in it.
+    #[error("{}: no images ({what})", path.display())]
+    NoImages {
+        /// The folder or file.
+        path: PathBuf,
+        /// What was looked for.
+        what: String,
+    },
     /// A checkpoint holds NaN or infinite values (say, a model saved after it diverged):
     /// such a model cannot evaluate, and its inverse is undefined.
     #[error("{}: NaN or infinite values in {}", path.display(), tensors.join(", "))]

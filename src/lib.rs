@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod data_info;
 pub mod device;
 mod error;
+pub mod fid;
 mod files;
 pub mod import;
 mod memory;
@@ -18,6 +19,7 @@ pub mod model;
 pub mod objective;
 pub mod params;
 pub mod report;
+pub mod samples;
 pub mod train;
 
 pub use data_info::DataInfo;

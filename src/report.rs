@@ -148,7 +148,7 @@ pub fn plot_metrics(records: &[MetricsRecord], path: &Path) -> Result<(), ModelE
     }
     let canvas = image::RgbImage::from_raw(width, height, pixels)
         .expect("the buffer holds width x height RGB pixels");
-    write_png(&canvas, path, Existing::Replace)
+    write_png(canvas, path, Existing::Replace)
 }
 
 /// Height of the caption band above a grid, in pixels.
@@ -205,7 +205,7 @@ pub fn save_image_grid(
     if let Some(caption) = caption {
         canvas = with_caption(canvas, caption, path)?;
     }
-    write_png(&canvas, path, existing)
+    write_png(canvas, path, existing)
 }
 
 /// `canvas` with `caption` written in white into its top [`CAPTION_HEIGHT`] pixels; `path`
@@ -235,12 +235,17 @@ fn with_caption(
 }
 
 /// Encodes `canvas` as PNG and writes it to `path` through [`files::write`].
-fn write_png(canvas: &image::RgbImage, path: &Path, existing: Existing) -> Result<(), ModelError> {
+fn write_png(canvas: image::RgbImage, path: &Path, existing: Existing) -> Result<(), ModelError> {
+    let png =
+        encode_png(&canvas.into()).map_err(ModelError::format(path, "cannot encode the PNG"))?;
+    files::write(path, &png, existing)
+}
+
+/// `image` encoded as PNG.
+pub(crate) fn encode_png(image: &image::DynamicImage) -> Result<Vec<u8>, image::ImageError> {
     let mut png = std::io::Cursor::new(Vec::new());
-    canvas
-        .write_to(&mut png, image::ImageFormat::Png)
-        .map_err(ModelError::format(path, "cannot encode the PNG"))?;
-    files::write(path, png.get_ref(), existing)
+    image.write_to(&mut png, image::ImageFormat::Png)?;
+    Ok(png.into_inner())
 }
 
 #[cfg(test)]

@@ -876,7 +876,11 @@ fn per_image_scores_are_written_once_unless_overwriting() {
     device.seed(823);
     let model = scored_model(&tiny_model());
     let test = digits(5, true);
-    let e = evaluate_detailed(&model, &test, &EvalOptions::default(), &device).unwrap();
+    let options = EvalOptions {
+        draws: 2,
+        ..EvalOptions::default()
+    };
+    let e = evaluate_detailed(&model, &test, &options, &device).unwrap();
     let dir = temp_dir("per-image");
     let csv = dir.join("scores.csv");
     write_per_image_csv(&e, &csv, Existing::Keep).unwrap();
@@ -892,6 +896,8 @@ fn per_image_scores_are_written_once_unless_overwriting() {
         fields[3].parse::<f64>().unwrap(),
         e.images[2].iw_bits_per_dim
     );
+    // Two draws: the importance-weighted column below the mean's.
+    assert!(fields[3].parse::<f64>().unwrap() < fields[2].parse::<f64>().unwrap());
     std::fs::write(&csv, "keep").unwrap();
     let err = write_per_image_csv(&e, &csv, Existing::Keep).unwrap_err();
     assert!(matches!(err, ModelError::Exists { .. }), "{err}");

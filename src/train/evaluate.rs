@@ -5,11 +5,13 @@
 //! For an image `x` with `K` draws `u_1..u_K ~ U(0, 1/2^bits)^D`, each draw gives the
 //! dequantised bound `b_k = -(ln p(x + u_k) - D ln 2^bits) / (D ln 2)` in bits/dim. Two
 //! scores come of them:
-//! - the mean of the bounds, `(1/K) Σ_k b_k`, today's evaluation and the trainer's;
+//! - the mean of the bounds, `(1/K) Σ_k b_k`, what [`evaluate`] and the trainer report;
 //! - the importance-weighted bound `-(logsumexp_k [-b_k D ln 2] - ln K) / (D ln 2)`, i.e.
 //!   `-log2` of the mean over draws of `p(x + u_k)` per dimension: by Jensen's inequality
 //!   never above the mean of the bounds, equal to it at `K = 1`, and tightening towards
-//!   `-log2 P(x) / D` as `K` grows (Flow++'s and DenseFlow's reported numbers).
+//!   `-log2 P(x) / D` as `K` grows, `P(x) = 2^(-bits D) E_u p(x + u)` the probability of
+//!   `x`'s bin (the `bits` in `b_k` is that `2^(-bits D)`). It is the formula of Flow++'s and DenseFlow's reported numbers with uniform dequantisation
+//!   (they draw `u_k` from a learned, variational dequantiser instead).
 //!
 //! It is accumulated draw by draw (its memory does not grow with `K`). Each reported
 //! bits/dim is the mean over images, with standard error `s / sqrt(N)`, `s` the sample
@@ -357,8 +359,8 @@ impl Tally {
 /// The importance-weighted bound of one image, draw by draw: with `b_k` the draws' bounds in
 /// bits/dim, `c = D ln 2` and `m = min_k b_k`, it is `m - (ln Σ_k e^{-(b_k - m) c} - ln K) / c`
 /// (the module's formula, shifted by its largest term so that no exponential overflows;
-/// exactly `b_1` at `K = 1`). A draw of zero density (`b_k = +∞`) adds nothing; a NaN
-/// draw makes the bound NaN.
+/// exactly `b_1` at `K = 1`). A draw of zero density (`b_k = +∞`) adds nothing, one of
+/// infinite density (`b_k = -∞`) makes the bound `-∞`, and a NaN draw makes it NaN.
 #[derive(Debug, Clone, Copy)]
 struct ImportanceWeighted {
     /// `D ln 2`.
@@ -386,7 +388,10 @@ impl ImportanceWeighted {
         if bits == f64::INFINITY {
             return;
         }
-        if bits < self.min {
+        if bits == self.min {
+            // Also two infinite densities (`b_k = -∞`), whose difference would be NaN.
+            self.sum += 1.0;
+        } else if bits < self.min {
             self.sum = self.sum * (-(self.min - bits) * self.nats_per_bit).exp() + 1.0;
             self.min = bits;
         } else {
@@ -484,5 +489,53 @@ impl ObjectiveTrace {
             start: take(&self.start[0]),
             levels,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImportanceWeighted;
+
+    /// `D` of a 3x32x32 image.
+    const DIMS: f64 = 3072.0;
+
+    /// The bound of `draws`, folded one by one.
+    fn bound(draws: &[f64]) -> f64 {
+        let mut weighted = ImportanceWeighted::new(DIMS);
+        for &bits in draws {
+            weighted.add(bits);
+        }
+        weighted.bits_per_dim()
+    }
+
+    #[test]
+    fn one_draw_and_equal_draws_give_the_draw() {
+        assert_eq!(bound(&[1.25]), 1.25);
+        assert!((bound(&[1.25, 1.25, 1.25]) - 1.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_far_worse_draw_costs_ln_2_over_c() {
+        // p(x + u_2) is e^{-10 c} of p(x + u_1): the mean density is half of p(x + u_1).
+        let c = DIMS * std::f64::consts::LN_2;
+        let want = 1.25 + std::f64::consts::LN_2 / c;
+        assert!((bound(&[11.25, 1.25]) - want).abs() < 1e-12);
+        assert!((bound(&[1.25, 11.25]) - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn zero_and_infinite_densities_and_nan() {
+        let c = DIMS * std::f64::consts::LN_2;
+        assert!(
+            (bound(&[f64::INFINITY, 1.25]) - (1.25 + std::f64::consts::LN_2 / c)).abs() < 1e-12
+        );
+        assert_eq!(bound(&[f64::INFINITY, f64::INFINITY]), f64::INFINITY);
+        assert_eq!(
+            bound(&[f64::NEG_INFINITY, f64::NEG_INFINITY]),
+            f64::NEG_INFINITY
+        );
+        assert_eq!(bound(&[1.25, f64::NEG_INFINITY]), f64::NEG_INFINITY);
+        assert!(bound(&[f64::NAN, 1.25]).is_nan());
+        assert!(bound(&[1.25, f64::NAN]).is_nan());
     }
 }

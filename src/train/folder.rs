@@ -2,7 +2,7 @@
 //! old one or anybody's other files, the lock that keeps a second writer out, and the last
 //! state saved so that a crash at any moment leaves a complete one.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use marscf_data::atomic_file::{self, AtomicDir, Existing};
@@ -92,27 +92,13 @@ impl RunFolder {
     /// held by a live process is [`TrainError::RunLocked`], naming the holder.
     pub fn lock(&self) -> Result<RunLock, TrainError> {
         let path = self.lock_file();
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(ModelError::io("open", &path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                return Err(TrainError::RunLocked {
-                    dir: self.dir.clone(),
-                    holder: holder.trim().to_string(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(ModelError::io("lock", &path)(e).into());
-            }
-        }
+        let Some(mut file) = files::try_lock(&path)? else {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(TrainError::RunLocked {
+                dir: self.dir.clone(),
+                holder: holder.trim().to_string(),
+            });
+        };
         let holder = format!("pid {} on {}\n", std::process::id(), host_name());
         file.set_len(0)
             .and_then(|()| file.write_all(holder.as_bytes()))

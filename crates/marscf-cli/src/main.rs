@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{bench, eval, import, interpolate, reconstruct, sample, train};
+use crate::commands::{bench, eval, fid, import, interpolate, reconstruct, sample, train};
 
 /// mAR-SCF normalizing flows with multi-scale autoregressive priors.
 #[derive(Parser, Debug)]
@@ -25,8 +25,10 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Test bits/dim of a native checkpoint or of a reference `.pt`.
     Eval(eval::EvalArgs),
-    /// Draw a grid of samples from a checkpoint.
+    /// Draw samples from a checkpoint: a grid, or one PNG per image and/or an .npz for FID.
     Sample(sample::SampleArgs),
+    /// The Fréchet Inception distance between two image sets (pytorch-fid's).
+    Fid(fid::FidArgs),
     /// Convert a reference PyTorch checkpoint to a native one.
     Import(import::ImportArgs),
     /// Test images through the flow and back: the largest reconstruction error.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Fid(args) => fid::run(args),
         Command::Import(args) => import::run(args),
         Command::Reconstruct(args) => reconstruct::run(args),
         Command::Interpolate(args) => interpolate::run(args),

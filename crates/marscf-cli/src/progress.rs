@@ -1,4 +1,5 @@
-//! The training progress bar: bits/dim, images/s and ETA as the run goes.
+//! Progress bars: training's (bits/dim, images/s and ETA as the run goes), and one over
+//! images for sampling and FID.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use marscf::train::{Observer, StepOutcome};
@@ -75,4 +76,17 @@ impl Drop for ProgressBarObserver {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// A bar over `len` images, with ETA.
+pub fn image_bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} images ETA {eta} {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
 }

@@ -333,6 +333,14 @@ fn glow_options_train_and_eval_reports_draws_breakdown_and_per_image_scores() {
     assert!((sum - line["bits_per_dim"].as_f64().unwrap()).abs() < 1e-5);
     let rows = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(rows.lines().count(), 13);
+    assert_eq!(
+        rows.lines().next(),
+        Some("index,label,bits_per_dim,iw_bits_per_dim")
+    );
+    for row in rows.lines().skip(1) {
+        let fields: Vec<f64> = row.split(',').map(|f| f.parse().unwrap()).collect();
+        assert!(fields[3] < fields[2], "{row}");
+    }
 
     // The scores are not overwritten unless asked.
     assert_clean_failure(&eval(&[]), "--overwrite");
@@ -344,4 +352,155 @@ fn glow_options_train_and_eval_reports_draws_breakdown_and_per_image_scores() {
         rows,
         "same seed, same scores"
     );
+}
+
+/// The file names in `folder`: its PNG images and its temporaries.
+fn png_and_temporary_files(folder: &Path) -> (usize, usize) {
+    let names: Vec<std::ffi::OsString> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let temporary = names
+        .iter()
+        .filter(|n| marscf::data::atomic_file::is_temporary(n))
+        .count();
+    let png = names
+        .iter()
+        .filter(|n| n.to_string_lossy().ends_with(".png"))
+        .count();
+    (png, temporary)
+}
+
+#[test]
+fn sampling_killed_midway_goes_on_to_exactly_n_images() {
+    let dir = temp_dir("sample-kill");
+    let folder = dir.join("fid");
+    let checkpoint = affine_fixture_checkpoint();
+    let args = [
+        "sample",
+        "--checkpoint",
+        path(&checkpoint),
+        "--n",
+        "30",
+        "--batch-size",
+        "8",
+        "--temperature",
+        "0.8",
+        "--out-dir",
+        path(&folder),
+    ];
+    // Killed while writing image 13 (its temporary complete, not yet renamed).
+    let mut first = marscf_command!()
+        .args(args)
+        .env(marscf::data::atomic_file::PAUSE_ENV, "000013.png")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(first.stderr.take().unwrap()));
+    while !lines
+        .next()
+        .expect("the writer pauses")
+        .unwrap()
+        .contains("paused before renaming")
+    {}
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(png_and_temporary_files(&folder), (13, 1));
+
+    let second = marscf!(&args);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(said.contains("13 kept, 17 written"), "{said}");
+    assert_eq!(png_and_temporary_files(&folder), (30, 0));
+
+    // Only an .npz: its images wait in a hidden folder that goes once the file is written.
+    let npz = dir.join("samples.npz");
+    let npz_only = [
+        "sample",
+        "--checkpoint",
+        path(&checkpoint),
+        "--n",
+        "5",
+        "--npz",
+        path(&npz),
+    ];
+    let made = marscf!(&npz_only);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["fid", "samples.npz"]);
+    // Asked again: the file exists, and stays as it was.
+    let before = std::fs::read(&npz).unwrap();
+    assert_clean_failure(&marscf!(&npz_only), "--overwrite");
+    assert_eq!(std::fs::read(&npz).unwrap(), before);
+    // An .npz inside the images' folder: refused before anything is drawn.
+    let inside = folder.join("all.npz");
+    let mut args = args.to_vec();
+    args.extend(["--npz", path(&inside)]);
+    assert_clean_failure(&marscf!(&args), "inside --out-dir");
+    assert_eq!(png_and_temporary_files(&folder), (30, 0));
+    assert!(!inside.exists());
+}
+
+#[test]
+fn fid_between_two_statistics_files() {
+    use marscf::fid::FidStatistics;
+    let dir = temp_dir("fid-cli");
+    // Diagonal covariances: d² = |μa - μb|² + Σ_i (√σa_i - √σb_i)² = 0.25 + 1 + 0 + 1.
+    let diagonal = |mu: [f64; 3], var: [f64; 3]| FidStatistics {
+        mu: mu.to_vec(),
+        sigma: (0..9)
+            .map(|k| if k % 4 == 0 { var[k / 4] } else { 0.0 })
+            .collect(),
+    };
+    let (a, b) = (dir.join("a.npz"), dir.join("b.npz"));
+    diagonal([0.0, 1.0, -1.0], [4.0, 1.0, 9.0])
+        .write_npz(&a, marscf::data::atomic_file::Existing::Keep)
+        .unwrap();
+    diagonal([0.5, 1.0, -1.0], [1.0, 1.0, 16.0])
+        .write_npz(&b, marscf::data::atomic_file::Existing::Keep)
+        .unwrap();
+    for (first, second, want) in [(&a, &b, 2.25), (&a, &a, 0.0)] {
+        let run = marscf!(&["fid", path(first), path(second), "--json", "--no-cache"]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert!(
+            (line["fid"].as_f64().unwrap() - want).abs() < 1e-12,
+            "{line} against {want}"
+        );
+    }
+    // Images need the network's weights: a clear error, not a panic.
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    assert_clean_failure(
+        &marscf!(&["fid", path(&a), path(&images), "--no-cache"]),
+        "--inception",
+    );
+    // Weights other than pytorch-fid's (here the tests' calibration file) are refused.
+    let other = marscf_test_support::fid::fixture("inception-bn.pth");
+    let run = marscf!(&[
+        "fid",
+        path(&a),
+        path(&images),
+        "--no-cache",
+        "--inception",
+        path(&other)
+    ]);
+    assert_clean_failure(&run, "not that of pytorch-fid's FID Inception weights");
 }

@@ -12,7 +12,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// The end of every temporary name this module makes.
@@ -27,8 +27,18 @@ pub const PAUSE_ENV: &str = "MARSCF_PAUSE_BEFORE_RENAME";
 /// Whether a name is one of this module's temporary names (`.<name>.<random>.marscf-tmp`):
 /// what a write cut short by a kill leaves behind.
 pub fn is_temporary(name: &OsStr) -> bool {
-    name.to_str()
-        .is_some_and(|n| n.starts_with('.') && n.ends_with(SUFFIX))
+    temporary_destination(name).is_some()
+}
+
+/// The name a temporary file or folder `.<name>.<random>.marscf-tmp` was to be renamed to;
+/// `None` for any other name.
+pub fn temporary_destination(name: &OsStr) -> Option<&str> {
+    let (dest, _random) = name
+        .to_str()?
+        .strip_prefix('.')?
+        .strip_suffix(SUFFIX)?
+        .rsplit_once('.')?;
+    Some(dest)
 }
 
 /// What a write does when its destination exists.
@@ -52,7 +62,12 @@ impl AtomicFile {
     /// Starts writing `dest` (whose folder must exist).
     pub fn create(dest: &Path) -> io::Result<Self> {
         let prefix = temporary_prefix(dest);
-        let file = tempfile::Builder::new()
+        let mut builder = tempfile::Builder::new();
+        // The mode of a file the user creates (`0o666` less the umask), not tempfile's
+        // private `0o600`: the result is the user's file, for their group to read.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let file = builder
             .prefix(&prefix)
             .suffix(SUFFIX)
             .tempfile_in(folder_of(dest))?;
@@ -95,6 +110,12 @@ impl Write for AtomicFile {
     }
 }
 
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.out.seek(pos)
+    }
+}
+
 /// Writes `bytes` to `dest` through an [`AtomicFile`]: at every moment `dest` holds its old
 /// content (or nothing) or all of `bytes`.
 pub fn write(dest: &Path, bytes: &[u8], existing: Existing) -> io::Result<()> {
@@ -121,7 +142,11 @@ impl AtomicDir {
     /// Starts filling `dest` (whose parent folder must exist).
     pub fn create(dest: &Path) -> io::Result<Self> {
         let prefix = temporary_prefix(dest);
-        let dir = tempfile::Builder::new()
+        let mut builder = tempfile::Builder::new();
+        // A folder's usual mode (`0o777` less the umask), as for files in `AtomicFile`.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777));
+        let dir = builder
             .prefix(&prefix)
             .suffix(SUFFIX)
             .tempdir_in(folder_of(dest))?;
@@ -225,10 +250,21 @@ mod tests {
             .file_name()
             .expect("a name")
             .to_owned();
-        assert!(is_temporary(&name), "{name:?}");
+        assert_eq!(temporary_destination(&name), Some("b.png"), "{name:?}");
         drop(file);
         assert_eq!(std::fs::read(&path).expect("kept"), b"precious");
         assert_eq!(std::fs::read_dir(dir.path()).expect("listed").count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_written_file_has_the_mode_of_any_file_the_user_creates() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mode = |p: &Path| std::fs::metadata(p).expect("written").permissions().mode() & 0o777;
+        write(&dir.path().join("a"), b"1", Existing::Keep).expect("written");
+        std::fs::write(dir.path().join("b"), b"1").expect("written");
+        assert_eq!(mode(&dir.path().join("a")), mode(&dir.path().join("b")));
     }
 
     #[test]

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::DataError;
 use crate::atomic_file::{AtomicDir, AtomicFile, Existing};
 use crate::cifar::{BINARY_FOLDER, BINARY_TEST_FILE, BINARY_TRAIN_FILES};
+use crate::digest::{hex, sha256_files};
 use crate::mnist::{TEST_FILES, TRAIN_FILES};
 
 /// Where MNIST's four gzipped IDX files are served (Google's CVDF mirror, which torchvision
@@ -148,7 +149,7 @@ pub fn fetch_verified(
     dest: &Path,
     hint: &str,
 ) -> Result<(), DataError> {
-    if dest.is_file() && sha256_file(dest)? == file.sha256 {
+    if dest.is_file() && sha256_files(&[dest])? == file.sha256 {
         return Ok(());
     }
     let dir = dest.parent().unwrap_or(Path::new("."));
@@ -263,18 +264,6 @@ fn extract_bounded(archive: &Path, cache: &Path, max_bytes: u64) -> Result<PathB
     }
     temp.commit().map_err(DataError::io(&out))?;
     Ok(out)
-}
-
-/// SHA-256 of a file's bytes, lower-case hex.
-pub fn sha256_file(path: &Path) -> Result<String, DataError> {
-    let mut file = BufReader::new(File::open(path).map_err(DataError::io(path))?);
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(DataError::io(path))?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn join_url(base: &str, name: &str) -> String {

@@ -169,7 +169,7 @@ pub(crate) fn read_npz_batch<R: Read + Seek>(
 fn images_in(header: &NpyHeader, data_name: &str, size: ImagenetSize) -> Result<usize, DataError> {
     let side = size.side();
     let image_bytes = 3 * side * side;
-    if header.dtype.size != 1 || header.dtype.signed {
+    if header.dtype.size != 1 || header.dtype.signed || header.dtype.float {
         return Err(DataError::npz(
             data_name,
             format!("dtype {:?}, expected uint8", header.dtype),

@@ -18,6 +18,7 @@ pub mod cache;
 pub mod cifar;
 pub mod cifar_pickle;
 pub mod datasets;
+pub mod digest;
 #[cfg(feature = "download")]
 pub mod download;
 mod error;
@@ -36,4 +37,4 @@ pub use error::DataError;
 pub use images::ImageSet;
 pub use mnist::{MnistSplit, embedded};
 pub use pixels::Pixels;
-pub use transform::{BIT_DEPTHS, MnistLayout, byte_to_unit, quantize_to_unit};
+pub use transform::{BIT_DEPTHS, MnistLayout, byte_to_unit, quantize_to_unit, unit_to_byte};

@@ -1,4 +1,6 @@
-//! NumPy's `.npy` arrays (format versions 1 to 3) of integers, and `.npz` archives of them.
+//! NumPy's `.npy` arrays (format versions 1 to 3) of integers and floats, and `.npz`
+//! archives of them;
+//! and the writing of both ([`header`], [`write_npz`]).
 //!
 //! An `.npz` file is a zip archive (stored or deflated) with one `NAME.npy` member per array;
 //! the archive is read with the `zip` crate. An `.npy` member is the magic `\x93NUMPY`, a
@@ -11,14 +13,17 @@
 //! Every size is computed with checked arithmetic and checked against the bytes present, so
 //! a corrupt header never causes a large allocation.
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, Write};
 
 use crate::DataError;
 
-/// Element type of an integer array: `(signed, bytes per element, big-endian)`.
+/// Element type of an array: integer (`i`, `u`, `b` for bools) or float (`f`), its size and
+/// byte order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IntType {
-    /// Whether the elements are signed (`i`) or unsigned (`u`, or `b` for bools).
+pub struct ElementType {
+    /// Whether the elements are floats (`f4`, `f8`).
+    pub float: bool,
+    /// Whether the elements are signed (`i`, and floats) or unsigned (`u`, or `b` for bools).
     pub signed: bool,
     /// Bytes per element: 1, 2, 4 or 8.
     pub size: usize,
@@ -32,7 +37,7 @@ pub struct NpyArray {
     /// The shape, outermost dimension first.
     pub shape: Vec<usize>,
     /// The element type.
-    pub dtype: IntType,
+    pub dtype: ElementType,
     /// `product(shape) * dtype.size` bytes, C order.
     pub data: Vec<u8>,
 }
@@ -43,7 +48,7 @@ pub struct NpyHeader {
     /// The shape, outermost dimension first.
     pub shape: Vec<usize>,
     /// The element type.
-    pub dtype: IntType,
+    pub dtype: ElementType,
     /// Bytes of data that follow the header, `product(shape) * dtype.size`.
     pub data_len: usize,
 }
@@ -171,14 +176,47 @@ impl NpyArray {
         self.data.is_empty()
     }
 
+    /// The elements of a float array as `f64` (float32 widened exactly); an integer array
+    /// is an error.
+    pub fn to_f64(&self, file: &str) -> Result<Vec<f64>, DataError> {
+        let ElementType {
+            float,
+            size,
+            big_endian,
+            ..
+        } = self.dtype;
+        if !float {
+            return Err(DataError::npz(file, "the array holds integers, not floats"));
+        }
+        Ok(self
+            .data
+            .chunks_exact(size)
+            .map(|chunk| {
+                let mut buf = [0u8; 8];
+                buf[..size].copy_from_slice(chunk);
+                if big_endian {
+                    buf[..size].reverse();
+                }
+                match size {
+                    4 => f32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as f64,
+                    _ => f64::from_le_bytes(buf),
+                }
+            })
+            .collect())
+    }
+
     /// The elements of any integer type as `i64`; an unsigned 64-bit element above
-    /// `i64::MAX` is an error.
+    /// `i64::MAX` is an error, and so is a float array.
     pub fn to_i64(&self, file: &str) -> Result<Vec<i64>, DataError> {
-        let IntType {
+        let ElementType {
+            float,
             signed,
             size,
             big_endian,
         } = self.dtype;
+        if float {
+            return Err(DataError::npz(file, "the array holds floats, not integers"));
+        }
         self.data
             .chunks_exact(size)
             .map(|chunk| {
@@ -342,10 +380,120 @@ impl<R: Read + Seek> Npz<R> {
     }
 }
 
+/// The header of an `.npy` file (format 1.0) of dtype `descr` (say `|u1`, `<f8`) and `shape`
+/// in C order, up to the first data byte, as `numpy.save` writes it: the dict padded with
+/// spaces and a newline to a multiple of 64 bytes.
+///
+/// # Panics
+/// If the header exceeds format 1.0's 65,535 bytes (a shape of thousands of dimensions).
+pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let len = u16::try_from(dict.len()).expect("an .npy 1.0 header holds at most 65,535 bytes");
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Writes to `out` an `.npz` archive of the arrays `(name, descr, shape, data)`, each the
+/// member `name.npy`, stored uncompressed as `numpy.savez` does (zip64 where a member
+/// needs it). `data` writes an array's elements in C order, exactly
+/// `product(shape) * size` bytes of them, so that a large array is streamed, not held.
+pub fn write_npz<W: Write + Seek>(
+    out: W,
+    arrays: Vec<NpzMember<'_>>,
+) -> Result<W, zip::result::ZipError> {
+    let mut zip = zip::ZipWriter::new(out);
+    for NpzMember {
+        name,
+        descr,
+        shape,
+        data,
+    } in arrays
+    {
+        let invalid = |what: String| {
+            zip::result::ZipError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name}.npy: {what}"),
+            ))
+        };
+        let element = element_type(descr).map_err(invalid)?;
+        let header = header(descr, shape);
+        let bytes = shape
+            .iter()
+            .fold(element.size as u64, |acc, &d| acc.saturating_mul(d as u64));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(bytes.saturating_add(header.len() as u64) >= u32::MAX as u64);
+        zip.start_file(format!("{name}.npy"), options)?;
+        zip.write_all(&header)?;
+        let mut counted = CountingWriter {
+            out: &mut zip,
+            written: 0,
+        };
+        data(&mut counted)?;
+        if counted.written != bytes {
+            return Err(invalid(format!(
+                "{} bytes of elements written, {bytes} expected for {descr} {shape:?}",
+                counted.written
+            )));
+        }
+    }
+    zip.finish()
+}
+
+/// A writer that counts the bytes it passes on.
+struct CountingWriter<W> {
+    out: W,
+    written: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// One array of [`write_npz`]: its name, dtype, shape and the writer of its elements.
+pub struct NpzMember<'a> {
+    /// The array's name (the member `name.npy`).
+    pub name: &'a str,
+    /// Its NumPy dtype string, byte order, kind and size: `|u1`, `<f8`.
+    pub descr: &'a str,
+    /// Its shape, outermost first.
+    pub shape: &'a [usize],
+    /// Writes its elements in C order.
+    pub data: ElementWriter<'a>,
+}
+
+/// Writes an [`NpzMember`]'s elements (as bytes of its dtype) into its member.
+pub type ElementWriter<'a> = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + 'a>;
+
 /// `(dtype, fortran_order, shape)` from the header dict as `numpy.lib.format` writes it:
 /// its three keys in this order, `{'descr': '<u1', 'fortran_order': False, 'shape': (50000,
 /// 3072), }` (Python 2's `L` after an integer accepted, the trailing comma optional).
-fn parse_header(text: &str) -> Result<(IntType, bool, Vec<usize>), String> {
+fn parse_header(text: &str) -> Result<(ElementType, bool, Vec<usize>), String> {
     let body = text
         .trim()
         .strip_prefix('{')
@@ -392,7 +540,7 @@ fn parse_header(text: &str) -> Result<(IntType, bool, Vec<usize>), String> {
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
-    Ok((int_type(descr)?, fortran, shape))
+    Ok((element_type(descr)?, fortran, shape))
 }
 
 /// The value of the entry `'key': value,` at the start of `text` (trimmed, the comma
@@ -421,9 +569,9 @@ fn entry<'a>(text: &'a str, key: &str) -> Result<(&'a str, &'a str), String> {
     Ok((value.trim(), ""))
 }
 
-/// An integer dtype string such as `|u1`, `<i8`, `>u2`.
-fn int_type(descr: &str) -> Result<IntType, String> {
-    let unsupported = || format!("dtype {descr:?} is not an integer type");
+/// A dtype string such as `|u1`, `<i8`, `>u2`, `<f4`, `<f8`.
+fn element_type(descr: &str) -> Result<ElementType, String> {
+    let unsupported = || format!("dtype {descr:?} is not an integer or float32/float64 type");
     let bytes = descr.as_bytes();
     let (order, kind, size) = match bytes {
         [order @ (b'<' | b'>' | b'|' | b'='), kind, size @ ..] => (*order, *kind, size),
@@ -436,13 +584,15 @@ fn int_type(descr: &str) -> Result<IntType, String> {
         b"8" => 8,
         _ => return Err(unsupported()),
     };
-    let signed = match kind {
-        b'i' => true,
-        b'u' => false,
-        b'b' if size == 1 => false,
+    let (float, signed) = match kind {
+        b'f' if size >= 4 => (true, true),
+        b'i' => (false, true),
+        b'u' => (false, false),
+        b'b' if size == 1 => (false, false),
         _ => return Err(unsupported()),
     };
-    Ok(IntType {
+    Ok(ElementType {
+        float,
         signed,
         size,
         big_endian: order == b'>',
@@ -474,8 +624,8 @@ mod tests {
                 "structured",
             ),
             (
-                "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
-                "not an integer type",
+                "{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }",
+                "not an integer or float32/float64 type",
             ),
             (
                 "{'fortran_order': False, 'descr': '<u1', 'shape': (2,), }",
@@ -501,6 +651,58 @@ mod tests {
         ] {
             let refused = read(header).unwrap_err();
             assert!(refused.contains(error), "{header}: {refused}");
+        }
+    }
+
+    #[test]
+    fn float_arrays_read_back_as_written() {
+        let values = [1.5f64, -2.25, 1e-300, f64::MAX];
+        let little: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut bytes = header("<f8", &[4]);
+        bytes.extend_from_slice(&little);
+        let array = NpyArray::from_vec(bytes, "t.npy").unwrap();
+        assert_eq!(array.to_f64("t.npy").unwrap(), values);
+        assert!(array.to_i64("t.npy").is_err());
+        let big: Vec<u8> = [0.1f32, -3.0]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let mut bytes = header(">f4", &[2]);
+        bytes.extend_from_slice(&big);
+        let array = NpyArray::from_vec(bytes, "t.npy").unwrap();
+        assert_eq!(array.to_f64("t.npy").unwrap(), [0.1f32 as f64, -3.0]);
+        let mut bytes = header("|u1", &[1]);
+        bytes.push(7);
+        assert!(
+            NpyArray::from_vec(bytes, "t.npy")
+                .unwrap()
+                .to_f64("t.npy")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn write_npz_refuses_short_data_and_unknown_dtypes() {
+        let member = |descr: &'static str, data: &'static [u8]| NpzMember {
+            name: "x",
+            descr,
+            shape: &[2],
+            data: Box::new(move |out: &mut dyn Write| out.write_all(data)),
+        };
+        let out = || std::io::Cursor::new(Vec::new());
+        let written = write_npz(out(), vec![member("<u2", &[1, 0, 2, 0])]).unwrap();
+        let mut npz = Npz::new(std::io::Cursor::new(written.into_inner()), "t.npz").unwrap();
+        assert_eq!(
+            npz.array("x").unwrap().unwrap().to_i64("t").unwrap(),
+            [1, 2]
+        );
+        for (descr, data) in [
+            ("<u2", &[1u8, 0, 2][..]),
+            ("<u2", &[0; 5]),
+            ("<c8", &[0; 16]),
+        ] {
+            let err = write_npz(out(), vec![member(descr, data)]).unwrap_err();
+            assert!(err.to_string().contains("x.npy"), "{descr} {data:?}: {err}");
         }
     }
 

@@ -55,9 +55,46 @@ pub fn quantize_to_unit(v: u8, bits: u32) -> f32 {
     k as f32 / top - 0.5
 }
 
+/// The byte of a model value `x` in `[-0.5, 0.5]` at `bits` bits: the level `k` whose
+/// dequantisation bin `[k / (2^bits - 1) - 0.5, k / (2^bits - 1) - 0.5 + 1 / 2^bits)` has
+/// the nearest centre (clamped to `0..2^bits`), as the byte `k * 2^(8 - bits)` that
+/// [`quantize_to_unit`] maps back to `k`. The inverse of quantising and dequantising: every
+/// value of a byte's bin gives that byte back (at 8 bits, the byte itself). NaN gives 0.
+///
+/// # Panics
+/// If `bits` is not in `1..=8` ([`BIT_DEPTHS`]).
+pub fn unit_to_byte(x: f32, bits: u32) -> u8 {
+    assert!(
+        BIT_DEPTHS.contains(&bits),
+        "bit depth {bits} is not in 1..=8"
+    );
+    let top = ((1u32 << bits) - 1) as f32;
+    let half_bin = 0.5 / (1u32 << bits) as f32;
+    let k = ((x + 0.5 - half_bin) * top).round().clamp(0.0, top);
+    // `as` maps NaN to 0.
+    (k as u8) << (8 - bits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_value_of_a_bin_gives_its_byte_back() {
+        for bits in BIT_DEPTHS {
+            let width = 1.0 / (1u32 << bits) as f32;
+            for v in 0..=255u8 {
+                let level = (v >> (8 - bits)) << (8 - bits);
+                for u in [0.0, 0.25, 0.5, 0.999] {
+                    let x = quantize_to_unit(v, bits) + u * width;
+                    assert_eq!(unit_to_byte(x, bits), level, "byte {v}, {bits} bits, u {u}");
+                }
+            }
+        }
+        assert_eq!(unit_to_byte(-3.0, 8), 0);
+        assert_eq!(unit_to_byte(3.0, 5), 248);
+        assert_eq!(unit_to_byte(f32::NAN, 8), 0);
+    }
 
     #[test]
     fn n_bit_pixels_by_hand() {

@@ -31,7 +31,13 @@ fn rejects_bad_arrays_naming_the_file() {
         _ => false,
     };
     assert!(npz_err(b"\x93NUMPZ\x01\x00\x00\x00".to_vec()));
-    assert!(npz_err(npy("<f4", &[1], &[0; 4])), "floats");
+    assert!(npz_err(npy("<f2", &[1], &[0; 2])), "half floats");
+    let floats = NpyArray::from_vec(npy("<f4", &[1], &1.5f32.to_le_bytes()), "f.npy").unwrap();
+    assert_eq!(floats.to_f64("f.npy").unwrap(), vec![1.5]);
+    assert!(
+        matches!(floats.to_i64("f.npy"), Err(DataError::Npz { .. })),
+        "floats are not labels"
+    );
     assert!(
         npz_err(npy("|u1", &[1 << 40, 1 << 40, 1 << 40], &[])),
         "overflowing shape"

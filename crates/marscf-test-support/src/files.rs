@@ -111,28 +111,9 @@ pub fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The header of [`npy`], up to the first data byte.
+/// The header of [`npy`], up to the first data byte ([`marscf::data::npy::header`]).
 pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims = match shape {
-        [one] => format!("({one},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out
+    marscf::data::npy::header(descr, shape)
 }
 
 /// An `.npz` archive with members `NAME.npy`, stored (as `np.savez`) or deflated (as

@@ -11,6 +11,7 @@
 //! - [`cli`]: running the `marscf` binary ([`marscf!`], [`marscf_command!`]).
 
 pub mod cli;
+pub mod fid;
 pub mod files;
 pub mod model;
 pub mod numerics;

@@ -28,7 +28,8 @@ pub struct EvalArgs {
     /// importance-weighted bound, each a mean over images with its standard error.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     draws: u64,
-    /// Write each test image's index, label and bits/dim to this CSV file.
+    /// Write each test image's index, label, bits/dim (mean of the draws' bounds) and
+    /// importance-weighted bits/dim to this CSV file.
     #[arg(long)]
     per_image: Option<PathBuf>,
     /// Replace an existing --per-image file.
@@ -112,14 +113,15 @@ fn print_report(evaluation: &Evaluation, dataset: &str, seconds: f64) {
         evaluation.iw_bits_per_dim,
         error(evaluation.iw_standard_error)
     );
+    println!("  the mean of the bounds, term by term:");
     for level in &evaluation.breakdown.levels {
         println!(
-            "  level {}: log-det {:+.4}, prior {:+.4} bits/dim",
+            "    level {}: log-det {:+.4}, prior {:+.4} bits/dim",
             level.level, level.log_det, level.prior
         );
     }
     println!(
-        "  dequantisation constant {:+.4} bits/dim",
+        "    dequantisation constant {:+.4} bits/dim",
         evaluation.breakdown.dequantization
     );
 }

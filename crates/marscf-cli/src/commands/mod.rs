@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod fid;
 pub mod import;
 pub mod interpolate;
 pub mod reconstruct;
@@ -16,6 +17,7 @@ use burn::tensor::Device;
 use marscf::checkpoint::{self, Origin};
 use marscf::data::atomic_file::Existing;
 use marscf::data::datasets::{DatasetName, LoadOptions, load_with};
+use marscf::data::digest::sha256_files;
 use marscf::data::{ImageSet, MnistLayout};
 use marscf::import::{ImportReport, load_reference, reference_image_side};
 use marscf::{DataInfo, MarScf};
@@ -148,6 +150,37 @@ pub struct ModelSource<'a> {
     pub partial: bool,
 }
 
+impl ModelSource<'_> {
+    /// Whether the path is a reference `.pt`/`.pth` checkpoint.
+    fn is_reference(&self) -> bool {
+        matches!(
+            self.path.extension().and_then(|e| e.to_str()),
+            Some("pt" | "pth")
+        )
+    }
+
+    /// What identifies the model [`load_model`] reads, across copies and renames: the
+    /// SHA-256 of the files it is read from (a native checkpoint's `.bpk` and `.json`; a
+    /// reference checkpoint and its configuration file), and the options that shape it.
+    pub fn digest(&self) -> Result<String> {
+        if !self.is_reference() {
+            let (weights, description) = checkpoint::checkpoint_files(self.path);
+            return Ok(format!(
+                "sha256 {}",
+                sha256_files(&[&weights, &description])?
+            ));
+        }
+        let mut files = vec![self.path];
+        files.extend(self.config);
+        Ok(format!(
+            "sha256 {} (image size {:?}, partial {})",
+            sha256_files(&files)?,
+            self.image_size,
+            self.partial
+        ))
+    }
+}
+
 /// A model read by [`load_model`].
 pub struct Loaded {
     /// The model.
@@ -162,11 +195,7 @@ pub struct Loaded {
 /// name tells (the reference names them `marscf_<dataset>_<coupling>_<K>_<C>.pt`). Every
 /// assumption made is printed.
 pub fn load_model(source: &ModelSource, device: &Device) -> Result<Loaded> {
-    let reference = matches!(
-        source.path.extension().and_then(|e| e.to_str()),
-        Some("pt" | "pth")
-    );
-    if !reference {
+    if !source.is_reference() {
         return Ok(Loaded {
             origin: checkpoint::load_info(source.path)?.origin,
             model: checkpoint::load(source.path, device)?,
