@@ -21,12 +21,20 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::ModelError;
 
-/// Where pytorch-fid's FID Inception weights are published.
-pub const INCEPTION_URL: &str = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth";
+/// The folder where pytorch-fid publishes its FID Inception weights.
+pub const INCEPTION_BASE_URL: &str =
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/";
 
-/// The start of the published weights' SHA-256, as their file name gives it (PyTorch's hub
-/// checks the same prefix).
-pub const INCEPTION_SHA256_PREFIX: &str = "6726825d";
+/// The published weights' file name (it ends in the start of their SHA-256, which
+/// PyTorch's hub checks).
+pub const INCEPTION_FILE: &str = "pt_inception-2015-12-05-6726825d.pth";
+
+/// The published weights' size in bytes.
+pub const INCEPTION_SIZE: u64 = 95_628_359;
+
+/// The published weights' SHA-256, lower-case hex.
+pub const INCEPTION_SHA256: &str =
+    "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2";
 
 /// The length of a pool3 feature vector.
 pub const FEATURES: usize = 2048;
@@ -49,19 +57,18 @@ pub struct FidInception {
 }
 
 impl FidInception {
-    /// The network with pytorch-fid's published weights,
-    /// `pt_inception-2015-12-05-6726825d.pth`, read from `path`: a file whose SHA-256 does
-    /// not begin with [`INCEPTION_SHA256_PREFIX`] is refused (other weights give another
-    /// network's distance, not FID).
+    /// The network with pytorch-fid's published weights ([`INCEPTION_FILE`]) read from
+    /// `path`: a file whose SHA-256 is not [`INCEPTION_SHA256`] is refused (other weights
+    /// give another network's distance, not FID).
     pub fn from_pth(path: &Path, device: &Device) -> Result<Self, ModelError> {
         let digest = marscf_data::digest::sha256_files(&[path])
             .map_err(ModelError::format(path, "cannot read the weights"))?;
-        if !digest.starts_with(INCEPTION_SHA256_PREFIX) {
+        if digest != INCEPTION_SHA256 {
             return Err(ModelError::invalid(
                 path,
                 format!(
                     "its SHA-256 is {digest}, not that of pytorch-fid's FID Inception weights \
-                     ({INCEPTION_SHA256_PREFIX}...; published at {INCEPTION_URL})"
+                     ({INCEPTION_SHA256}, published as {INCEPTION_BASE_URL}{INCEPTION_FILE})"
                 ),
             ));
         }

@@ -24,7 +24,8 @@ use marscf_data::npy::Npz;
 
 pub use images::{ImageBatch, ImageSource, folder_images, model_images, npz_images};
 pub use inception::{
-    FEATURES, FidInception, INCEPTION_SHA256_PREFIX, INCEPTION_URL, read_state_dict,
+    FEATURES, FidInception, INCEPTION_BASE_URL, INCEPTION_FILE, INCEPTION_SHA256, INCEPTION_SIZE,
+    read_state_dict,
 };
 pub use statistics::{FeatureMoments, FidStatistics, frechet_distance};
 
@@ -55,6 +56,29 @@ pub fn statistics(
         path: name,
         what: "FID needs at least two".into(),
     })
+}
+
+/// Downloads pytorch-fid's FID Inception weights from `base_url` (the published
+/// [`INCEPTION_BASE_URL`], or a mirror) into `folder` as [`INCEPTION_FILE`], verified against
+/// [`INCEPTION_SHA256`] and written whole or not at all; a file there with that digest
+/// already is kept. Returns its path.
+#[cfg(feature = "download")]
+pub fn download_inception(
+    base_url: &str,
+    folder: &Path,
+) -> Result<PathBuf, marscf_data::DataError> {
+    let file = marscf_data::download::RemoteFile {
+        name: INCEPTION_FILE,
+        size: INCEPTION_SIZE,
+        sha256: INCEPTION_SHA256,
+    };
+    let dest = folder.join(INCEPTION_FILE);
+    let hint = format!(
+        "To work offline, place {INCEPTION_FILE} (from {base_url}) in {}, or give --inception FILE",
+        folder.display()
+    );
+    marscf_data::download::fetch_verified(base_url, &file, &dest, &hint)?;
+    Ok(dest)
 }
 
 /// A folder of statistics files, one per image set, named by a SHA-256 of what the set is

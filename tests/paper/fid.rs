@@ -240,3 +240,26 @@ fn folders_and_arrays_read_as_pytorch_fid_lists_them() {
     let err = npz_images(&flat, 8).err().expect("an error");
     assert!(err.to_string().contains("0x4"), "{err}");
 }
+
+/// The weights' download: bytes other than the published file's are refused and nothing is
+/// left; a server that is not there says what to place where.
+#[cfg(feature = "download")]
+#[test]
+fn downloaded_weights_are_checked_by_their_digest() {
+    use marscf::fid::{INCEPTION_FILE, download_inception};
+    use marscf_test_support::http::{dead_url, serve};
+    let dir = temp_dir("fid-download");
+    let base = serve(
+        vec![(format!("/{INCEPTION_FILE}"), b"other weights".to_vec())],
+        1,
+    );
+    let err = download_inception(&base, &dir).unwrap_err();
+    assert!(
+        matches!(&err, marscf::data::DataError::Digest { got, .. }
+            if *got == marscf::data::digest::sha256(b"other weights")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing left");
+    let err = download_inception(&dead_url(), &dir).unwrap_err();
+    assert!(err.to_string().contains("--inception"), "{err}");
+}

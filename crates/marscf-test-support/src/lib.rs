@@ -9,10 +9,13 @@
 //! - [`files`]: small files in the real formats of every data reader, and the CIFAR-10
 //!   batches Python pickled.
 //! - [`cli`]: running the `marscf` binary ([`marscf!`], [`marscf_command!`]).
+//! - [`http`]: a server on 127.0.0.1 for the download tests.
+//! - [`fid`](mod@fid): the FID fixtures and the formula that made their inputs.
 
 pub mod cli;
 pub mod fid;
 pub mod files;
+pub mod http;
 pub mod model;
 pub mod numerics;
 pub mod reference;

@@ -27,10 +27,14 @@ pub struct FidArgs {
     /// The second set, the same kinds.
     b: PathBuf,
     /// pytorch-fid's FID Inception weights, `pt_inception-2015-12-05-6726825d.pth`
-    /// (docs/training.md says where they are published); needed unless both sets are
-    /// statistics.
+    /// (docs/training.md says where they are published; a file with another SHA-256 is
+    /// refused); needed unless both sets are statistics.
     #[arg(long)]
     inception: Option<PathBuf>,
+    /// Without --inception: download pytorch-fid's weights (95.6 MB, checked by their
+    /// SHA-256) into $XDG_CACHE_HOME/marscf, else ~/.cache/marscf, once.
+    #[arg(long, conflicts_with = "inception")]
+    download: bool,
     /// Images per batch through the network.
     #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     batch_size: usize,
@@ -77,7 +81,10 @@ pub fn run(args: FidArgs) -> Result<()> {
     let started = Instant::now();
     let device = select_device()?;
     let cache = (!args.no_cache).then(|| StatisticsCache {
-        folder: args.cache.clone().unwrap_or_else(default_cache),
+        folder: args
+            .cache
+            .clone()
+            .unwrap_or_else(|| cache_root().join("fid")),
     });
     let mut network = None;
     let mut sets = Vec::new();
@@ -88,14 +95,19 @@ pub fn run(args: FidArgs) -> Result<()> {
             continue;
         }
         if network.is_none() {
-            let Some(weights) = &args.inception else {
-                return Err(format!(
-                    "{}: its features need the FID Inception weights: give --inception FILE",
-                    input.display()
-                )
-                .into());
+            let weights = match (&args.inception, args.download) {
+                (Some(file), _) => file.clone(),
+                (None, true) => download_weights()?,
+                (None, false) => {
+                    return Err(format!(
+                        "{}: its features need the FID Inception weights: give --inception \
+                         FILE, or --download",
+                        input.display()
+                    )
+                    .into());
+                }
             };
-            network = Some(FidInception::from_pth(weights, &device)?);
+            network = Some(FidInception::from_pth(&weights, &device)?);
         }
         let net = network.as_ref().expect("loaded above");
         sets.push(set_statistics(
@@ -132,14 +144,35 @@ pub fn run(args: FidArgs) -> Result<()> {
     Ok(())
 }
 
-/// `~/.cache/marscf/fid` (or `$XDG_CACHE_HOME/marscf/fid`).
-fn default_cache() -> PathBuf {
+/// marscf's cache folder: `$XDG_CACHE_HOME/marscf`, else `~/.cache/marscf`. Statistics go
+/// in its `fid/`, downloaded weights in it.
+fn cache_root() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"))
         .join("marscf")
-        .join("fid")
+}
+
+/// pytorch-fid's published weights in [`cache_root`], downloaded if not there.
+#[cfg(feature = "download")]
+fn download_weights() -> Result<PathBuf> {
+    let root = cache_root();
+    eprintln!(
+        "the FID Inception weights: {} ({:.1} MB) into {}",
+        marscf::fid::INCEPTION_FILE,
+        marscf::fid::INCEPTION_SIZE as f64 / 1e6,
+        root.display()
+    );
+    Ok(marscf::fid::download_inception(
+        marscf::fid::INCEPTION_BASE_URL,
+        &root,
+    )?)
+}
+
+#[cfg(not(feature = "download"))]
+fn download_weights() -> Result<PathBuf> {
+    Err("this build has no download support: rebuild with the `download` feature".into())
 }
 
 /// The statistics of one image set or model, and the cache file they are kept in (none
