@@ -13,6 +13,7 @@ pub mod device;
 mod error;
 pub mod fid;
 mod files;
+mod host;
 pub mod import;
 mod memory;
 pub mod model;

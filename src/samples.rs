@@ -23,6 +23,7 @@ use marscf_data::npy::{NpzMember, write_npz};
 use marscf_data::unit_to_byte;
 use serde::{Deserialize, Serialize};
 
+use crate::host::host_f32;
 use crate::report::encode_png;
 use crate::{MarScf, ModelError, files};
 
@@ -339,8 +340,9 @@ pub fn remove_sample_folder(folder: &Path) -> Result<(), ModelError> {
     let (lock, _, _) = lock_manifest(folder)?;
     let contents = FolderContents::of(folder)?;
     contents.only_samples(folder)?;
-    let ours = contents.images.iter();
-    for path in ours
+    for path in contents
+        .images
+        .iter()
         .chain(&contents.image_temporaries)
         .chain(&contents.manifest_temporaries)
     {
@@ -363,11 +365,7 @@ pub(crate) fn draw_batch(
     device.seed(batch_seed(settings.seed, batch));
     let images = model.sample(settings.batch_size, settings.temperature)?;
     let [n, c, h, w] = images.dims();
-    let values = images
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("data converted to f32 reads back as f32");
+    let values = host_f32(images);
     Ok((0..n)
         .map(|i| {
             let image = &values[i * c * h * w..][..c * h * w];
@@ -418,9 +416,13 @@ fn to_image(
     }
 }
 
-/// The PNG at `path`, as 8-bit grey or RGB.
-fn read_png(path: &Path) -> Result<image::DynamicImage, ModelError> {
-    let image = image::open(path).map_err(ModelError::format(path, "not a readable image"))?;
+/// The PNG at `path` (decoded as PNG whatever its name), as 8-bit grey or RGB.
+pub(crate) fn read_png(path: &Path) -> Result<image::DynamicImage, ModelError> {
+    let mut reader = image::ImageReader::open(path).map_err(ModelError::io("read", path))?;
+    reader.set_format(image::ImageFormat::Png);
+    let image = reader
+        .decode()
+        .map_err(ModelError::format(path, "not a readable PNG image"))?;
     Ok(match image.color().channel_count() {
         1 | 2 => image.to_luma8().into(),
         _ => image.to_rgb8().into(),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use marscf_data::npy::Npz;
 
-use crate::samples::{SampleSettings, check_settings, draw_batch};
+use crate::samples::{SampleSettings, check_settings, draw_batch, read_png};
 use crate::{MarScf, ModelError};
 
 /// The extensions pytorch-fid lists a folder's images by (`IMAGE_EXTENSIONS`); of these,
@@ -108,15 +108,7 @@ pub fn folder_images(folder: &Path, batch_size: usize) -> Result<ImageSource<'st
         .map(move |chunk| {
             let images = chunk
                 .iter()
-                .map(|path| {
-                    let mut reader =
-                        image::ImageReader::open(path).map_err(ModelError::io("read", path))?;
-                    reader.set_format(image::ImageFormat::Png);
-                    reader
-                        .decode()
-                        .map(|i| i.to_rgb8())
-                        .map_err(ModelError::format(path, "not a readable PNG image"))
-                })
+                .map(|path| read_png(path).map(|image| image.to_rgb8()))
                 .collect::<Result<Vec<_>, _>>()?;
             ImageBatch::of(images, &name)
         });

@@ -29,9 +29,10 @@ pub use inception::{
 };
 pub use statistics::{FeatureMoments, FidStatistics, frechet_distance};
 
+use crate::host::host_f32;
 use crate::{ModelError, files};
 
-/// The statistics of the images of `source`, `batch_size` images at a time through `net`;
+/// The statistics of the images of `source`, one of its batches at a time through `net`;
 /// `progress` is called with the images done after each batch. Fails on fewer than two
 /// images (no covariance).
 pub fn statistics(
@@ -43,13 +44,7 @@ pub fn statistics(
     let mut moments = FeatureMoments::new(FEATURES);
     let name = source.name.clone();
     for batch in source.batches {
-        let features = net.features(batch?.tensor(device));
-        let values = features
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("data converted to f32 reads back as f32");
-        moments.add(&values);
+        moments.add(&host_f32(net.features(batch?.tensor(device))));
         progress(moments.count());
     }
     moments.finish().ok_or_else(|| ModelError::NoImages {

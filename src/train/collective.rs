@@ -10,8 +10,9 @@
 use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 
+use crate::host::{device_f32, host_f64};
 use crate::params::for_each_param;
 
 /// The processes of one training and the operations that involve all of them. Every
@@ -163,21 +164,6 @@ pub fn same_on_every_rank(values: &[f64], world: &dyn Collective) -> Result<(), 
         0 => Ok(()),
         ranks => Err(ranks),
     }
-}
-
-/// The values of a float tensor on the host, as f64.
-pub(crate) fn host_f64<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
-    tensor
-        .into_data()
-        .convert::<f64>()
-        .try_into_vec::<f64>()
-        .expect("a float tensor converts to f64")
-}
-
-/// `values` (host) as a tensor on `device`.
-pub(crate) fn device_f32(values: Vec<f32>, device: &Device) -> Tensor<1> {
-    let len = values.len();
-    Tensor::from_data(TensorData::new(values, [len]), device)
 }
 
 struct Replace<'a> {

@@ -31,7 +31,8 @@ use marscf_core::FlowEvent;
 use marscf_data::{BatchOptions, ImageSet, make_batch, stream};
 use serde::Serialize;
 
-use crate::train::collective::{Collective, OneProcess, host_f64};
+use crate::host::host_f64;
+use crate::train::collective::{Collective, OneProcess};
 use crate::{MarScf, ModelError, files};
 use marscf_data::atomic_file::Existing;
 

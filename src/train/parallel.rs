@@ -20,9 +20,10 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 
+use crate::host::{device_f32, host_f32};
 use crate::params::{ParamInfo, flat_gradient, set_flat_gradient};
 use crate::train::TrainError;
-use crate::train::collective::{Collective, OneProcess, device_f32};
+use crate::train::collective::{Collective, OneProcess};
 use crate::{MarScf, ModelError};
 
 /// The processes and devices a training step runs on. The first device is the process's
@@ -202,11 +203,7 @@ fn all_reduce(
     };
     let lengths: Vec<usize> = present.iter().map(|(_, g)| g.dims()[0]).collect();
     let flat = Tensor::cat(present.iter().map(|(_, g)| g.clone()).collect(), 0);
-    let mut values = flat
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("a float tensor converts to f32");
+    let mut values = host_f32(flat);
     world.sum_f32(&mut values);
     let summed = device_f32(values, &device);
     let mut start = 0;

@@ -1,6 +1,5 @@
 //! NumPy's `.npy` arrays (format versions 1 to 3) of integers and floats, and `.npz`
-//! archives of them;
-//! and the writing of both ([`header`], [`write_npz`]).
+//! archives of them, read and written ([`header`], [`write_npz`]).
 //!
 //! An `.npz` file is a zip archive (stored or deflated) with one `NAME.npy` member per array;
 //! the archive is read with the `zip` crate. An `.npy` member is the magic `\x93NUMPY`, a

@@ -89,32 +89,10 @@ pub fn run(args: FidArgs) -> Result<()> {
     let mut network = None;
     let mut sets = Vec::new();
     for input in [&args.a, &args.b] {
-        let kind = FidInput::of(input)?;
-        if kind == FidInput::Statistics {
-            sets.push((FidStatistics::read_npz(input)?, Some(input.to_path_buf())));
-            continue;
-        }
-        if network.is_none() {
-            let weights = match (&args.inception, args.download) {
-                (Some(file), _) => file.clone(),
-                (None, true) => download_weights()?,
-                (None, false) => {
-                    return Err(format!(
-                        "{}: its features need the FID Inception weights: give --inception \
-                         FILE, or --download",
-                        input.display()
-                    )
-                    .into());
-                }
-            };
-            network = Some(FidInception::from_pth(&weights, &device)?);
-        }
-        let net = network.as_ref().expect("loaded above");
         sets.push(set_statistics(
             input,
-            kind,
             &args,
-            net,
+            &mut network,
             cache.as_ref(),
             &device,
         )?);
@@ -175,18 +153,36 @@ fn download_weights() -> Result<PathBuf> {
     Err("this build has no download support: rebuild with the `download` feature".into())
 }
 
-/// The statistics of one image set or model, and the cache file they are kept in (none
-/// without a cache). The network is always pytorch-fid's ([`FidInception::from_pth`]
-/// checks), so a set's cache entry depends on the set alone.
+/// The FID Inception network of `--inception` or `--download`; `input` is the set that
+/// needs it, named in the error when neither is given.
+fn inception(args: &FidArgs, input: &Path, device: &burn::tensor::Device) -> Result<FidInception> {
+    let weights = match (&args.inception, args.download) {
+        (Some(file), _) => file.clone(),
+        (None, true) => download_weights()?,
+        (None, false) => {
+            return Err(format!(
+                "{}: its features need the FID Inception weights: give --inception FILE, or \
+                 --download",
+                input.display()
+            )
+            .into());
+        }
+    };
+    Ok(FidInception::from_pth(&weights, device)?)
+}
+
+/// The statistics of one input, and the file they are read from or kept in (none without a
+/// cache): a statistics file as it is; images and models through the network, loaded into
+/// `network` the first time one needs it. The network is always pytorch-fid's
+/// ([`FidInception::from_pth`] checks), so a set's cache entry depends on the set alone.
 fn set_statistics(
     input: &Path,
-    kind: FidInput,
     args: &FidArgs,
-    net: &FidInception,
+    network: &mut Option<FidInception>,
     cache: Option<&StatisticsCache>,
     device: &burn::tensor::Device,
 ) -> Result<(FidStatistics, Option<PathBuf>)> {
-    let run = |source: ImageSource| {
+    let run = |net: &FidInception, source: ImageSource| {
         let bar = image_bar(source.len);
         bar.set_message(source.name.display().to_string());
         let stats = statistics(net, source, device, &mut |done| {
@@ -195,16 +191,20 @@ fn set_statistics(
         bar.finish_and_clear();
         stats
     };
-    let (identity, compute): (_, Box<dyn FnOnce() -> Result<FidStatistics>>) = match kind {
+    type Compute<'a> = Box<dyn FnOnce(&FidInception) -> Result<FidStatistics> + 'a>;
+    let (identity, compute): (_, Compute) = match FidInput::of(input)? {
+        FidInput::Statistics => {
+            return Ok((FidStatistics::read_npz(input)?, Some(input.to_path_buf())));
+        }
         FidInput::Folder => (
             cache.map(|_| content_identity(input)).transpose()?,
-            Box::new(|| Ok(run(folder_images(input, args.batch_size)?)?)),
+            Box::new(|net| Ok(run(net, folder_images(input, args.batch_size)?)?)),
         ),
         FidInput::Images => (
             cache.map(|_| content_identity(input)).transpose()?,
-            Box::new(|| Ok(run(npz_images(input, args.batch_size)?)?)),
+            Box::new(|net| Ok(run(net, npz_images(input, args.batch_size)?)?)),
         ),
-        FidInput::Statistics | FidInput::Model => {
+        FidInput::Model => {
             let source = ModelSource {
                 path: input,
                 config: None,
@@ -222,14 +222,20 @@ fn set_statistics(
                 args.grey28,
             );
             let identity = format!("{settings:?} n={}", args.n);
-            let compute = move || -> Result<FidStatistics> {
-                Ok(run(model_images(
-                    &model, &settings, args.n, input, device,
-                )?)?)
+            let compute = move |net: &FidInception| -> Result<FidStatistics> {
+                Ok(run(
+                    net,
+                    model_images(&model, &settings, args.n, input, device)?,
+                )?)
             };
             (Some(identity), Box::new(compute))
         }
     };
+    let net = match network {
+        Some(net) => net,
+        None => network.insert(inception(args, input, device)?),
+    };
+    let compute = || compute(net);
     let (Some(cache), Some(identity)) = (cache, identity) else {
         return Ok((compute()?, None));
     };
