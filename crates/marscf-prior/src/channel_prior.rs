@@ -160,12 +160,13 @@ impl ChannelPrior {
         let mut previous = Tensor::<4>::zeros([b, 1, h, w], device);
         let mut state = None;
         let mut channels = Vec::with_capacity(n);
+        let lstm = self.lstm.steps();
         for _ in 0..n {
             let input = match &e {
                 Some(e) => Tensor::cat(vec![previous, e.clone()], 1),
                 None => previous,
             };
-            let (hidden, next) = self.lstm.step(conv2d_module(&self.embed, input), state);
+            let (hidden, next) = lstm.step(conv2d_module(&self.embed, input), state);
             state = Some(next);
             let out = conv2d_module(&self.out, hidden);
             let mean = out.clone().narrow(1, 0, 1);

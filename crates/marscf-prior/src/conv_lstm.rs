@@ -1,6 +1,8 @@
 //! A stacked convolutional LSTM (Shi et al. 2015) with PyTorch's gate layout, so that
 //! reference weights load as they are.
 
+use std::cell::OnceCell;
+
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::{Device, Tensor};
@@ -95,16 +97,33 @@ impl ConvLstmCell {
     }
 
     /// One step from the input itself, `x` `(B, C_in, H, W)`: with a state, both
-    /// convolutions run as one over `cat(x, h)` with `cat(W_ih, W_hh)` (one im2col and
-    /// gemm instead of two, and no sum of the two gate tensors).
+    /// convolutions run as one over `cat(x, h)` with `cat(W_ih, W_hh)` (one convolution
+    /// instead of two, and no sum of the two gate tensors).
     pub fn step_from_input(
         &self,
         x: Tensor<4>,
         state: Option<(Tensor<4>, Tensor<4>)>,
     ) -> (Tensor<4>, Tensor<4>) {
+        self.step_with(&OnceCell::new(), x, state)
+    }
+
+    /// `cat(W_ih, W_hh)`, `(4 hidden, C_in + hidden, k, k)`: the kernel of a step with a
+    /// state.
+    fn step_weight(&self) -> Tensor<4> {
+        Tensor::cat(vec![self.weight_ih.val(), self.weight_hh.val()], 1)
+    }
+
+    /// [`Self::step_from_input`], its [`Self::step_weight`] made in `weight` if it is not
+    /// there yet and a state needs it.
+    fn step_with(
+        &self,
+        weight: &OnceCell<Tensor<4>>,
+        x: Tensor<4>,
+        state: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<4>, Tensor<4>) {
         match state {
             Some((h, c)) => {
-                let weight = Tensor::cat(vec![self.weight_ih.val(), self.weight_hh.val()], 1);
+                let weight = weight.get_or_init(|| self.step_weight()).clone();
                 let gates = conv2d(
                     Tensor::cat(vec![x, h], 1),
                     weight,
@@ -145,18 +164,45 @@ impl ConvLstm {
     }
 
     /// One step `(B, C_in, H, W) -> (B, hidden, H, W)` for every layer, carrying `state`
-    /// (`None` = zeros).
+    /// (`None` = zeros). A loop of steps runs faster through [`Self::steps`].
+    pub fn step(&self, x: Tensor<4>, state: Option<ConvLstmState>) -> (Tensor<4>, ConvLstmState) {
+        self.steps().step(x, state)
+    }
+
+    /// The stack made ready to run step by step: each layer's `cat(W_ih, W_hh)` made once,
+    /// at the first step with a state, for all the steps after it. The kernel tensors then
+    /// stay the same from step to step, so that our Flex convolution keeps their Winograd
+    /// transforms (docs/performance.md, sixth session).
+    pub fn steps(&self) -> ConvLstmSteps<'_> {
+        ConvLstmSteps {
+            layers: &self.layers,
+            weights: self.layers.iter().map(|_| OnceCell::new()).collect(),
+        }
+    }
+}
+
+/// A [`ConvLstm`] run step by step, keeping each layer's step kernel
+/// ([`ConvLstm::steps`]).
+#[derive(Debug)]
+pub struct ConvLstmSteps<'a> {
+    layers: &'a [ConvLstmCell],
+    weights: Vec<OnceCell<Tensor<4>>>,
+}
+
+impl ConvLstmSteps<'_> {
+    /// One step `(B, C_in, H, W) -> (B, hidden, H, W)` for every layer, carrying `state`
+    /// (`None` = zeros), as [`ConvLstm::step`], with the kept step kernels.
     pub fn step(&self, x: Tensor<4>, state: Option<ConvLstmState>) -> (Tensor<4>, ConvLstmState) {
         let mut input = x;
         let mut next = ConvLstmState {
             h: Vec::with_capacity(self.layers.len()),
             c: Vec::with_capacity(self.layers.len()),
         };
-        for (index, layer) in self.layers.iter().enumerate() {
+        for (index, (layer, weight)) in self.layers.iter().zip(&self.weights).enumerate() {
             let previous = state
                 .as_ref()
                 .map(|s| (s.h[index].clone(), s.c[index].clone()));
-            let (h, c) = layer.step_from_input(input, previous);
+            let (h, c) = layer.step_with(weight, input, previous);
             next.h.push(h.clone());
             next.c.push(c);
             input = h;

@@ -12,5 +12,5 @@ pub mod conv_lstm;
 pub mod mar_prior;
 
 pub use channel_prior::{ChannelPrior, ChannelPriorConfig, ConditionNet};
-pub use conv_lstm::{ConvLstm, ConvLstmCell, ConvLstmConfig, ConvLstmState};
+pub use conv_lstm::{ConvLstm, ConvLstmCell, ConvLstmConfig, ConvLstmState, ConvLstmSteps};
 pub use mar_prior::{MarPrior, MarPriorConfig};

@@ -10,10 +10,15 @@
 //! - input gradient: `dcols_t[K, P] = Wᵀ[K, Co] · dY_t[Co, P]`, scattered back and added
 //!   into `dx` (col2im); these tiles hold whole samples, so no two write the same pixel.
 //!
-//! 1x1 kernels without padding skip the tiles (one product per sample), and the forward of
-//! 3x3 "same" kernels with enough channels on maps of 8x8 or more is Winograd's
-//! ([`super::winograd`]).
+//! 1x1 kernels without padding skip the tiles (one product per sample). With enough
+//! channels, the forward of 3x3 "same" kernels on maps of 8x8 or more is Winograd's
+//! F(2x2, 3x3) ([`super::winograd`]); "same" 5x5 kernels and 3x3 ones on maps of at most
+//! 4x4 take Winograd's F(2x2, 5x5) or F(4x4, 3x3) ([`super::winograd6`]) for the forward,
+//! the input gradient (the transposed forward) and the weight gradient. A [`Prepared`]
+//! keeps a transformed kernel across the calls of one geometry, an [`InputGrad`] its
+//! flipped one.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use gemm::Parallelism;
@@ -24,7 +29,7 @@ use super::glue::prelude::*;
 use super::reduce::{add_scalar, run_len, sum, sum_runs};
 use super::simd::with_widest_simd;
 use super::tuning::{CONV_TILE_COLUMNS, GEMM_THREADING_MIN_FLOPS};
-use super::winograd;
+use super::{kernel_cache, winograd, winograd6};
 use crate::ConvSpec;
 
 /// The geometry of one convolution: input `(N, Ci, H, W)`, kernel `(Co, Ci, kh, kw)`, zero
@@ -320,8 +325,8 @@ fn inner_parallelism(tiles: usize, flops: usize) -> Parallelism {
     }
 }
 
-/// [`forward_into`] of a pointwise convolution: `Y[n] = W[Co, Ci] · X[n][Ci, H W] + b` per
-/// sample, straight from `x` into `y`.
+/// [`Prepared::forward_into`] of a pointwise convolution: `Y[n] = W[Co, Ci] · X[n][Ci, H W]
+/// + b` per sample, straight from `x` into `y`.
 fn pointwise_forward(
     x: &[f32],
     w: &[f32],
@@ -412,12 +417,43 @@ fn pointwise_input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
     let [ho, wo] = g.out();
     let mut y = vec![0.0f32; g.batch * g.c_out * ho * wo];
-    forward_into(x, w, bias, g, &mut y, false);
+    Prepared::new(w, g).forward_into(x, bias, &mut y, false);
     y
 }
 
-/// [`forward`] written into `y` `(N, Co, Ho, Wo)`, or added to it with `accumulate`.
-pub fn forward_into(
+/// A kernel made ready once for the forwards of one geometry (the steps of a ConvLSTM
+/// layer): in Winograd's transform domain where [`winograd6`] applies, else as it is.
+pub enum Prepared<'w> {
+    /// F(2x2, 5x5) or F(4x4, 3x3) on 6x6 tiles.
+    Winograd6(winograd6::Kernel),
+    /// The kernel `(Co, Ci, kh, kw)` for the routes that read it as it is.
+    Spatial(Cow<'w, [f32]>, ConvGeometry),
+}
+
+impl<'w> Prepared<'w> {
+    /// `w` `(Co, Ci, kh, kw)` made ready for the convolutions of geometry `g`.
+    pub fn new(w: impl Into<Cow<'w, [f32]>>, g: &ConvGeometry) -> Self {
+        let w = w.into();
+        if winograd6::applies(g) {
+            Self::Winograd6(winograd6::Kernel::new(&w, g))
+        } else {
+            Self::Spatial(w, *g)
+        }
+    }
+
+    /// `conv(x, w) + bias` written into `y` `(N, Co, Ho, Wo)`, or added to it with
+    /// `accumulate`, for `x` `(N, Ci, H, W)` of the geometry.
+    pub fn forward_into(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32], accumulate: bool) {
+        match self {
+            Self::Winograd6(kernel) => kernel.forward_into(x, bias, y, accumulate),
+            Self::Spatial(w, g) => spatial_forward_into(x, w, bias, g, y, accumulate),
+        }
+    }
+}
+
+/// [`Prepared::forward_into`] by the routes that read the kernel as it is: pointwise, F(2x2, 3x3)
+/// (which transforms it per call) and im2col.
+fn spatial_forward_into(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -500,6 +536,9 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f3
     if g.pointwise() {
         return pointwise_weight_grad(x, dy, g);
     }
+    if winograd6::applies(g) {
+        return winograd6::weight_grad(x, dy, g);
+    }
     let ([ho, wo], k, co) = (g.out(), g.patch_len(), g.c_out);
     let tiles = g.tiles(false);
     let parallelism = inner_parallelism(tiles.len(), co * k * g.batch * ho * wo);
@@ -556,21 +595,56 @@ fn flipped(w: &[f32], g: &ConvGeometry) -> Vec<f32> {
 }
 
 /// `dx` `(N, Ci, H, W)` of `y = conv(x, w)` given `dy` `(N, Co, Ho, Wo)`.
-///
-/// With fewer output than input channels, the forward of [`ConvGeometry::transposed`]:
-/// its columns (`Co kh kw` rows) are fewer than the `Ci kh kw` rows that the col2im of
-/// `Wᵀ dY` would add back.
 pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    InputGrad::new(w, g).run(dy)
+}
+
+/// The input gradient of one geometry, its kernel made ready once for many `dy` (the
+/// steps of a ConvLSTM layer).
+pub enum InputGrad<'w> {
+    /// The forward of [`ConvGeometry::transposed`] with the [`flipped`] kernel. Taken with
+    /// fewer output than input channels (its columns, `Co kh kw` rows, are fewer than the
+    /// `Ci kh kw` rows that col2im would add back), and where that forward is
+    /// [`winograd6`]'s.
+    Transposed(Prepared<'static>, ConvGeometry),
+    /// `Wᵀ dY` per tile, added back into `dx` by col2im.
+    Col2im(&'w [f32], ConvGeometry),
+}
+
+impl<'w> InputGrad<'w> {
+    /// The input gradient of geometry `g` with the kernel `w` `(Co, Ci, kh, kw)`.
+    pub fn new(w: &'w [f32], g: &ConvGeometry) -> Self {
+        if !g.degenerate()
+            && !g.pointwise()
+            && let Some(t) = g.transposed()
+            && (g.c_out < g.c_in || winograd6::applies(&t))
+        {
+            return Self::Transposed(Prepared::new(flipped(w, g), &t), t);
+        }
+        Self::Col2im(w, *g)
+    }
+
+    /// `dx` `(N, Ci, H, W)` given `dy` `(N, Co, Ho, Wo)`.
+    pub fn run(&self, dy: &[f32]) -> Vec<f32> {
+        match self {
+            Self::Transposed(forward, t) => {
+                let [h, w] = t.out();
+                let mut dx = vec![0.0f32; t.batch * t.c_out * h * w];
+                forward.forward_into(dy, None, &mut dx, false);
+                dx
+            }
+            Self::Col2im(w, g) => col2im_input_grad(dy, w, g),
+        }
+    }
+}
+
+/// [`input_grad`] as `Wᵀ dY` per tile and col2im (or the degenerate and pointwise cases).
+fn col2im_input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
     if g.degenerate() {
         return vec![0.0; g.batch * g.c_in * g.size[0] * g.size[1]];
     }
     if g.pointwise() {
         return pointwise_input_grad(dy, w, g);
-    }
-    if g.c_out < g.c_in
-        && let Some(t) = g.transposed()
-    {
-        return forward(dy, &flipped(w, g), None, &t);
     }
     let ([h, wd], [ho, wo], k, co) = (g.size, g.out(), g.patch_len(), g.c_out);
     let mut dx = vec![0.0f32; g.batch * g.c_in * h * wd];
@@ -636,13 +710,37 @@ pub fn conv2d(
     ))
 }
 
-/// [`FlexKernels::marscf_conv2d`] on Flex.
+/// [`FlexKernels::marscf_conv2d`] on Flex: Winograd's kernels, where they apply, kept
+/// across the calls that reuse a weight ([`super::kernel_cache`]).
 pub fn on_flex(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, spec: ConvSpec) -> FlexTensor {
+    forward_tensor(x, weight, bias, spec, true)
+}
+
+/// `conv(x, weight) + bias` as a tensor, the Winograd kernel looked up in the cache if
+/// `reuse` (not under autodiff, where every training step brings new weights).
+fn forward_tensor(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    spec: ConvSpec,
+    reuse: bool,
+) -> FlexTensor {
     let g = ConvGeometry::of(dims4(&x), dims4(&weight), spec);
     let [ho, wo] = g
         .out_size()
         .expect("a convolution with a positive output size");
-    let y = forward(&values(&x), &values(&weight), Some(&values(&bias)), &g);
+    let (x, bias) = (values(&x), values(&bias));
+    let y = match reuse
+        .then(|| kernel_cache::winograd_kernel(&weight, &g))
+        .flatten()
+    {
+        Some(kernel) => {
+            let mut y = vec![0.0f32; g.batch * g.c_out * ho * wo];
+            kernel.forward_into(&x, Some(&bias), &mut y, false);
+            y
+        }
+        None => forward(&x, &values(&weight), Some(&bias), &g),
+    };
     tensor(y, [g.batch, g.c_out, ho, wo])
 }
 
@@ -677,7 +775,7 @@ pub fn on_autodiff<C: CheckpointStrategy>(
     spec: ConvSpec,
 ) -> AutodiffTensor<C> {
     record::<C, _, _>(Conv2dBackward, [x, weight, bias], |[x, weight, bias], _| {
-        let y = on_flex(x.clone(), weight.clone(), bias, spec);
+        let y = forward_tensor(x.clone(), weight.clone(), bias, spec, false);
         (y, Some((x, weight, spec)))
     })
 }
@@ -686,36 +784,48 @@ pub fn on_autodiff<C: CheckpointStrategy>(
 mod tests {
     use super::*;
 
-    /// The convolution by its definition, in f64.
-    fn direct(x: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f64> {
+    /// Every product of the convolution's definition, `[y index, x index, w index]`: each
+    /// output pixel `(n, o, oh, ow)` with each tap `(c, i, j)` that reads inside the map,
+    /// `x[n, c, oh + dh i - pt, ow + dw j - pl]`.
+    fn products(g: &ConvGeometry) -> impl Iterator<Item = [usize; 3]> + '_ {
         let ([h, wd], [ho, wo]) = (g.size, g.out());
         let ([kh, kw], [dh, dw]) = (g.kernel, g.dilation);
         let [(pt, _), (pl, _)] = g.padding;
+        let outputs = (0..g.batch * g.c_out * ho * wo).map(move |y| {
+            let (n, o, oh, ow) = (
+                y / (g.c_out * ho * wo),
+                y / (ho * wo) % g.c_out,
+                y / wo % ho,
+                y % wo,
+            );
+            (y, n, o, oh, ow)
+        });
+        outputs.flat_map(move |(y, n, o, oh, ow)| {
+            (0..g.c_in * kh * kw).filter_map(move |tap| {
+                let (c, i, j) = (tap / (kh * kw), tap / kw % kh, tap % kw);
+                let iy = ((oh + i * dh) as isize - pt as isize)
+                    .try_into()
+                    .ok()
+                    .filter(|&iy: &usize| iy < h)?;
+                let ix = ((ow + j * dw) as isize - pl as isize)
+                    .try_into()
+                    .ok()
+                    .filter(|&ix: &usize| ix < wd)?;
+                Some([
+                    y,
+                    ((n * g.c_in + c) * h + iy) * wd + ix,
+                    o * g.c_in * kh * kw + tap,
+                ])
+            })
+        })
+    }
+
+    /// The convolution by its definition, in f64.
+    fn direct(x: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let [ho, wo] = g.out();
         let mut y = vec![0.0; g.batch * g.c_out * ho * wo];
-        for n in 0..g.batch {
-            for o in 0..g.c_out {
-                for oh in 0..ho {
-                    for ow in 0..wo {
-                        let mut s = 0.0f64;
-                        for c in 0..g.c_in {
-                            for i in 0..kh {
-                                for j in 0..kw {
-                                    let iy = (oh + i * dh) as isize - pt as isize;
-                                    let ix = (ow + j * dw) as isize - pl as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                                        continue;
-                                    }
-                                    let xv =
-                                        x[((n * g.c_in + c) * h + iy as usize) * wd + ix as usize];
-                                    let wv = w[((o * g.c_in + c) * kh + i) * kw + j];
-                                    s += xv as f64 * wv as f64;
-                                }
-                            }
-                        }
-                        y[((n * g.c_out + o) * ho + oh) * wo + ow] = s;
-                    }
-                }
-            }
+        for [yi, xi, wi] in products(g) {
+            y[yi] += x[xi] as f64 * w[wi] as f64;
         }
         y
     }
@@ -837,6 +947,130 @@ mod tests {
         }
     }
 
+    /// `dx` of `<dy, conv(x, w)>` by its definition, in f64: `dx[x index] += dy w` over
+    /// the [`products`].
+    fn direct_input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let mut dx = vec![0.0; g.batch * g.c_in * g.size[0] * g.size[1]];
+        for [yi, xi, wi] in products(g) {
+            dx[xi] += dy[yi] as f64 * w[wi] as f64;
+        }
+        dx
+    }
+
+    /// `dW` of `<dy, conv(x, w)>` by its definition, in f64: `dW[w index] += dy x` over the
+    /// [`products`].
+    fn direct_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let mut dw = vec![0.0; g.c_out * g.c_in * g.kernel[0] * g.kernel[1]];
+        for [yi, xi, wi] in products(g) {
+            dw[wi] += dy[yi] as f64 * x[xi] as f64;
+        }
+        dw
+    }
+
+    /// `|got - want| <= 2⁻¹⁵ scale` elementwise, `scale` the sum of `|x| |w|` over each
+    /// value's taps: Winograd's bound (module doc of [`super::winograd6`]).
+    fn assert_within_winograd_bound(got: &[f32], want: &[f64], scale: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len());
+        let bound = 2f64.powi(-15);
+        let worst = got
+            .iter()
+            .zip(want)
+            .zip(scale)
+            .map(|((g, w), s)| (*g as f64 - w).abs() / s.max(f64::MIN_POSITIVE))
+            .fold(0.0f64, f64::max);
+        assert!(
+            worst <= bound,
+            "{what}: error {worst:e} of the scale, bound {bound:e}"
+        );
+    }
+
+    #[test]
+    fn winograd6_forward_and_gradients_match_the_definition() {
+        // (batch, [h, w], kernel, dilation, [ci, co]): F(2x2, 5x5) with dilation 1 and 2
+        // on whole and partial blocks, F(4x4, 3x3) on 4x4 and smaller maps; one sample and
+        // 17; five 16x16 samples make chunks of 2, 2 and 1 (64 tiles each), so that on two
+        // workers one worker sums two chunks; the input gradient is the transposed
+        // forward, Winograd's too.
+        for (batch, size, k, d, [ci, co]) in [
+            (5, [16, 16], 5, 1, [32, 32]),
+            (1, [8, 8], 5, 1, [32, 40]),
+            (3, [7, 9], 5, 1, [33, 32]),
+            (2, [16, 16], 5, 2, [32, 36]),
+            (1, [10, 14], 5, 2, [34, 32]),
+            (17, [4, 4], 3, 1, [32, 40]),
+            (2, [3, 2], 3, 1, [40, 33]),
+        ] {
+            let what = format!("N{batch} {size:?} k{k} d{d} {ci}->{co}");
+            let pad = d * (k - 1) / 2;
+            let g = ConvGeometry {
+                batch,
+                c_in: ci,
+                size,
+                c_out: co,
+                kernel: [k, k],
+                padding: [(pad, pad); 2],
+                dilation: [d, d],
+            };
+            assert!(super::winograd6::applies(&g), "{what} takes Winograd");
+            let t = g.transposed().expect("a same convolution");
+            assert!(
+                super::winograd6::applies(&t),
+                "{what}: its input gradient too"
+            );
+            let x = values(batch * ci * size[0] * size[1], 11);
+            let w = values(co * ci * k * k, 12);
+            let bias = values(co, 13);
+            let abs = |v: &[f32]| v.iter().map(|v| v.abs()).collect::<Vec<_>>();
+            let plane = size[0] * size[1];
+            let want: Vec<f64> = direct(&x, &w, &g)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + bias[(i / plane) % co] as f64)
+                .collect();
+            let scale: Vec<f64> = direct(&abs(&x), &abs(&w), &g)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + bias[(i / plane) % co].abs() as f64)
+                .collect();
+            let y = forward(&x, &w, Some(&bias), &g);
+            assert_within_winograd_bound(&y, &want, &scale, &format!("{what} y"));
+            let start = values(want.len(), 14);
+            let mut y = start.clone();
+            Prepared::new(&w[..], &g).forward_into(&x, Some(&bias), &mut y, true);
+            let added: Vec<f64> = want
+                .iter()
+                .zip(&start)
+                .map(|(w, s)| w + *s as f64)
+                .collect();
+            let added_scale: Vec<f64> = scale
+                .iter()
+                .zip(&start)
+                .map(|(c, s)| c + s.abs() as f64)
+                .collect();
+            assert_within_winograd_bound(&y, &added, &added_scale, &format!("{what} y added"));
+            let dy = values(want.len(), 15);
+            let dx_want = direct_input_grad(&dy, &w, &g);
+            let dx_scale = direct_input_grad(&abs(&dy), &abs(&w), &g);
+            assert_within_winograd_bound(
+                &input_grad(&dy, &w, &g),
+                &dx_want,
+                &dx_scale,
+                &format!("{what} dx"),
+            );
+            let dw_want = direct_weight_grad(&x, &dy, &g);
+            let dw_scale = direct_weight_grad(&abs(&x), &abs(&dy), &g);
+            let (dw, db) = weight_grad(&x, &dy, &g);
+            assert_within_winograd_bound(&dw, &dw_want, &dw_scale, &format!("{what} dw"));
+            let db_want: Vec<f64> = (0..co)
+                .map(|c| {
+                    let planes = dy.chunks_exact(plane).skip(c).step_by(co);
+                    planes.flatten().map(|&v| v as f64).sum()
+                })
+                .collect();
+            assert_close(&db, &db_want);
+        }
+    }
+
     #[test]
     fn winograd_forward_matches_the_definition() {
         // Odd and even sides, one sample and three, written and added to `y`.
@@ -859,7 +1093,7 @@ mod tests {
             assert_close(&forward(&x, &w, Some(&bias), &g), &want);
             let start = values(want.len(), 10);
             let mut y = start.clone();
-            forward_into(&x, &w, Some(&bias), &g, &mut y, true);
+            Prepared::new(&w[..], &g).forward_into(&x, Some(&bias), &mut y, true);
             let added: Vec<f64> = want
                 .iter()
                 .zip(&start)

@@ -36,6 +36,7 @@ pub fn forward(gates: &[f32], w: &[f32], g: &ConvGeometry, steps: usize) -> Trac
     let mut h = vec![0.0f32; steps * state];
     let mut c = vec![0.0f32; steps * state];
     let zeros = vec![0.0f32; state];
+    let recurrent = conv::Prepared::new(w, g);
     for t in 0..steps {
         let (h_done, h_rest) = h.split_at_mut(t * state);
         let (c_done, c_rest) = c.split_at_mut(t * state);
@@ -43,7 +44,7 @@ pub fn forward(gates: &[f32], w: &[f32], g: &ConvGeometry, steps: usize) -> Trac
         let c_prev = match t {
             0 => &zeros[..],
             _ => {
-                conv::forward_into(&h_done[(t - 1) * state..], w, None, g, a, true);
+                recurrent.forward_into(&h_done[(t - 1) * state..][..state], None, a, true);
                 &c_done[(t - 1) * state..]
             }
         };
@@ -73,6 +74,7 @@ pub fn backward(
     let zeros = vec![0.0f32; state];
     let mut dh = dh_out[(steps - 1) * state..].to_vec();
     let (mut dc_next, mut dc) = (vec![0.0f32; state], vec![0.0f32; state]);
+    let recurrent_grad = conv::InputGrad::new(w, g);
     for t in (0..steps).rev() {
         let c_prev = match t {
             0 => &zeros[..],
@@ -87,7 +89,7 @@ pub fn backward(
         lstm_cell::backward_into(inputs, [&dh, &dc_next], da, &mut dc);
         std::mem::swap(&mut dc, &mut dc_next);
         if t > 0 {
-            dh = conv::input_grad(da, w, g);
+            dh = recurrent_grad.run(da);
             let upstream = &dh_out[(t - 1) * state..][..state];
             dh.iter_mut().zip(upstream).for_each(|(d, u)| *d += u);
         }

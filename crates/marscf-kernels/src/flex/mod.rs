@@ -18,6 +18,7 @@ mod dropout;
 mod gate;
 mod gemm;
 mod glue;
+mod kernel_cache;
 mod layer_norm;
 mod lstm_cell;
 mod mixture;
@@ -27,6 +28,7 @@ mod simd;
 mod softmax;
 mod tuning;
 mod winograd;
+mod winograd6;
 
 use std::sync::OnceLock;
 

@@ -9,10 +9,11 @@
 /// 439 MB; the tile size itself not swept.
 pub const CONV_TILE_COLUMNS: usize = 512;
 
-/// The fewest input and output channels the Winograd path takes: its transforms cost about
-/// `16 (Ci + Co)` additions per block against `20 Ci Co` multiplications saved. Not swept
-/// below 32 (the model's Winograd convolutions have 96 or 192 channels, the affine
-/// coupling's 6 or 12 on one side).
+/// The fewest input and output channels the Winograd paths take: F(2x2, 3x3)'s transforms
+/// cost about `16 (Ci + Co)` additions per block against `20 Ci Co` multiplications saved,
+/// those of F(2x2, 5x5) and F(4x4, 3x3) about `36 (Ci + Co)` against `64 Ci Co` or more.
+/// Not swept below 32 (the model's Winograd convolutions have 32 to 192 channels, the
+/// affine coupling's 6 or 12 on one side).
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
 /// The smallest map side of the Winograd path: on smaller maps its 4x4 input patches
@@ -26,6 +27,27 @@ pub const WINOGRAD_MIN_SIDE: usize = 8;
 /// products, few enough that a chunk's transformed input and products stay in the caches
 /// on the model's maps (16x16 and smaller). Not swept.
 pub const WINOGRAD_BLOCKS_PER_CHUNK: usize = 64;
+
+/// Tiles per chunk of [`super::winograd6`] at most, unless one sample has more (chunks
+/// hold whole samples): the 36 products of a chunk have this many rows. Not swept.
+pub const WINOGRAD6_TILES_PER_CHUNK: usize = 128;
+
+/// The largest grid side of [`super::winograd6`]'s 5x5 kernels: a chunk holds at least one
+/// sample, whose transformed input and products take `36 (Ci + Co)` values per 2x2 block
+/// (5.9 MB on a 32x32 grid with 32 and 128 channels). Set by that memory, not measured.
+pub const WINOGRAD6_MAX_SIDE: usize = 32;
+
+/// Winograd kernels kept for the forwards without autodiff that reuse a weight
+/// ([`super::kernel_cache`]), and weights remembered as seen once: the mAR prior's sampling
+/// steps through up to three ConvLSTM layers per level. Not swept.
+pub const CACHED_KERNELS: usize = 16;
+
+/// The largest kernel [`super::kernel_cache`] keeps, in values (`36 Ci Co`): 1 Mi (4 MiB),
+/// over three times the prior's largest (`36 x 64 x 128` with 32 hidden channels); the
+/// coupling networks' output convolutions on 4x4 maps (up to `36 x 96 x 2352` values) are
+/// transformed per call. With [`CACHED_KERNELS`], at most about 110 MiB of kernels and
+/// their weights; the prior's take about 30 MB. Not swept.
+pub const CACHED_KERNEL_VALUES: usize = 1 << 20;
 
 /// Rows per parallel task of the softmax (forward and backward) and of the layer norm's
 /// forward: enough work per task to outweigh scheduling. Not swept.

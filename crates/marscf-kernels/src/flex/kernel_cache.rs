@@ -1,0 +1,115 @@
+//! Winograd kernels kept across the forwards without autodiff that reuse a weight tensor:
+//! the steps of sampling and the batches of an evaluation run the same weights through the
+//! convolution again and again, and transforming a kernel anew at every sampling step took
+//! 9 % of the mAR prior's sampling (docs/performance.md, sixth session).
+//!
+//! An entry is keyed by the address and length of its weight's storage and by the
+//! convolution's geometry (less the batch), and holds a clone of the weight tensor: while it
+//! is cached, that storage is neither freed, so that no other tensor can take its address,
+//! nor written in place, since Flex writes in place only to storage that one tensor alone
+//! holds. A key seen once holds nothing: a new weight at a freed address is at worst kept
+//! one use early.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use burn::backend::flex::FlexTensor;
+
+use super::conv::ConvGeometry;
+use super::tuning::{CACHED_KERNEL_VALUES, CACHED_KERNELS};
+use super::winograd6::{self, Kernel};
+
+/// One cached kernel.
+struct Entry {
+    key: Key,
+    kernel: Arc<Kernel>,
+    /// The weight the kernel was made from, held so that its storage stays as it is.
+    _weight: FlexTensor,
+}
+
+/// What identifies a kernel: where the weight's values lie, and the geometry (batch 1).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
+    address: usize,
+    len: usize,
+    geometry: ConvGeometry,
+}
+
+/// The kernels kept, the most recently used last, and the keys of the weights seen once
+/// (kept on their second use, so that weights made anew at every call, as weight
+/// normalisation's are, neither fill the cache nor push the others out).
+struct Cache {
+    kept: VecDeque<Entry>,
+    seen_once: VecDeque<Key>,
+}
+
+static CACHE: Mutex<Cache> = Mutex::new(Cache {
+    kept: VecDeque::new(),
+    seen_once: VecDeque::new(),
+});
+
+/// The Winograd kernel of `weight` for the convolutions of geometry `g` (any batch): kept
+/// from its weight's second use on, for as long as it stays among the [`CACHED_KERNELS`]
+/// last used. `None` where [`winograd6`] does not apply, the weight is not contiguous or
+/// its kernel is larger than [`CACHED_KERNEL_VALUES`].
+pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kernel>> {
+    if !winograd6::applies(g) || 36 * g.c_in * g.c_out > CACHED_KERNEL_VALUES {
+        return None;
+    }
+    let w = weight.as_slice::<f32>()?;
+    let key = Key {
+        address: w.as_ptr() as usize,
+        len: w.len(),
+        geometry: ConvGeometry { batch: 1, ..*g },
+    };
+    let lock = || CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    let keep = {
+        let mut cache = lock();
+        if let Some(kernel) = cache.take(key) {
+            return Some(kernel);
+        }
+        cache.note(key)
+    };
+    // Transformed outside the lock: other threads' convolutions need not wait for it.
+    let kernel = Arc::new(Kernel::new(w, g));
+    if keep {
+        let mut cache = lock();
+        // Another thread may have kept the same kernel meanwhile.
+        if cache.take(key).is_none() {
+            if cache.kept.len() >= CACHED_KERNELS {
+                cache.kept.pop_front();
+            }
+            cache.kept.push_back(Entry {
+                key,
+                kernel: Arc::clone(&kernel),
+                _weight: weight.clone(),
+            });
+        }
+    }
+    Some(kernel)
+}
+
+impl Cache {
+    /// The kept kernel of `key`, moved to the most recently used place.
+    fn take(&mut self, key: Key) -> Option<Arc<Kernel>> {
+        let at = self.kept.iter().position(|e| e.key == key)?;
+        let entry = self.kept.remove(at).expect("the entry just found");
+        let kernel = Arc::clone(&entry.kernel);
+        self.kept.push_back(entry);
+        Some(kernel)
+    }
+
+    /// Whether `key` was seen once before (then its kernel is to be kept); else it is noted
+    /// as seen once.
+    fn note(&mut self, key: Key) -> bool {
+        if let Some(at) = self.seen_once.iter().position(|&k| k == key) {
+            self.seen_once.remove(at);
+            return true;
+        }
+        if self.seen_once.len() >= CACHED_KERNELS {
+            self.seen_once.pop_front();
+        }
+        self.seen_once.push_back(key);
+        false
+    }
+}
