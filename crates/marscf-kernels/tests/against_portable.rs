@@ -133,11 +133,10 @@ fn convolution_forward_and_gradients() {
         (3, 6, 4, 11, 9, 1, 1),
         (2, 3, 2, 6, 6, 2, 1),
         (2, 33, 12, 16, 16, 3, 1),
-        // Winograd's F(2x2, 3x3): odd maps, one sample and 17, fewer output channels
-        // (the input gradient is then the transposed forward, Winograd too).
+        // Winograd's F(2x2, 3x3): odd maps, one sample and 17 (the input gradient is the
+        // transposed forward, Winograd too).
         (3, 40, 36, 9, 11, 3, 1),
         (17, 32, 48, 8, 8, 3, 1),
-        (1, 64, 32, 16, 16, 3, 1),
         // Maps smaller than the kernel's reach: taps that only see padding are left out
         // (a 5x5 kernel with dilation 2 acts as its inner 3x3 on 4x4 maps).
         (3, 4, 6, 4, 4, 5, 2),
@@ -188,14 +187,16 @@ fn winograd_convolution_forward_and_gradients() {
     let mut rng = Rng::new(106);
     let cases = [
         // (batch, c_in, c_out, h, w, kernel, dilation): the prior's F(2x2, 5x5) with
-        // dilation 1 and 2 and F(4x4, 3x3) on maps of at most 4x4, with odd sides, one
-        // sample and 17, more and fewer output channels.
+        // dilation 1 and 2 and F(4x4, 3x3) on maps of at most 4x4 and of 16x16, with odd
+        // sides, one sample and 17, more and fewer output channels.
         (1, 32, 40, 8, 8, 5, 1),
         (3, 33, 32, 7, 9, 5, 1),
         (2, 32, 36, 16, 16, 5, 2),
         (1, 40, 32, 6, 10, 5, 2),
         (17, 32, 64, 4, 4, 3, 1),
         (17, 36, 32, 3, 4, 3, 1),
+        // F(4x4, 3x3) on 16x16 maps (the MixLogCDF couplings' level 1), fewer outputs.
+        (1, 64, 32, 16, 16, 3, 1),
     ];
     for (batch, c_in, c_out, h, w, k, d) in cases {
         let what = format!("N{batch} {c_in}->{c_out} {h}x{w} k{k} d{d}");

@@ -13,7 +13,8 @@
 //! 1x1 kernels without padding skip the tiles (one product per sample). With enough
 //! channels, the forward of 3x3 "same" kernels on maps of 8x8 or more is Winograd's
 //! F(2x2, 3x3) ([`super::winograd`]); "same" 5x5 kernels and 3x3 ones on maps of at most
-//! 4x4 take Winograd's F(2x2, 5x5) or F(4x4, 3x3) ([`super::winograd6`]) for the forward,
+//! 4x4 or at least 16x16 take Winograd's F(2x2, 5x5) or F(4x4, 3x3) ([`super::winograd6`],
+//! which [`winograd6::applies`] chooses before F(2x2, 3x3)) for the forward,
 //! the input gradient (the transposed forward) and the weight gradient. A [`Prepared`]
 //! keeps a transformed kernel across the calls of one geometry, an [`InputGrad`] its
 //! flipped one.
@@ -987,10 +988,10 @@ mod tests {
     #[test]
     fn winograd6_forward_and_gradients_match_the_definition() {
         // (batch, [h, w], kernel, dilation, [ci, co]): F(2x2, 5x5) with dilation 1 and 2
-        // on whole and partial blocks, F(4x4, 3x3) on 4x4 and smaller maps; one sample and
-        // 17; five 16x16 samples make chunks of 2, 2 and 1 (64 tiles each), so that on two
-        // workers one worker sums two chunks; the input gradient is the transposed
-        // forward, Winograd's too.
+        // on whole and partial blocks, F(4x4, 3x3) on 4x4 and smaller maps and on 16x18;
+        // one sample and 17; five 16x16 samples make chunks of 2, 2 and 1 (64 tiles each),
+        // so that on two workers one worker sums two chunks; the input gradient is the
+        // transposed forward, Winograd's too.
         for (batch, size, k, d, [ci, co]) in [
             (5, [16, 16], 5, 1, [32, 32]),
             (1, [8, 8], 5, 1, [32, 40]),
@@ -998,6 +999,7 @@ mod tests {
             (2, [16, 16], 5, 2, [32, 36]),
             (1, [10, 14], 5, 2, [34, 32]),
             (17, [4, 4], 3, 1, [32, 40]),
+            (1, [16, 18], 3, 1, [32, 36]),
             (2, [3, 2], 3, 1, [40, 33]),
         ] {
             let what = format!("N{batch} {size:?} k{k} d{d} {ci}->{co}");

@@ -1,7 +1,8 @@
 //! "Same" 5x5 and 3x3 convolutions as Winograd's F(2x2, 5x5) and F(4x4, 3x3) on 6x6 input
 //! tiles, channel-last, on contiguous `f32` NCHW slices: the mAR prior's convolutions (5x5
-//! with dilation 1 or 2, 3x3 on its 4x4 maps), forward ([`Kernel`]) and weight gradient
-//! ([`weight_grad`]); the input gradient is the forward of the transposed convolution.
+//! with dilation 1 or 2, 3x3 on its 4x4 maps) and the couplings' 3x3 ones on 4x4 and 16x16
+//! maps, forward ([`Kernel`]) and weight gradient ([`weight_grad`]); the input gradient is
+//! the forward of the transposed convolution.
 //!
 //! An `m x m` output block of an `r x r` kernel (`m + r - 1 = 6`) is
 //! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` of the 6x6 input tile `d` around it, summed over the
@@ -23,7 +24,7 @@
 //! a direct convolution's. The tests hold it to `2⁻¹⁵ Σ |x| |w|` against the f64
 //! definition, forward and both gradients (the worst seen: 6.5e-6 of `Σ |x| |w|`).
 
-use std::ops::{Add, Mul, Range, Sub};
+use std::ops::{Add, Mul, Range, RangeInclusive, Sub};
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -116,17 +117,19 @@ impl Tiling {
 }
 
 /// Whether [`Kernel`] and [`weight_grad`] compute this convolution: a "same" 5x5 kernel
-/// (dilation dividing the map) on grids of at most [`WINOGRAD6_MAX_SIDE`] pixels a side, or
-/// a "same" undilated 3x3 one on maps of at most 4x4 (larger ones take [`super::winograd`]'s
-/// F(2x2, 3x3) or im2col), with enough channels on both sides.
+/// (dilation dividing the map), or a "same" undilated 3x3 one on maps of at most 4x4 or of
+/// at least 16x16, grids of at most [`WINOGRAD6_MAX_SIDE`] pixels a side, with enough
+/// channels on both sides. 3x3 kernels on maps from 5x5 to 15x15 take [`super::winograd`]'s
+/// F(2x2, 3x3) or im2col: on 8x8 maps (16 x 192 -> 96 channels) F(4x4, 3x3) halved the
+/// forward but made forward and backward together 30 % slower (docs/performance.md).
 pub fn applies(g: &ConvGeometry) -> bool {
-    let small = |t: &Tiling, side: usize| t.grid.iter().all(|&s| s <= side);
+    let sides = |t: &Tiling, range: RangeInclusive<usize>| t.grid.iter().all(|s| range.contains(s));
     g.batch > 0
         && g.c_in >= WINOGRAD_MIN_CHANNELS
         && g.c_out >= WINOGRAD_MIN_CHANNELS
         && Tiling::of(g).is_some_and(|t| match t.r {
-            5 => small(&t, WINOGRAD6_MAX_SIDE),
-            _ => t.d == 1 && small(&t, 4),
+            5 => sides(&t, 1..=WINOGRAD6_MAX_SIDE),
+            _ => t.d == 1 && (sides(&t, 1..=4) || sides(&t, 16..=WINOGRAD6_MAX_SIDE)),
         })
 }
 
