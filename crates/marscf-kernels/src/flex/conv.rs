@@ -885,11 +885,7 @@ mod tests {
             let x = values(batch * 3 * size * (size + 1), 1);
             let w = values(5 * 3 * k * k, 2);
             let bias = values(5, 3);
-            let mut want = direct(&x, &w, &g);
-            let plane = g.out().iter().product::<usize>();
-            for (i, v) in want.iter_mut().enumerate() {
-                *v += bias[(i / plane) % 5] as f64;
-            }
+            let want = plus_bias(direct(&x, &w, &g), &bias, &g);
             assert_close(&forward(&x, &w, Some(&bias), &g), &want);
         }
     }
@@ -968,6 +964,20 @@ mod tests {
         dw
     }
 
+    /// `y[n, c, ..] + bias[c]` for `y` `(N, Co, Ho, Wo)`.
+    fn plus_bias(y: Vec<f64>, bias: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let plane = g.out().iter().product::<usize>();
+        y.into_iter()
+            .enumerate()
+            .map(|(i, v)| v + bias[(i / plane) % g.c_out] as f64)
+            .collect()
+    }
+
+    /// `a + b` elementwise.
+    fn plus(a: &[f64], b: &[f32]) -> Vec<f64> {
+        a.iter().zip(b).map(|(a, b)| a + *b as f64).collect()
+    }
+
     /// `|got - want| <= 2⁻¹⁵ scale` elementwise, `scale` the sum of `|x| |w|` over each
     /// value's taps: Winograd's bound (module doc of [`super::winograd6`]).
     fn assert_within_winograd_bound(got: &[f32], want: &[f64], scale: &[f64], what: &str) {
@@ -1024,31 +1034,14 @@ mod tests {
             let bias = values(co, 13);
             let abs = |v: &[f32]| v.iter().map(|v| v.abs()).collect::<Vec<_>>();
             let plane = size[0] * size[1];
-            let want: Vec<f64> = direct(&x, &w, &g)
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v + bias[(i / plane) % co] as f64)
-                .collect();
-            let scale: Vec<f64> = direct(&abs(&x), &abs(&w), &g)
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v + bias[(i / plane) % co].abs() as f64)
-                .collect();
+            let want = plus_bias(direct(&x, &w, &g), &bias, &g);
+            let scale = plus_bias(direct(&abs(&x), &abs(&w), &g), &abs(&bias), &g);
             let y = forward(&x, &w, Some(&bias), &g);
             assert_within_winograd_bound(&y, &want, &scale, &format!("{what} y"));
             let start = values(want.len(), 14);
             let mut y = start.clone();
             Prepared::new(&w[..], &g).forward_into(&x, Some(&bias), &mut y, true);
-            let added: Vec<f64> = want
-                .iter()
-                .zip(&start)
-                .map(|(w, s)| w + *s as f64)
-                .collect();
-            let added_scale: Vec<f64> = scale
-                .iter()
-                .zip(&start)
-                .map(|(c, s)| c + s.abs() as f64)
-                .collect();
+            let (added, added_scale) = (plus(&want, &start), plus(&scale, &abs(&start)));
             assert_within_winograd_bound(&y, &added, &added_scale, &format!("{what} y added"));
             let dy = values(want.len(), 15);
             let dx_want = direct_input_grad(&dy, &w, &g);
@@ -1086,22 +1079,12 @@ mod tests {
             let x = values(batch * ci * size * (size + 1), 7);
             let w = values(co * ci * 9, 8);
             let bias = values(co, 9);
-            let plane = g.out().iter().product::<usize>();
-            let want: Vec<f64> = direct(&x, &w, &g)
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v + bias[(i / plane) % co] as f64)
-                .collect();
+            let want = plus_bias(direct(&x, &w, &g), &bias, &g);
             assert_close(&forward(&x, &w, Some(&bias), &g), &want);
             let start = values(want.len(), 10);
             let mut y = start.clone();
             Prepared::new(&w[..], &g).forward_into(&x, Some(&bias), &mut y, true);
-            let added: Vec<f64> = want
-                .iter()
-                .zip(&start)
-                .map(|(w, s)| w + *s as f64)
-                .collect();
-            assert_close(&y, &added);
+            assert_close(&y, &plus(&want, &start));
         }
     }
 }
