@@ -16,12 +16,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use burn::backend::flex::FlexTensor;
 
 use super::conv::ConvGeometry;
-use super::tuning::{CACHED_KERNEL_VALUES, CACHED_KERNELS};
+use super::tuning::{CACHED_KERNEL_VALUES, WEIGHTS_SEEN_ONCE};
 use super::winograd6::{self, Kernel};
 
 /// One cached kernel.
 struct Entry {
     key: Key,
+    /// The kernel's values, `36 Ci Co`.
+    values: usize,
     kernel: Arc<Kernel>,
     /// The weight the kernel was made from, held so that its storage stays as it is.
     _weight: FlexTensor,
@@ -35,25 +37,29 @@ struct Key {
     geometry: ConvGeometry,
 }
 
-/// The kernels kept, the most recently used last, and the keys of the weights seen once
-/// (kept on their second use, so that weights made anew at every call, as weight
-/// normalisation's are, neither fill the cache nor push the others out).
+/// The kernels kept, the most recently used last, the values they hold together, and the
+/// keys of the weights seen once (kept on their second use, so that weights made anew at
+/// every call, as weight normalisation's are, neither fill the cache nor push the others
+/// out).
 struct Cache {
     kept: VecDeque<Entry>,
+    values: usize,
     seen_once: VecDeque<Key>,
 }
 
 static CACHE: Mutex<Cache> = Mutex::new(Cache {
     kept: VecDeque::new(),
+    values: 0,
     seen_once: VecDeque::new(),
 });
 
 /// The Winograd kernel of `weight` for the convolutions of geometry `g` (any batch): kept
-/// from its weight's second use on, for as long as it stays among the [`CACHED_KERNELS`]
-/// last used. `None` where [`winograd6`] does not apply, the weight is not contiguous or
-/// its kernel is larger than [`CACHED_KERNEL_VALUES`].
+/// from its weight's second use on, for as long as the kernels used since fit in
+/// [`CACHED_KERNEL_VALUES`]. `None` where [`winograd6`] does not apply, the weight is not
+/// contiguous or its kernel alone is larger than that.
 pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kernel>> {
-    if !winograd6::applies(g) || 36 * g.c_in * g.c_out > CACHED_KERNEL_VALUES {
+    let values = 36 * g.c_in * g.c_out;
+    if !winograd6::applies(g) || values > CACHED_KERNEL_VALUES {
         return None;
     }
     let w = weight.as_slice::<f32>()?;
@@ -76,11 +82,10 @@ pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kern
         let mut cache = lock();
         // Another thread may have kept the same kernel meanwhile.
         if cache.take(key).is_none() {
-            if cache.kept.len() >= CACHED_KERNELS {
-                cache.kept.pop_front();
-            }
+            cache.make_room(values, CACHED_KERNEL_VALUES);
             cache.kept.push_back(Entry {
                 key,
+                values,
                 kernel: Arc::clone(&kernel),
                 _weight: weight.clone(),
             });
@@ -99,6 +104,19 @@ impl Cache {
         Some(kernel)
     }
 
+    /// The least recently used kernels dropped until `values` more fit in `budget`
+    /// (at least `values`), and those values counted.
+    fn make_room(&mut self, values: usize, budget: usize) {
+        while self.values + values > budget {
+            let oldest = self
+                .kept
+                .pop_front()
+                .expect("kept kernels hold the values counted");
+            self.values -= oldest.values;
+        }
+        self.values += values;
+    }
+
     /// Whether `key` was seen once before (then its kernel is to be kept); else it is noted
     /// as seen once.
     fn note(&mut self, key: Key) -> bool {
@@ -106,10 +124,69 @@ impl Cache {
             self.seen_once.remove(at);
             return true;
         }
-        if self.seen_once.len() >= CACHED_KERNELS {
+        if self.seen_once.len() >= WEIGHTS_SEEN_ONCE {
             self.seen_once.pop_front();
         }
         self.seen_once.push_back(key);
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::glue::tensor;
+    use super::*;
+
+    /// A cache entry for a 32 -> 8 kernel on 4x4 maps (`36 x 32 x 8` values), told apart by
+    /// `address`.
+    fn entry(address: usize) -> Entry {
+        let g = ConvGeometry {
+            batch: 1,
+            c_in: 32,
+            size: [4, 4],
+            c_out: 8,
+            kernel: [3, 3],
+            padding: [(1, 1); 2],
+            dilation: [1, 1],
+        };
+        let w = vec![0.0f32; 8 * 32 * 3 * 3];
+        Entry {
+            key: Key {
+                address,
+                len: w.len(),
+                geometry: g,
+            },
+            values: 36 * 32 * 8,
+            kernel: Arc::new(Kernel::new(&w, &g)),
+            _weight: tensor(w, [8, 32, 3, 3]),
+        }
+    }
+
+    #[test]
+    fn room_is_made_by_dropping_the_least_recently_used() {
+        let mut cache = Cache {
+            kept: VecDeque::new(),
+            values: 0,
+            seen_once: VecDeque::new(),
+        };
+        let values = 36 * 32 * 8;
+        let budget = 3 * values;
+        for address in 0..3 {
+            cache.make_room(values, budget);
+            cache.kept.push_back(entry(address));
+        }
+        assert_eq!(cache.values, budget);
+        // Using the first makes the second the least recently used, which a fourth pushes out.
+        let first = cache.kept[0].key;
+        assert!(cache.take(first).is_some());
+        cache.make_room(values, budget);
+        cache.kept.push_back(entry(3));
+        let kept: Vec<usize> = cache.kept.iter().map(|e| e.key.address).collect();
+        assert_eq!(kept, [2, 0, 3]);
+        assert_eq!(cache.values, budget);
+        // A kernel of twice the size pushes out two.
+        cache.make_room(2 * values, budget);
+        assert_eq!(cache.kept.len(), 1);
+        assert_eq!(cache.values, budget);
     }
 }

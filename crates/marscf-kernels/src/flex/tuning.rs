@@ -16,6 +16,16 @@ pub const CONV_TILE_COLUMNS: usize = 512;
 /// affine coupling's 6 or 12 on one side).
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
+/// The fewest output channels [`super::winograd6`] takes (with at least
+/// [`WINOGRAD_MIN_CHANNELS`] input channels): few output channels leave its products
+/// `tiles x Ci x Co` long enough, as `Ci` is their inner dimension, and its output
+/// transform short. Performance.md, seventh session: the affine coupling's last convolution
+/// (16 x 128 -> 12 on 16x16 maps) went 1.10 -> 0.77 ms forward and 3.69 -> 2.63 ms forward +
+/// backward; the reverse, few input channels (16 x 6 -> 128), was slower as F(4x4, 3x3)
+/// (0.56 -> 0.86 ms forward), so the input side keeps [`WINOGRAD_MIN_CHANNELS`]. Not swept
+/// between 8 and 32.
+pub const WINOGRAD6_MIN_OUT_CHANNELS: usize = 8;
+
 /// The smallest map side of the Winograd path: on smaller maps its 4x4 input patches
 /// overlap too much (a 4x4 map has 16 pixels, its four patches 64 values). Performance.md,
 /// fifth session: on the prior's 4x4 top level (768 x 32 x 4x4 -> 128) it was slower than
@@ -37,17 +47,18 @@ pub const WINOGRAD6_TILES_PER_CHUNK: usize = 128;
 /// (5.9 MB on a 32x32 grid with 32 and 128 channels). Set by that memory, not measured.
 pub const WINOGRAD6_MAX_SIDE: usize = 32;
 
-/// Winograd kernels kept for the forwards without autodiff that reuse a weight
-/// ([`super::kernel_cache`]), and weights remembered as seen once: the mAR prior's sampling
-/// steps through up to three ConvLSTM layers per level. Not swept.
-pub const CACHED_KERNELS: usize = 16;
+/// Weights remembered as seen once by [`super::kernel_cache`] (their kernels are kept from
+/// the second use on). Not swept.
+pub const WEIGHTS_SEEN_ONCE: usize = 64;
 
-/// The largest kernel [`super::kernel_cache`] keeps, in values (`36 Ci Co`): 1 Mi (4 MiB),
-/// over three times the prior's largest (`36 x 64 x 128` with 32 hidden channels); the
-/// coupling networks' output convolutions on 4x4 maps (up to `36 x 96 x 2352` values) are
-/// transformed per call. With [`CACHED_KERNELS`], at most about 110 MiB of kernels and
-/// their weights; the prior's take about 30 MB. Not swept.
-pub const CACHED_KERNEL_VALUES: usize = 1 << 20;
+/// The values all kernels kept by [`super::kernel_cache`] may take together (`36 Ci Co`
+/// each): 8 Mi (32 MiB), the least recently used dropped to make room. The affine L3 K8
+/// C128 model's sampling uses about 6 Mi: the mAR prior's step kernels (2.6 Mi with 32
+/// hidden channels), its first steps' (1.3 Mi) and the couplings' output convolutions on
+/// 4x4 and 16x16 maps (2.2 Mi). Sixth session: at most 16 kernels, which that sampling
+/// cycles through more than 16 of, so that the couplings' kernels were made anew at every
+/// call (2 % of sampling). Not swept.
+pub const CACHED_KERNEL_VALUES: usize = 8 << 20;
 
 /// Rows per parallel task of the softmax (forward and backward) and of the layer norm's
 /// forward: enough work per task to outweigh scheduling. Not swept.

@@ -33,7 +33,10 @@ use super::conv::ConvGeometry;
 use super::gemm::{Accum, MatMut, MatRef, matmul, sized, with_scratch};
 use super::reduce::{run_len, sum, sum_runs};
 use super::simd::with_widest_simd;
-use super::tuning::{WINOGRAD_MIN_CHANNELS, WINOGRAD6_MAX_SIDE, WINOGRAD6_TILES_PER_CHUNK};
+use super::tuning::{
+    WINOGRAD_MIN_CHANNELS, WINOGRAD6_MAX_SIDE, WINOGRAD6_MIN_OUT_CHANNELS,
+    WINOGRAD6_TILES_PER_CHUNK,
+};
 
 /// Lanes per vector of the transforms.
 const LANES: usize = 8;
@@ -118,15 +121,16 @@ impl Tiling {
 
 /// Whether [`Kernel`] and [`weight_grad`] compute this convolution: a "same" 5x5 kernel
 /// (dilation dividing the map), or a "same" undilated 3x3 one on maps of at most 4x4 or of
-/// at least 16x16, grids of at most [`WINOGRAD6_MAX_SIDE`] pixels a side, with enough
-/// channels on both sides. 3x3 kernels on maps from 5x5 to 15x15 take [`super::winograd`]'s
-/// F(2x2, 3x3) or im2col: on 8x8 maps (16 x 192 -> 96 channels) F(4x4, 3x3) halved the
-/// forward but made forward and backward together 30 % slower (docs/performance.md).
+/// at least 16x16, grids of at most [`WINOGRAD6_MAX_SIDE`] pixels a side, with at least
+/// [`WINOGRAD_MIN_CHANNELS`] input and [`WINOGRAD6_MIN_OUT_CHANNELS`] output channels. 3x3
+/// kernels on maps from 5x5 to 15x15 take [`super::winograd`]'s F(2x2, 3x3) or im2col: on
+/// 8x8 maps (16 x 192 -> 96 channels) F(4x4, 3x3) halved the forward but made forward and
+/// backward together 30 % slower (docs/performance.md).
 pub fn applies(g: &ConvGeometry) -> bool {
     let sides = |t: &Tiling, range: RangeInclusive<usize>| t.grid.iter().all(|s| range.contains(s));
     g.batch > 0
         && g.c_in >= WINOGRAD_MIN_CHANNELS
-        && g.c_out >= WINOGRAD_MIN_CHANNELS
+        && g.c_out >= WINOGRAD6_MIN_OUT_CHANNELS
         && Tiling::of(g).is_some_and(|t| match t.r {
             5 => sides(&t, 1..=WINOGRAD6_MAX_SIDE),
             _ => t.d == 1 && (sides(&t, 1..=4) || sides(&t, 16..=WINOGRAD6_MAX_SIDE)),
@@ -852,7 +856,10 @@ fn output_adjoint_tile<const M: usize, const R: usize, const L: usize>(
 
 /// `y` (the chunk's samples, `(n, Co, H, W)`) from the products `M[τ][6 a + b][co]`: each
 /// block's `Aᵀ M A` plus the bias, written or (with `accumulate`) added; the block pixels
-/// beyond a grid's edge are dropped. `MM = M²`.
+/// beyond a grid's edge are dropped. Each sample's blocks are put together channel-last,
+/// `(H W, Co)`, then turned channel-first by [`to_channel_first`]: written pixel by pixel
+/// into the `Co` planes, the blocks cost a fifth of the prior's level-1 step
+/// (docs/performance.md, seventh session). `MM = M²`.
 fn transform_output<const M: usize, const R: usize, const MM: usize>(
     m: &[f32],
     g: &ConvGeometry,
@@ -863,6 +870,7 @@ fn transform_output<const M: usize, const R: usize, const MM: usize>(
 ) {
     let ([h, w], co, d) = (g.size, g.c_out, t.d);
     let mut block = vec![0.0f32; MM * co];
+    let mut image = vec![0.0f32; h * w * co];
     let zeros = vec![0.0f32; co];
     let bias = bias.unwrap_or(&zeros);
     let mut tiles = m.chunks_exact(POSITIONS * co);
@@ -884,24 +892,59 @@ fn transform_output<const M: usize, const R: usize, const MM: usize>(
                             );
                             let rows = M.min(t.grid[0] - by * M);
                             let columns = M.min(t.grid[1] - bx * M);
-                            for (plane, c) in y.chunks_exact_mut(h * w).zip(0..co) {
-                                for i in 0..rows {
-                                    let row = (gy + d * (by * M + i)) * w;
-                                    for j in 0..columns {
-                                        let at = row + gx + d * (bx * M + j);
-                                        let value = block[(i * M + j) * co + c];
-                                        if accumulate {
-                                            plane[at] += value;
-                                        } else {
-                                            plane[at] = value;
-                                        }
-                                    }
+                            for i in 0..rows {
+                                let row = (gy + d * (by * M + i)) * w;
+                                for j in 0..columns {
+                                    let at = row + gx + d * (bx * M + j);
+                                    image[at * co..][..co]
+                                        .copy_from_slice(&block[(i * M + j) * co..][..co]);
                                 }
                             }
                         }
                     }
                 }
+                to_channel_first(&image, co, y, accumulate);
             }
         },
     );
+}
+
+/// `dst[c][p] = src[p][c]`, or `+=` with `accumulate`, for `src` `(P, C)` channel-last and
+/// `dst` `(C, P)`: in 8 x 8 blocks, each read as 8 runs of 8 channels and written as 8 runs
+/// of 8 pixels, so that both sides go through whole cache lines.
+#[inline(always)]
+fn to_channel_first(src: &[f32], channels: usize, dst: &mut [f32], accumulate: bool) {
+    const B: usize = 8;
+    let pixels = src.len() / channels;
+    let put = |d: &mut f32, v: f32| {
+        if accumulate {
+            *d += v;
+        } else {
+            *d = v;
+        }
+    };
+    for p0 in (0..pixels).step_by(B) {
+        let p_len = B.min(pixels - p0);
+        for c0 in (0..channels).step_by(B) {
+            let c_len = B.min(channels - c0);
+            if p_len == B && c_len == B {
+                let mut block = [[0.0f32; B]; B];
+                for (k, row) in block.iter_mut().enumerate() {
+                    row.copy_from_slice(&src[(p0 + k) * channels + c0..][..B]);
+                }
+                for c in 0..B {
+                    let run = &mut dst[(c0 + c) * pixels + p0..][..B];
+                    for (k, d) in run.iter_mut().enumerate() {
+                        put(d, block[k][c]);
+                    }
+                }
+            } else {
+                for c in c0..c0 + c_len {
+                    for p in p0..p0 + p_len {
+                        put(&mut dst[c * pixels + p], src[p * channels + c]);
+                    }
+                }
+            }
+        }
+    }
 }
