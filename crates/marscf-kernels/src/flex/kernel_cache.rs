@@ -16,8 +16,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use burn::backend::flex::FlexTensor;
 
 use super::conv::ConvGeometry;
-use super::tuning::{CACHED_KERNEL_VALUES, WEIGHTS_SEEN_ONCE};
+use super::tuning::{CACHED_KERNEL_LARGEST, CACHED_KERNEL_VALUES, WEIGHTS_SEEN_ONCE};
 use super::winograd6::{self, Kernel};
+
+// Every kernel kept fits in the budget on its own (`Cache::make_room` relies on it).
+const _: () = assert!(CACHED_KERNEL_LARGEST <= CACHED_KERNEL_VALUES);
 
 /// One cached kernel.
 struct Entry {
@@ -56,10 +59,10 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 /// The Winograd kernel of `weight` for the convolutions of geometry `g` (any batch): kept
 /// from its weight's second use on, for as long as the kernels used since fit in
 /// [`CACHED_KERNEL_VALUES`]. `None` where [`winograd6`] does not apply, the weight is not
-/// contiguous or its kernel alone is larger than that.
+/// contiguous or its kernel is larger than [`CACHED_KERNEL_LARGEST`].
 pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kernel>> {
     let values = 36 * g.c_in * g.c_out;
-    if !winograd6::applies(g) || values > CACHED_KERNEL_VALUES {
+    if !winograd6::applies(g) || values > CACHED_KERNEL_LARGEST {
         return None;
     }
     let w = weight.as_slice::<f32>()?;

@@ -60,6 +60,13 @@ pub const WEIGHTS_SEEN_ONCE: usize = 64;
 /// call (2 % of sampling). Not swept.
 pub const CACHED_KERNEL_VALUES: usize = 8 << 20;
 
+/// The largest kernel [`super::kernel_cache`] keeps, in values: 1 Mi (4 MiB), over three
+/// times the prior's largest (`36 x 64 x 128` with 32 hidden channels). The MixLogCDF
+/// coupling networks' output convolutions on 4x4 maps (up to `36 x 96 x 2352` values, their
+/// weight-normalised weights made anew at every call) are transformed per call rather than
+/// push the prior's kernels out. Not swept.
+pub const CACHED_KERNEL_LARGEST: usize = 1 << 20;
+
 /// Rows per parallel task of the softmax (forward and backward) and of the layer norm's
 /// forward: enough work per task to outweigh scheduling. Not swept.
 pub const ROWS_PER_TASK: usize = 64;
