@@ -1001,8 +1001,8 @@ mod tests {
         // on whole and partial blocks, F(4x4, 3x3) on 4x4 and smaller maps and on 16x18;
         // one sample and 17; five 16x16 samples make chunks of 2, 2 and 1 (64 tiles each),
         // so that on two workers one worker sums two chunks; the input gradient is the
-        // transposed forward, Winograd's too but where few output channels (11, as the
-        // affine coupling's last convolution has 12) leave its input side too narrow.
+        // transposed forward, Winograd's too but where few output channels (8 and 11, as
+        // the affine coupling's last convolution has 12) leave its input side too narrow.
         for (batch, size, k, d, [ci, co]) in [
             (5, [16, 16], 5, 1, [32, 32]),
             (1, [8, 8], 5, 1, [32, 40]),
@@ -1013,6 +1013,7 @@ mod tests {
             (1, [16, 18], 3, 1, [32, 36]),
             (2, [3, 2], 3, 1, [40, 33]),
             (3, [16, 16], 3, 1, [40, 11]),
+            (2, [16, 18], 3, 1, [32, 8]),
         ] {
             let what = format!("N{batch} {size:?} k{k} d{d} {ci}->{co}");
             let pad = d * (k - 1) / 2;
@@ -1066,6 +1067,19 @@ mod tests {
                 })
                 .collect();
             assert_close(&db, &db_want);
+        }
+        // Below 8 output channels (or 32 input ones), im2col.
+        for [ci, co] in [[32, 7], [31, 32]] {
+            let g = ConvGeometry {
+                c_in: ci,
+                size: [16, 16],
+                c_out: co,
+                ..geometry(2, 16, 3, 1, (1, 1))
+            };
+            assert!(
+                !super::winograd6::applies(&g),
+                "{ci}->{co} on 16x16: no Winograd"
+            );
         }
     }
 

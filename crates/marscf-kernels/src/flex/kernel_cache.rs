@@ -19,14 +19,12 @@ use super::conv::ConvGeometry;
 use super::tuning::{CACHED_KERNEL_LARGEST, CACHED_KERNEL_VALUES, WEIGHTS_SEEN_ONCE};
 use super::winograd6::{self, Kernel};
 
-// Every kernel kept fits in the budget on its own (`Cache::make_room` relies on it).
+// Every kernel kept fits in the budget on its own (`Cache::keep` relies on it).
 const _: () = assert!(CACHED_KERNEL_LARGEST <= CACHED_KERNEL_VALUES);
 
 /// One cached kernel.
 struct Entry {
     key: Key,
-    /// The kernel's values, `36 Ci Co`.
-    values: usize,
     kernel: Arc<Kernel>,
     /// The weight the kernel was made from, held so that its storage stays as it is.
     _weight: FlexTensor,
@@ -61,8 +59,7 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 /// [`CACHED_KERNEL_VALUES`]. `None` where [`winograd6`] does not apply, the weight is not
 /// contiguous or its kernel is larger than [`CACHED_KERNEL_LARGEST`].
 pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kernel>> {
-    let values = 36 * g.c_in * g.c_out;
-    if !winograd6::applies(g) || values > CACHED_KERNEL_LARGEST {
+    if !winograd6::applies(g) || 36 * g.c_in * g.c_out > CACHED_KERNEL_LARGEST {
         return None;
     }
     let w = weight.as_slice::<f32>()?;
@@ -85,13 +82,12 @@ pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kern
         let mut cache = lock();
         // Another thread may have kept the same kernel meanwhile.
         if cache.take(key).is_none() {
-            cache.make_room(values, CACHED_KERNEL_VALUES);
-            cache.kept.push_back(Entry {
+            let entry = Entry {
                 key,
-                values,
                 kernel: Arc::clone(&kernel),
                 _weight: weight.clone(),
-            });
+            };
+            cache.keep(entry, CACHED_KERNEL_VALUES);
         }
     }
     Some(kernel)
@@ -107,17 +103,19 @@ impl Cache {
         Some(kernel)
     }
 
-    /// The least recently used kernels dropped until `values` more fit in `budget`
-    /// (at least `values`), and those values counted.
-    fn make_room(&mut self, values: usize, budget: usize) {
+    /// `entry` kept as the most recently used, the least recently used dropped until the
+    /// values of all fit in `budget` (at least the entry's own).
+    fn keep(&mut self, entry: Entry, budget: usize) {
+        let values = entry.kernel.values();
         while self.values + values > budget {
             let oldest = self
                 .kept
                 .pop_front()
                 .expect("kept kernels hold the values counted");
-            self.values -= oldest.values;
+            self.values -= oldest.kernel.values();
         }
         self.values += values;
+        self.kept.push_back(entry);
     }
 
     /// Whether `key` was seen once before (then its kernel is to be kept); else it is noted
@@ -140,29 +138,34 @@ mod tests {
     use super::super::glue::tensor;
     use super::*;
 
-    /// A cache entry for a 32 -> 8 kernel on 4x4 maps (`36 x 32 x 8` values), told apart by
-    /// `address`.
-    fn entry(address: usize) -> Entry {
+    /// A cache entry for a 32 -> `c_out` kernel on 4x4 maps, told apart by `address`.
+    fn entry(address: usize, c_out: usize) -> Entry {
         let g = ConvGeometry {
             batch: 1,
             c_in: 32,
             size: [4, 4],
-            c_out: 8,
+            c_out,
             kernel: [3, 3],
             padding: [(1, 1); 2],
             dilation: [1, 1],
         };
-        let w = vec![0.0f32; 8 * 32 * 3 * 3];
+        let w = vec![0.0f32; c_out * 32 * 3 * 3];
         Entry {
             key: Key {
                 address,
                 len: w.len(),
                 geometry: g,
             },
-            values: 36 * 32 * 8,
             kernel: Arc::new(Kernel::new(&w, &g)),
-            _weight: tensor(w, [8, 32, 3, 3]),
+            _weight: tensor(w, [c_out, 32, 3, 3]),
         }
+    }
+
+    /// The addresses kept, least recently used first, after checking the values counted.
+    fn kept(cache: &Cache) -> Vec<usize> {
+        let values: usize = cache.kept.iter().map(|e| e.kernel.values()).sum();
+        assert_eq!(cache.values, values, "the values counted are those kept");
+        cache.kept.iter().map(|e| e.key.address).collect()
     }
 
     #[test]
@@ -172,24 +175,18 @@ mod tests {
             values: 0,
             seen_once: VecDeque::new(),
         };
-        let values = 36 * 32 * 8;
-        let budget = 3 * values;
+        let budget = 3 * 36 * 32 * 32;
         for address in 0..3 {
-            cache.make_room(values, budget);
-            cache.kept.push_back(entry(address));
+            cache.keep(entry(address, 32), budget);
         }
-        assert_eq!(cache.values, budget);
+        assert_eq!(kept(&cache), [0, 1, 2]);
         // Using the first makes the second the least recently used, which a fourth pushes out.
         let first = cache.kept[0].key;
         assert!(cache.take(first).is_some());
-        cache.make_room(values, budget);
-        cache.kept.push_back(entry(3));
-        let kept: Vec<usize> = cache.kept.iter().map(|e| e.key.address).collect();
-        assert_eq!(kept, [2, 0, 3]);
-        assert_eq!(cache.values, budget);
+        cache.keep(entry(3, 32), budget);
+        assert_eq!(kept(&cache), [2, 0, 3]);
         // A kernel of twice the size pushes out two.
-        cache.make_room(2 * values, budget);
-        assert_eq!(cache.kept.len(), 1);
-        assert_eq!(cache.values, budget);
+        cache.keep(entry(4, 64), budget);
+        assert_eq!(kept(&cache), [3, 4]);
     }
 }

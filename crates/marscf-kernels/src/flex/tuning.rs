@@ -9,21 +9,23 @@
 /// 439 MB; the tile size itself not swept.
 pub const CONV_TILE_COLUMNS: usize = 512;
 
-/// The fewest input and output channels the Winograd paths take: F(2x2, 3x3)'s transforms
-/// cost about `16 (Ci + Co)` additions per block against `20 Ci Co` multiplications saved,
-/// those of F(2x2, 5x5) and F(4x4, 3x3) about `36 (Ci + Co)` against `64 Ci Co` or more.
-/// Not swept below 32 (the model's Winograd convolutions have 32 to 192 channels, the
-/// affine coupling's 6 or 12 on one side).
+/// The fewest input and output channels [`super::winograd`]'s F(2x2, 3x3) takes, and the
+/// fewest input channels of [`super::winograd6`]: F(2x2, 3x3)'s transforms cost about
+/// `16 (Ci + Co)` additions per block against `20 Ci Co` multiplications saved, those of
+/// F(2x2, 5x5) and F(4x4, 3x3) about `36 (Ci + Co)` against `64 Ci Co` or more. Not swept
+/// below 32 (the model's Winograd convolutions have 32 to 192 channels on the input side).
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
 /// The fewest output channels [`super::winograd6`] takes (with at least
 /// [`WINOGRAD_MIN_CHANNELS`] input channels): few output channels leave its products
 /// `tiles x Ci x Co` long enough, as `Ci` is their inner dimension, and its output
-/// transform short. Performance.md, seventh session: the affine coupling's last convolution
-/// (16 x 128 -> 12 on 16x16 maps) went 1.10 -> 0.77 ms forward and 3.69 -> 2.63 ms forward +
-/// backward; the reverse, few input channels (16 x 6 -> 128), was slower as F(4x4, 3x3)
-/// (0.56 -> 0.86 ms forward), so the input side keeps [`WINOGRAD_MIN_CHANNELS`]. Not swept
-/// between 8 and 32.
+/// transform short. Measured on one shape alone (performance.md, seventh session): the
+/// affine coupling's last convolution (16 x 128 -> 12 on 16x16 maps) went 1.10 -> 0.77 ms
+/// forward and 3.69 -> 2.63 ms forward + backward; the reverse, few input channels
+/// (16 x 6 -> 128), was slower as F(4x4, 3x3) (0.56 -> 0.86 ms forward), so the input side
+/// keeps [`WINOGRAD_MIN_CHANNELS`]. No other convolution of the models has 8 to 31 output
+/// channels and 32 or more input ones where [`super::winograd6`] applies (the mAR prior's
+/// have 128, its conditioning network's last 4). Not swept between 8 and 32.
 pub const WINOGRAD6_MIN_OUT_CHANNELS: usize = 8;
 
 /// The smallest map side of the Winograd path: on smaller maps its 4x4 input patches
@@ -48,16 +50,20 @@ pub const WINOGRAD6_TILES_PER_CHUNK: usize = 128;
 pub const WINOGRAD6_MAX_SIDE: usize = 32;
 
 /// Weights remembered as seen once by [`super::kernel_cache`] (their kernels are kept from
-/// the second use on). Not swept.
+/// the second use on): more than the distinct weights one call runs through, or a weight
+/// used once per call is forgotten before its second use and never kept. The affine L3 K8
+/// C128 model's sampling runs through 34 (the prior's 9 step kernels and 9 first-step
+/// ones, the couplings' 16 output convolutions on 4x4 and 16x16 maps); sixth session: 16
+/// (shared with the kernels kept), so that the couplings' kernels were made anew at every
+/// call (2 % of sampling in this session's profile). Not swept.
 pub const WEIGHTS_SEEN_ONCE: usize = 64;
 
 /// The values all kernels kept by [`super::kernel_cache`] may take together (`36 Ci Co`
-/// each): 8 Mi (32 MiB), the least recently used dropped to make room. The affine L3 K8
-/// C128 model's sampling uses about 6 Mi: the mAR prior's step kernels (2.6 Mi with 32
-/// hidden channels), its first steps' (1.3 Mi) and the couplings' output convolutions on
-/// 4x4 and 16x16 maps (2.2 Mi). Sixth session: at most 16 kernels, which that sampling
-/// cycles through more than 16 of, so that the couplings' kernels were made anew at every
-/// call (2 % of sampling). Not swept.
+/// each, their weights adding `r² / 36` of that): 8 Mi values (32 MiB), the least recently
+/// used dropped to make room. The affine L3 K8 C128 model's sampling keeps 6.2 M values:
+/// the mAR prior's step kernels (`9 x 36 x 64 x 128`, 2.7 M with 32 hidden channels), its
+/// first steps' (`9 x 36 x 32 x 128`, 1.3 M) and the couplings' output convolutions on 4x4
+/// and 16x16 maps (`8 x 36 x 128 x 48` and `8 x 36 x 128 x 12`, 2.2 M). Not swept.
 pub const CACHED_KERNEL_VALUES: usize = 8 << 20;
 
 /// The largest kernel [`super::kernel_cache`] keeps, in values: 1 Mi (4 MiB), over three

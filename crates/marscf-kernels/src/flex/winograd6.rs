@@ -165,6 +165,11 @@ impl Kernel {
         }
     }
 
+    /// The values the kernel holds, `36 Ci Co`.
+    pub fn values(&self) -> usize {
+        self.u.len()
+    }
+
     /// `conv(x, w) + bias` written into `y` `(N, Co, H, W)`, or added to it with
     /// `accumulate`, for `x` `(N, Ci, H, W)` of the kernel's geometry, any batch `N`.
     ///
@@ -213,7 +218,9 @@ impl Kernel {
                             parallelism,
                         );
                     }
-                    transform_output::<M, R, MM>(m, g, t, bias, y, accumulate);
+                    // The transformed input is spent: its buffer holds the output image.
+                    let image = sized(v_buf, plane * co);
+                    transform_output::<M, R, MM>(m, g, t, bias, image, y, accumulate);
                 });
             });
     }
@@ -856,21 +863,23 @@ fn output_adjoint_tile<const M: usize, const R: usize, const L: usize>(
 
 /// `y` (the chunk's samples, `(n, Co, H, W)`) from the products `M[τ][6 a + b][co]`: each
 /// block's `Aᵀ M A` plus the bias, written or (with `accumulate`) added; the block pixels
-/// beyond a grid's edge are dropped. Each sample's blocks are put together channel-last,
-/// `(H W, Co)`, then turned channel-first by [`to_channel_first`]: written pixel by pixel
-/// into the `Co` planes, the blocks cost a fifth of the prior's level-1 step
-/// (docs/performance.md, seventh session). `MM = M²`.
+/// beyond a grid's edge are dropped. Each sample's blocks are put together channel-last in
+/// `image` `(H W, Co)` (every pixel written), then turned channel-first by
+/// [`to_channel_first`]: the former scatter of each block pixel by pixel into the `Co`
+/// planes took a fifth of the prior's level-1 step (docs/performance.md, seventh session).
+/// `MM = M²`.
 fn transform_output<const M: usize, const R: usize, const MM: usize>(
     m: &[f32],
     g: &ConvGeometry,
     t: &Tiling,
     bias: Option<&[f32]>,
+    image: &mut [f32],
     y: &mut [f32],
     accumulate: bool,
 ) {
     let ([h, w], co, d) = (g.size, g.c_out, t.d);
+    assert_eq!(image.len(), h * w * co, "Winograd output image size");
     let mut block = vec![0.0f32; MM * co];
-    let mut image = vec![0.0f32; h * w * co];
     let zeros = vec![0.0f32; co];
     let bias = bias.unwrap_or(&zeros);
     let mut tiles = m.chunks_exact(POSITIONS * co);
@@ -903,26 +912,24 @@ fn transform_output<const M: usize, const R: usize, const MM: usize>(
                         }
                     }
                 }
-                to_channel_first(&image, co, y, accumulate);
+                if accumulate {
+                    to_channel_first(image, co, y, |d, v| *d += v);
+                } else {
+                    to_channel_first(image, co, y, |d, v| *d = v);
+                }
             }
         },
     );
 }
 
-/// `dst[c][p] = src[p][c]`, or `+=` with `accumulate`, for `src` `(P, C)` channel-last and
+/// `put(dst[c][p], src[p][c])` (a write or an addition) for `src` `(P, C)` channel-last and
 /// `dst` `(C, P)`: in 8 x 8 blocks, each read as 8 runs of 8 channels and written as 8 runs
 /// of 8 pixels, so that both sides go through whole cache lines.
 #[inline(always)]
-fn to_channel_first(src: &[f32], channels: usize, dst: &mut [f32], accumulate: bool) {
+fn to_channel_first(src: &[f32], channels: usize, dst: &mut [f32], put: impl Fn(&mut f32, f32)) {
     const B: usize = 8;
+    assert_eq!(src.len(), dst.len(), "a transpose keeps its size");
     let pixels = src.len() / channels;
-    let put = |d: &mut f32, v: f32| {
-        if accumulate {
-            *d += v;
-        } else {
-            *d = v;
-        }
-    };
     for p0 in (0..pixels).step_by(B) {
         let p_len = B.min(pixels - p0);
         for c0 in (0..channels).step_by(B) {
