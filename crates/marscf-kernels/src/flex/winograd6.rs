@@ -17,7 +17,9 @@
 //! each of the `d²` interleaved `H/d x W/d` grids `x[gy + d i, gx + d j]`. Every grid is
 //! copied channel-last with its zero padding, so that the transforms run on vectors of
 //! channels. Per tile `τ` (sample, grid, block), `V[τ][ξ][ci]`, and for the tiles of a
-//! chunk of samples the 36 products `M_ξ[τ, co] = V_ξ[τ, ci] · U_ξ[ci, co]`.
+//! chunk of samples the 36 products `M_ξ[τ, co] = V_ξ[τ, ci] · U_ξ[ci, co]`. The output
+//! blocks of a sample are gathered channel-last, `(H W, Co)`, and turned channel-first in
+//! 8x8 blocks.
 //!
 //! Error: the transforms' entries reach 2.5 (`Bᵀ`) and 2 (`Aᵀ`) for F(2x2, 5x5), 5 and 8
 //! for F(4x4, 3x3), so a pixel's rounding grows with `Σ |x| |w|` over its taps faster than
