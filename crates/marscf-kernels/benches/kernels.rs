@@ -3,9 +3,13 @@
 //! - the convolution (`2 N Co Ci k² H W` per pass) at the prior's shapes: the ConvLSTM
 //!   input-to-gates convolutions of the affine L3 K8 C128 model at batch 16 (levels 1 to 3)
 //!   and one hidden-to-gates step; and the 3x3 convolution of the MixLogCDF coupling's
-//!   gated blocks at levels 1 and 2 (`2h = 192 -> h = 96`); and the affine coupling's first
-//!   and last 3x3 convolutions at level 1 of the affine L3 K8 C128 model (`6 -> 128` by
-//!   im2col, `128 -> 12` by Winograd's F(4x4, 3x3) on Flex);
+//!   gated blocks at levels 1 to 3 (`2h = 192 -> h = 96`) and its network's last at level 3
+//!   (`96 -> 24 (2 + 3 · 32)`); on those 4x4 maps at batch 16 a kernel made for one call
+//!   takes im2col (the forward + backward, and the last convolution's forward, its kernel
+//!   too large to keep), the gated forward Winograd with its kernel kept from the second
+//!   call on; and the affine coupling's first and last 3x3 convolutions at level 1 of the
+//!   affine L3 K8 C128 model (`6 -> 128` by im2col, `128 -> 12` by Winograd's F(4x4, 3x3)
+//!   on Flex);
 //! - the multi-head attention (`4 B L² c` per pass, the two products) of the MixLogCDF
 //!   coupling's blocks at level 1 (batch 16, 16x16 positions, 96 channels, 4 heads), with
 //!   the training's dropout of 0.2 in the forward + backward.
@@ -29,6 +33,8 @@ fn convolutions(c: &mut Criterion) {
         ("l1_hidden_step", 16, 32, 128, 16, 5, 2),
         ("mixlogcdf_gated_l1", 16, 192, 96, 16, 3, 1),
         ("mixlogcdf_gated_l2", 16, 192, 96, 8, 3, 1),
+        ("mixlogcdf_gated_l3", 16, 192, 96, 4, 3, 1),
+        ("mixlogcdf_out_l3", 16, 96, 1176, 4, 3, 1),
         ("affine_in_l1", 16, 6, 128, 16, 3, 1),
         ("affine_out_l1", 16, 128, 12, 16, 3, 1),
     ];

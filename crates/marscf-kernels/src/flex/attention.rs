@@ -3,9 +3,11 @@
 //!
 //! Per sample and head `h` (channels `h d..(h + 1) d` of each third, `d = c / heads`):
 //! `S = Q Kᵀ` (`L x L`), `P = softmax(S / √d)` row by row, `D = P ⊙ M / keep` (dropout,
-//! training only), `O = D V` written into the output's channels of the head. The operands
-//! are read in place through their strides: no per-head copies, no `(B, heads, L, L)`
-//! tensor unless the backward needs `P`.
+//! training only), `O = D V` written into the output's channels of the head. Without
+//! dropout and with no `P` to keep for a backward, `O = diag(1 / Σ_row E) (E V)` from
+//! `E = e^{S / √d - max_row}`: the output's `d` values of a row are scaled, not the `L`
+//! weights. The operands are read in place through their strides: no per-head copies, no
+//! `(B, heads, L, L)` tensor unless the backward needs `P`.
 //!
 //! Backward, with `s = 1 / √d`: `dV = Dᵀ dO`, `dD = dO Vᵀ`, `dP = dD ⊙ M / keep`,
 //! `dS = s P ⊙ (dP - Σ_row dP ⊙ P)`, `dQ = dS K`, `dK = dSᵀ Q`.
@@ -16,7 +18,7 @@ use super::dropout::{Mask, mask_in_place};
 use super::gemm::{Accum, MatMut, MatRef, matmul, per_sample_parallelism, sized, with_scratch};
 use super::glue::prelude::*;
 use super::simd::with_widest_simd;
-use super::softmax::{softmax_grad_in_place, softmax_in_place};
+use super::softmax::{softmax_grad_in_place, softmax_in_place, unnormalised_softmax_in_place};
 
 /// The sizes of one attention: `batch` samples of `len` positions, `heads` heads of
 /// `width` channels each.
@@ -111,9 +113,10 @@ pub fn forward(
     let product = |dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>| {
         matmul(dst, a, b, Accum::Replace, parallelism)
     };
+    let keep_weights = weights.is_some();
     let sample = |b: usize, out: &mut [f32], mut weights: Option<&mut [f32]>| {
         let packed = &packed[b * l * 3 * c..][..l * 3 * c];
-        with_scratch(|[scores, dropped_buf]| {
+        with_scratch(|[scores, buf]| {
             for h in 0..s.heads {
                 let p = match weights.as_deref_mut() {
                     Some(w) => &mut w[h * block..][..block],
@@ -126,17 +129,35 @@ pub fn forward(
                     s.head(&packed[key..], stride),
                 );
                 product(s.square_mut(p), q, k.t());
-                let scale = s.scale();
-                with_widest_simd(
-                    #[inline(always)]
-                    || {
-                        p.chunks_exact_mut(l)
-                            .for_each(|row| softmax_in_place(row, scale))
-                    },
-                );
-                let p = dropped_out(p, dropped_buf, mask, s.first_weight(b, h));
-                let v = s.head(&packed[value..], stride);
-                product(s.head_mut(&mut out[h * d..], c), s.square(p), v);
+                let (scale, v) = (s.scale(), s.head(&packed[value..], stride));
+                if keep_weights || mask.is_some() {
+                    with_widest_simd(
+                        #[inline(always)]
+                        || {
+                            p.chunks_exact_mut(l)
+                                .for_each(|row| softmax_in_place(row, scale))
+                        },
+                    );
+                    let p = dropped_out(p, buf, mask, s.first_weight(b, h));
+                    product(s.head_mut(&mut out[h * d..], c), s.square(p), v);
+                } else {
+                    // O = diag(1 / Σ_row E) (E V) with E = e^{S / √d - max}: the rows of
+                    // O (d values) normalised instead of those of P (L values).
+                    let inv_sums = sized(buf, l);
+                    with_widest_simd(
+                        #[inline(always)]
+                        || {
+                            for (row, inv_sum) in p.chunks_exact_mut(l).zip(inv_sums.iter_mut()) {
+                                *inv_sum = unnormalised_softmax_in_place(row, scale);
+                            }
+                        },
+                    );
+                    let o = &mut out[h * d..];
+                    product(s.head_mut(o, c), s.square(p), v);
+                    for (row, inv_sum) in o.chunks_mut(c).zip(inv_sums.iter()) {
+                        row[..d].iter_mut().for_each(|o| *o *= inv_sum);
+                    }
+                }
             }
         });
     };

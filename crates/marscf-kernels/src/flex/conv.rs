@@ -14,10 +14,11 @@
 //! channels, the forward of 3x3 "same" kernels on maps of 8x8 or more is Winograd's
 //! F(2x2, 3x3) ([`super::winograd`]); "same" 5x5 kernels and 3x3 ones on maps of at most
 //! 4x4 or at least 16x16 take Winograd's F(2x2, 5x5) or F(4x4, 3x3) ([`super::winograd6`],
-//! which [`winograd6::applies`] chooses before F(2x2, 3x3)) for the forward,
-//! the input gradient (the transposed forward) and the weight gradient. A [`Prepared`]
-//! keeps a transformed kernel across the calls of one geometry, an [`InputGrad`] its
-//! flipped one.
+//! which [`winograd6::pays`] chooses before F(2x2, 3x3)) for the forward,
+//! the input gradient (the transposed forward) and the weight gradient, over few output
+//! blocks only where the transformed kernel serves many calls or is small
+//! ([`winograd6::pays`]). A [`Prepared`] keeps a transformed kernel across the calls of one
+//! geometry, an [`InputGrad`] its flipped one.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -418,12 +419,23 @@ fn pointwise_input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
     let [ho, wo] = g.out();
     let mut y = vec![0.0f32; g.batch * g.c_out * ho * wo];
-    Prepared::new(w, g).forward_into(x, bias, &mut y, false);
+    Prepared::new(w, g, Uses::Once).forward_into(x, bias, &mut y, false);
     y
 }
 
-/// A kernel made ready once for the forwards of one geometry (the steps of a ConvLSTM
-/// layer): in Winograd's transform domain where [`winograd6`] applies, else as it is.
+/// How many calls a kernel made ready serves: a transformed kernel pays over fewer output
+/// blocks when it serves many ([`winograd6::pays`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uses {
+    /// One call.
+    Once,
+    /// The steps of a ConvLSTM layer, or a kernel kept in [`kernel_cache`].
+    Many,
+}
+
+/// A kernel made ready for the forwards of one geometry (one call, or the steps of a
+/// ConvLSTM layer): in Winograd's transform domain where that pays for its [`Uses`]
+/// ([`winograd6::pays`]), else as it is.
 pub enum Prepared<'w> {
     /// F(2x2, 5x5) or F(4x4, 3x3) on 6x6 tiles.
     Winograd6(winograd6::Kernel),
@@ -432,10 +444,10 @@ pub enum Prepared<'w> {
 }
 
 impl<'w> Prepared<'w> {
-    /// `w` `(Co, Ci, kh, kw)` made ready for the convolutions of geometry `g`.
-    pub fn new(w: impl Into<Cow<'w, [f32]>>, g: &ConvGeometry) -> Self {
+    /// `w` `(Co, Ci, kh, kw)` made ready for `uses` convolutions of geometry `g`.
+    pub fn new(w: impl Into<Cow<'w, [f32]>>, g: &ConvGeometry, uses: Uses) -> Self {
         let w = w.into();
-        if winograd6::applies(g) {
+        if winograd6::pays(g, uses) {
             Self::Winograd6(winograd6::Kernel::new(&w, g))
         } else {
             Self::Spatial(w, *g)
@@ -537,7 +549,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f3
     if g.pointwise() {
         return pointwise_weight_grad(x, dy, g);
     }
-    if winograd6::applies(g) {
+    if winograd6::pays(g, Uses::Once) {
         return winograd6::weight_grad(x, dy, g);
     }
     let ([ho, wo], k, co) = (g.out(), g.patch_len(), g.c_out);
@@ -597,30 +609,31 @@ fn flipped(w: &[f32], g: &ConvGeometry) -> Vec<f32> {
 
 /// `dx` `(N, Ci, H, W)` of `y = conv(x, w)` given `dy` `(N, Co, Ho, Wo)`.
 pub fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    InputGrad::new(w, g).run(dy)
+    InputGrad::new(w, g, Uses::Once).run(dy)
 }
 
-/// The input gradient of one geometry, its kernel made ready once for many `dy` (the
+/// The input gradient of one geometry, its kernel made ready for one `dy` or for many (the
 /// steps of a ConvLSTM layer).
 pub enum InputGrad<'w> {
     /// The forward of [`ConvGeometry::transposed`] with the [`flipped`] kernel. Taken with
     /// fewer output than input channels (its columns, `Co kh kw` rows, are fewer than the
     /// `Ci kh kw` rows that col2im would add back), and where that forward is
-    /// [`winograd6`]'s.
+    /// [`winograd6`]'s for its [`Uses`].
     Transposed(Prepared<'static>, ConvGeometry),
     /// `Wᵀ dY` per tile, added back into `dx` by col2im.
     Col2im(&'w [f32], ConvGeometry),
 }
 
 impl<'w> InputGrad<'w> {
-    /// The input gradient of geometry `g` with the kernel `w` `(Co, Ci, kh, kw)`.
-    pub fn new(w: &'w [f32], g: &ConvGeometry) -> Self {
+    /// The input gradient of geometry `g` with the kernel `w` `(Co, Ci, kh, kw)`, for
+    /// `uses` calls.
+    pub fn new(w: &'w [f32], g: &ConvGeometry, uses: Uses) -> Self {
         if !g.degenerate()
             && !g.pointwise()
             && let Some(t) = g.transposed()
-            && (g.c_out < g.c_in || winograd6::applies(&t))
+            && (g.c_out < g.c_in || winograd6::pays(&t, uses))
         {
-            return Self::Transposed(Prepared::new(flipped(w, g), &t), t);
+            return Self::Transposed(Prepared::new(flipped(w, g), &t, uses), t);
         }
         Self::Col2im(w, *g)
     }
@@ -872,6 +885,48 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_for_one_call_takes_winograd_over_enough_tiles_only() {
+        // 192 -> 96 on 4x4 maps: one tile per sample.
+        let g = |batch| ConvGeometry {
+            batch,
+            c_in: 192,
+            size: [4, 4],
+            c_out: 96,
+            kernel: [3, 3],
+            padding: [(1, 1); 2],
+            dilation: [1, 1],
+        };
+        let w = vec![0.0f32; 96 * 192 * 9];
+        let winograd = |batch, uses| {
+            matches!(
+                Prepared::new(&w[..], &g(batch), uses),
+                Prepared::Winograd6(_)
+            )
+        };
+        assert!(!winograd(16, Uses::Once), "16 tiles, once");
+        assert!(winograd(16, Uses::Many), "16 tiles, many times");
+        assert!(winograd(32, Uses::Once), "32 tiles, once");
+        // The input gradient (96 -> 192 transposed) likewise.
+        let transposed_winograd = |batch, uses| match InputGrad::new(&w, &g(batch), uses) {
+            InputGrad::Transposed(prepared, _) => matches!(prepared, Prepared::Winograd6(_)),
+            InputGrad::Col2im(..) => false,
+        };
+        assert!(!transposed_winograd(16, Uses::Once) && transposed_winograd(16, Uses::Many));
+        assert!(transposed_winograd(32, Uses::Once));
+        // A kernel that stays in the caches (128 -> 24: 110 K values) over any tiles.
+        let small = ConvGeometry {
+            c_in: 128,
+            c_out: 24,
+            ..g(16)
+        };
+        assert!(winograd6::pays(&small, Uses::Once));
+        assert!(!winograd6::pays(
+            &ConvGeometry { c_out: 57, ..small },
+            Uses::Once
+        ));
+    }
+
+    #[test]
     fn forward_matches_the_definition() {
         for (batch, size, k, d, pad) in [
             (1, 4, 1, 1, (0, 0)),
@@ -1026,10 +1081,12 @@ mod tests {
                 padding: [(pad, pad); 2],
                 dilation: [d, d],
             };
-            assert!(super::winograd6::applies(&g), "{what} takes Winograd");
+            // The forward, input and weight gradients below are one-off calls.
+            let once = |g: &ConvGeometry| super::winograd6::pays(g, Uses::Once);
+            assert!(once(&g), "{what} takes Winograd");
             let t = g.transposed().expect("a same convolution");
             assert_eq!(
-                super::winograd6::applies(&t),
+                once(&t),
                 co >= super::super::tuning::WINOGRAD_MIN_CHANNELS,
                 "{what}: its input gradient too unless Co is small"
             );
@@ -1044,7 +1101,7 @@ mod tests {
             assert_within_winograd_bound(&y, &want, &scale, &format!("{what} y"));
             let start = values(want.len(), 14);
             let mut y = start.clone();
-            Prepared::new(&w[..], &g).forward_into(&x, Some(&bias), &mut y, true);
+            Prepared::new(&w[..], &g, Uses::Many).forward_into(&x, Some(&bias), &mut y, true);
             let (added, added_scale) = (plus(&want, &start), plus(&scale, &abs(&start)));
             assert_within_winograd_bound(&y, &added, &added_scale, &format!("{what} y added"));
             let dy = values(want.len(), 15);
@@ -1100,7 +1157,7 @@ mod tests {
             assert_close(&forward(&x, &w, Some(&bias), &g), &want);
             let start = values(want.len(), 10);
             let mut y = start.clone();
-            Prepared::new(&w[..], &g).forward_into(&x, Some(&bias), &mut y, true);
+            Prepared::new(&w[..], &g, Uses::Many).forward_into(&x, Some(&bias), &mut y, true);
             assert_close(&y, &plus(&want, &start));
         }
     }

@@ -36,7 +36,7 @@ pub fn forward(gates: &[f32], w: &[f32], g: &ConvGeometry, steps: usize) -> Trac
     let mut h = vec![0.0f32; steps * state];
     let mut c = vec![0.0f32; steps * state];
     let zeros = vec![0.0f32; state];
-    let recurrent = conv::Prepared::new(w, g);
+    let recurrent = conv::Prepared::new(w, g, conv::Uses::Many);
     for t in 0..steps {
         let (h_done, h_rest) = h.split_at_mut(t * state);
         let (c_done, c_rest) = c.split_at_mut(t * state);
@@ -74,7 +74,7 @@ pub fn backward(
     let zeros = vec![0.0f32; state];
     let mut dh = dh_out[(steps - 1) * state..].to_vec();
     let (mut dc_next, mut dc) = (vec![0.0f32; state], vec![0.0f32; state]);
-    let recurrent_grad = conv::InputGrad::new(w, g);
+    let recurrent_grad = conv::InputGrad::new(w, g, conv::Uses::Many);
     for t in (0..steps).rev() {
         let c_prev = match t {
             0 => &zeros[..],

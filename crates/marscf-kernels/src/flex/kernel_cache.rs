@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use burn::backend::flex::FlexTensor;
 
-use super::conv::ConvGeometry;
+use super::conv::{ConvGeometry, Uses};
 use super::tuning::{CACHED_KERNEL_LARGEST, CACHED_KERNEL_VALUES, WEIGHTS_SEEN_ONCE};
 use super::winograd6::{self, Kernel};
 
@@ -57,7 +57,8 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 /// The Winograd kernel of `weight` for the convolutions of geometry `g` (any batch): kept
 /// from its weight's second use on, for as long as the kernels used since fit in
 /// [`CACHED_KERNEL_VALUES`]. `None` where [`winograd6`] does not apply, the weight is not
-/// contiguous or its kernel is larger than [`CACHED_KERNEL_LARGEST`].
+/// contiguous, its kernel is larger than [`CACHED_KERNEL_LARGEST`], or it is seen for the
+/// first time and a kernel for one call does not pay ([`winograd6::pays`]).
 pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kernel>> {
     if !winograd6::applies(g) || 36 * g.c_in * g.c_out > CACHED_KERNEL_LARGEST {
         return None;
@@ -76,6 +77,9 @@ pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kern
         }
         cache.note(key)
     };
+    if !keep && !winograd6::pays(g, Uses::Once) {
+        return None;
+    }
     // Transformed outside the lock: other threads' convolutions need not wait for it.
     let kernel = Arc::new(Kernel::new(w, g));
     if keep {
@@ -166,6 +170,34 @@ mod tests {
         let values: usize = cache.kept.iter().map(|e| e.kernel.values()).sum();
         assert_eq!(cache.values, values, "the values counted are those kept");
         cache.kept.iter().map(|e| e.key.address).collect()
+    }
+
+    #[test]
+    fn a_weight_seen_once_takes_winograd_over_enough_tiles_only() {
+        // 192 -> 96 on 4x4 maps: one tile per sample.
+        let geometry = |batch| ConvGeometry {
+            batch,
+            c_in: 192,
+            size: [4, 4],
+            c_out: 96,
+            kernel: [3, 3],
+            padding: [(1, 1); 2],
+            dilation: [1, 1],
+        };
+        let weight = || tensor(vec![0.5f32; 96 * 192 * 9], [96, 192, 3, 3]);
+        let few = weight();
+        assert!(
+            winograd_kernel(&few, &geometry(16)).is_none(),
+            "16 tiles, once"
+        );
+        assert!(
+            winograd_kernel(&few, &geometry(16)).is_some(),
+            "kept on its second use"
+        );
+        assert!(
+            winograd_kernel(&weight(), &geometry(32)).is_some(),
+            "32 tiles, once"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Branch-free `exp`, `ln`, `ln_1p`, `sigmoid` and `tanh` on `f32` that the compiler
 //! vectorises: Cephes' single-precision polynomials, within 1 to 3 ulp of the standard
-//! library's, special values as the standard library's (the unit tests state each bound).
+//! library's, special values as the standard library's (the unit tests state each bound);
+//! and softmax's `exp` of non-positive arguments, which flushes subnormal results to 0.
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split into a part exact in few bits and the rest (Cody-Waite reduction).
@@ -21,7 +22,30 @@ const BIASED: f32 = 8_388_735.0;
 /// overflows to `∞` as the exact result rounds.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-104.0, 89.0);
+    let (er, n) = exp_reduced(x.clamp(-104.0, 89.0));
+    let half = (n * 0.5 + ROUND) - ROUND;
+    er * pow2(half) * pow2(n - half)
+}
+
+/// The least `x` whose `e^x` is a normal `f32`: `ln f32::MIN_POSITIVE`, rounded up.
+const LEAST_NORMAL_EXP: f32 = -87.336_54;
+
+/// `e^x` for `x <= 0`, as [`exp`] where that is a normal number (bit for bit), else 0: the
+/// subnormal results, below `1.2e-38`, are flushed. NaN gives NaN. Softmax's exponent,
+/// `x - max x`, is never positive; one power of two, not two, then suffices.
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    let (er, n) = exp_reduced(x.clamp(LEAST_NORMAL_EXP, 0.0));
+    // All ones but where `x` is below the range, NaN included (a mask, not a branch, so
+    // that the loop vectorises).
+    let kept = u32::from(x < LEAST_NORMAL_EXP).wrapping_sub(1);
+    f32::from_bits((er * pow2(n)).to_bits() & kept)
+}
+
+/// `x = n ln 2 + r`, `|r| <= ln 2 / 2`: `(e^r, n)` (Cephes' polynomial for `e^r`), for
+/// `|x|` below `2^21`.
+#[inline(always)]
+fn exp_reduced(x: f32) -> (f32, f32) {
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4;
@@ -30,9 +54,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
-    let er = p * r * r + r + 1.0;
-    let half = (n * 0.5 + ROUND) - ROUND;
-    er * pow2(half) * pow2(n - half)
+    (p * r * r + r + 1.0, n)
 }
 
 /// `2^n` for an integral `n` in `[-126, 127]`: `n + 127` lands in the low mantissa bits of
@@ -228,6 +250,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn exp_nonpositive_is_exp_or_a_flushed_subnormal() {
+        let below = f32::from_bits(LEAST_NORMAL_EXP.to_bits() + 1);
+        let xs = (-12_000..=0).map(|i| i as f32 * 0.01);
+        for x in xs.chain([LEAST_NORMAL_EXP, below, -0.0, f32::NEG_INFINITY]) {
+            let (got, want) = (exp_nonpositive(x), exp(x));
+            if want >= f32::MIN_POSITIVE {
+                assert_eq!(got.to_bits(), want.to_bits(), "exp_nonpositive({x})");
+            } else {
+                assert_eq!(got, 0.0, "exp_nonpositive({x}), exp {want}");
+            }
+        }
+        assert!(exp(LEAST_NORMAL_EXP) >= f32::MIN_POSITIVE);
+        assert!(exp(below) < f32::MIN_POSITIVE);
+        assert!(exp_nonpositive(f32::NAN).is_nan());
     }
 
     #[test]

@@ -68,6 +68,30 @@ pub fn lanes(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     acc.into_iter().fold(rest, &f)
 }
 
+/// Every `x` of `xs` replaced by `map(x)`, the new values folded by `f` from `init` in 8
+/// independent lanes as [`lanes`] folds them.
+#[inline(always)]
+pub fn map_lanes(
+    xs: &mut [f32],
+    init: f32,
+    map: impl Fn(f32) -> f32,
+    f: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut acc = [init; 8];
+    let mut chunks = xs.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(chunk) {
+            *x = map(*x);
+            *a = f(*a, *x);
+        }
+    }
+    let rest = chunks.into_remainder().iter_mut().fold(init, |a, x| {
+        *x = map(*x);
+        f(a, *x)
+    });
+    acc.into_iter().fold(rest, &f)
+}
+
 /// `Σ a_i b_i` over the common length, in 8 independent lanes.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -5,8 +5,8 @@
 use rayon::prelude::*;
 
 use super::glue::prelude::*;
-use super::polynomial::exp;
-use super::reduce::{chunk_len, dot, lanes};
+use super::polynomial::exp_nonpositive;
+use super::reduce::{chunk_len, dot, lanes, map_lanes};
 use super::simd::with_widest_simd;
 use super::tuning::ROWS_PER_TASK;
 
@@ -29,10 +29,23 @@ pub fn forward(x: &[f32], len: usize) -> Vec<f32> {
 /// `row = softmax(scale row)` in place (`scale > 0`).
 #[inline(always)]
 pub fn softmax_in_place(row: &mut [f32], scale: f32) {
-    let max = lanes(row, f32::NEG_INFINITY, |m, v| m.max(v));
-    row.iter_mut().for_each(|v| *v = exp(scale * (*v - max)));
-    let inv = 1.0 / lanes(row, 0.0, |s, v| s + v);
-    row.iter_mut().for_each(|p| *p *= inv);
+    let inv_sum = unnormalised_softmax_in_place(row, scale);
+    row.iter_mut().for_each(|p| *p *= inv_sum);
+}
+
+/// `row = e^{scale (row - max row)}` in place (`scale > 0`), the softmax before its
+/// normalisation; returns `1 / Σ row`, the factor that normalises it.
+#[inline(always)]
+pub fn unnormalised_softmax_in_place(row: &mut [f32], scale: f32) -> f32 {
+    debug_assert!(scale > 0.0, "softmax scale {scale}");
+    // NaNs pass over the max (as `f32::max` lets them) and make their own exponent NaN.
+    let max = lanes(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+    1.0 / map_lanes(
+        row,
+        0.0,
+        |v| exp_nonpositive(scale * (v - max)),
+        |s, v| s + v,
+    )
 }
 
 /// `dx = p ⊙ (dp - Σ_row dp ⊙ p)`, the gradient of `p = softmax(x)`.

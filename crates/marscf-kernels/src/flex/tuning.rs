@@ -44,6 +44,28 @@ pub const WINOGRAD_BLOCKS_PER_CHUNK: usize = 64;
 /// hold whole samples): the 36 products of a chunk have this many rows. Not swept.
 pub const WINOGRAD6_TILES_PER_CHUNK: usize = 128;
 
+/// The fewest tiles (output blocks, over the batch) over which [`super::winograd6`] takes a
+/// kernel transformed for one call (the forward, the input gradient, the weight gradient),
+/// unless it holds at most [`WINOGRAD6_ONCE_CACHED_VALUES`]: below, transforming the kernel
+/// and moving its `36 Ci Co` values through memory for few rows of products cost more
+/// than im2col saves. Measured on 4x4 maps (one tile per sample; performance.md, eighth
+/// session), Winograd against im2col, the transform included: at 16 samples, 16 x 192 ->
+/// 96 forward 0.92 / 0.79 ms, weight gradient 2.26 / 1.34 ms; 16 x 96 -> 1176 forward
+/// 6.9 / 3.9 ms, weight gradient 14.9 / 7.6 ms; at 32 samples, forward 1.36 / 2.31 and
+/// 7.8 / 9.7 ms. Kernels used many times (a ConvLSTM layer's steps, the cache's) take
+/// Winograd over any number of tiles. Only 16 and 32 tiles were measured; on 16x16 maps
+/// (16 tiles a sample) this touches batch 1 alone, where 3x3 kernels then take F(2x2, 3x3)
+/// or im2col, not measured.
+pub const WINOGRAD6_ONCE_MIN_TILES: usize = 32;
+
+/// The most values (`36 Ci Co`) of a kernel that [`super::winograd6`] transforms for one
+/// call over fewer than [`WINOGRAD6_ONCE_MIN_TILES`] tiles: 1 MiB, which stays in the
+/// caches. The affine coupling's last convolution at level 3 (16 x 128 -> 24 on 4x4 maps,
+/// 110 K values) was as fast as im2col forward (0.24 / 0.25 ms) and faster for the weight
+/// gradient (0.28 / 0.40 ms); the MixLogCDF gated convolution's 663 K values were not.
+/// Not swept between.
+pub const WINOGRAD6_ONCE_CACHED_VALUES: usize = 1 << 18;
+
 /// The largest grid side of [`super::winograd6`]'s 5x5 kernels: a chunk holds at least one
 /// sample, whose transformed input and products take `36 (Ci + Co)` values per 2x2 block
 /// (5.9 MB on a 32x32 grid with 32 and 128 channels). Set by that memory, not measured.
@@ -69,8 +91,9 @@ pub const CACHED_KERNEL_VALUES: usize = 8 << 20;
 /// The largest kernel [`super::kernel_cache`] keeps, in values: 1 Mi (4 MiB), over three
 /// times the prior's largest (`36 x 64 x 128` with 32 hidden channels). The MixLogCDF
 /// coupling networks' output convolutions on 4x4 maps (up to `36 x 96 x 2352` values, their
-/// weight-normalised weights made anew at every call) are transformed per call rather than
-/// push the prior's kernels out. Not swept.
+/// weight-normalised weights made anew at every call) are not kept, rather than push the
+/// prior's kernels out (at batch 16 they take im2col: [`WINOGRAD6_ONCE_MIN_TILES`]). Not
+/// swept.
 pub const CACHED_KERNEL_LARGEST: usize = 1 << 20;
 
 /// Rows per parallel task of the softmax (forward and backward) and of the layer norm's

@@ -31,13 +31,13 @@ use std::ops::{Add, Mul, Range, RangeInclusive, Sub};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::conv::ConvGeometry;
+use super::conv::{ConvGeometry, Uses};
 use super::gemm::{Accum, MatMut, MatRef, matmul, sized, with_scratch};
 use super::reduce::{run_len, sum, sum_runs};
 use super::simd::with_widest_simd;
 use super::tuning::{
     WINOGRAD_MIN_CHANNELS, WINOGRAD6_MAX_SIDE, WINOGRAD6_MIN_OUT_CHANNELS,
-    WINOGRAD6_TILES_PER_CHUNK,
+    WINOGRAD6_ONCE_CACHED_VALUES, WINOGRAD6_ONCE_MIN_TILES, WINOGRAD6_TILES_PER_CHUNK,
 };
 
 /// Lanes per vector of the transforms.
@@ -137,6 +137,18 @@ pub fn applies(g: &ConvGeometry) -> bool {
             5 => sides(&t, 1..=WINOGRAD6_MAX_SIDE),
             _ => t.d == 1 && (sides(&t, 1..=4) || sides(&t, 16..=WINOGRAD6_MAX_SIDE)),
         })
+}
+
+/// Whether [`applies`] and a kernel transformed for `uses` calls pays: for one call (the
+/// forward, the input gradient's transposed forward, the weight gradient), the batch must
+/// hold at least [`WINOGRAD6_ONCE_MIN_TILES`] tiles (output blocks), or the transformed
+/// kernel, `36 Ci Co` values, at most [`WINOGRAD6_ONCE_CACHED_VALUES`].
+pub fn pays(g: &ConvGeometry, uses: Uses) -> bool {
+    let once = || {
+        POSITIONS * g.c_in * g.c_out <= WINOGRAD6_ONCE_CACHED_VALUES
+            || Tiling::of(g).is_some_and(|t| g.batch * t.per_sample() >= WINOGRAD6_ONCE_MIN_TILES)
+    };
+    applies(g) && (uses == Uses::Many || once())
 }
 
 /// A kernel `(Co, Ci, r, r)` in the transform domain, `U_ξ[ci, co] = (G g Gᵀ)[b][a]` of
