@@ -795,6 +795,22 @@ pub fn on_autodiff<C: CheckpointStrategy>(
 }
 
 #[cfg(test)]
+impl ConvGeometry {
+    /// A "same" 3x3 convolution of `batch` maps of `side x side`, `c_in -> c_out`.
+    pub(super) fn same_3x3(batch: usize, c_in: usize, side: usize, c_out: usize) -> Self {
+        Self {
+            batch,
+            c_in,
+            size: [side, side],
+            c_out,
+            kernel: [3, 3],
+            padding: [(1, 1); 2],
+            dilation: [1, 1],
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -887,15 +903,7 @@ mod tests {
     #[test]
     fn a_kernel_for_one_call_takes_winograd_over_enough_tiles_only() {
         // 192 -> 96 on 4x4 maps: one tile per sample.
-        let g = |batch| ConvGeometry {
-            batch,
-            c_in: 192,
-            size: [4, 4],
-            c_out: 96,
-            kernel: [3, 3],
-            padding: [(1, 1); 2],
-            dilation: [1, 1],
-        };
+        let g = |batch| ConvGeometry::same_3x3(batch, 192, 4, 96);
         let w = vec![0.0f32; 96 * 192 * 9];
         let winograd = |batch, uses| {
             matches!(

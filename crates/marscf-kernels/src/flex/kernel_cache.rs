@@ -144,15 +144,7 @@ mod tests {
 
     /// A cache entry for a 32 -> `c_out` kernel on 4x4 maps, told apart by `address`.
     fn entry(address: usize, c_out: usize) -> Entry {
-        let g = ConvGeometry {
-            batch: 1,
-            c_in: 32,
-            size: [4, 4],
-            c_out,
-            kernel: [3, 3],
-            padding: [(1, 1); 2],
-            dilation: [1, 1],
-        };
+        let g = ConvGeometry::same_3x3(1, 32, 4, c_out);
         let w = vec![0.0f32; c_out * 32 * 3 * 3];
         Entry {
             key: Key {
@@ -175,15 +167,7 @@ mod tests {
     #[test]
     fn a_weight_seen_once_takes_winograd_over_enough_tiles_only() {
         // 192 -> 96 on 4x4 maps: one tile per sample.
-        let geometry = |batch| ConvGeometry {
-            batch,
-            c_in: 192,
-            size: [4, 4],
-            c_out: 96,
-            kernel: [3, 3],
-            padding: [(1, 1); 2],
-            dilation: [1, 1],
-        };
+        let geometry = |batch| ConvGeometry::same_3x3(batch, 192, 4, 96);
         let weight = || tensor(vec![0.5f32; 96 * 192 * 9], [96, 192, 3, 3]);
         let few = weight();
         assert!(
