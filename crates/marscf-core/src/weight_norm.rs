@@ -5,7 +5,7 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::{Device, Tensor};
-use marscf_kernels::{ConvSpec, conv2d};
+use marscf_kernels::{ConvSpec, conv2d, weight_norm};
 
 /// PyTorch's default initialisation of a weight with `fan_in` inputs:
 /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` (also used for biases).
@@ -24,10 +24,9 @@ fn unit_norm<const D: usize>(v: Tensor<D>) -> Tensor<D> {
 }
 
 /// `w = g v / ||v||`, `v` of shape `[out, ...]`, `g` of shape `[out, 1, ...]`; `w` has
-/// the shape of `v`.
+/// the shape of `v` ([`marscf_kernels::weight_norm`]).
 fn normalized_weight<const D: usize>(v: &Param<Tensor<D>>, g: &Param<Tensor<D>>) -> Tensor<D> {
-    let v = v.val();
-    v.clone() * (g.val() / unit_norm(v))
+    weight_norm(v.val(), g.val())
 }
 
 /// `g` initialised to `||v||`, so that the initial weight is `v`.

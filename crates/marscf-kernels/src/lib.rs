@@ -37,6 +37,7 @@ mod layer_norm;
 mod lstm_cell;
 mod mixture;
 mod softmax;
+mod weight_norm;
 
 pub use actnorm::{actnorm, actnorm_portable};
 pub use attention::{multi_head_attention, multi_head_attention_portable};
@@ -52,6 +53,7 @@ pub use mixture::{
     LogMixture, MixtureLogDensities, mixture_log_densities, mixture_log_densities_portable,
 };
 pub use softmax::{softmax, softmax_portable};
+pub use weight_norm::{weight_norm, weight_norm_portable};
 
 use burn::tensor::{DType, Device};
 

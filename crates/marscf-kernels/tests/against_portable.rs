@@ -12,7 +12,7 @@ use marscf_kernels::{
     conv_lstm_layer_portable, conv2d, conv2d_portable, dropout, dropout_portable, gate,
     gate_portable, layer_norm, layer_norm_portable, lstm_cell, lstm_cell_portable,
     mixture_log_densities, mixture_log_densities_portable, multi_head_attention,
-    multi_head_attention_portable, softmax, softmax_portable,
+    multi_head_attention_portable, softmax, softmax_portable, weight_norm, weight_norm_portable,
 };
 // Burn's random generator is drawn from only by the dropout and attention tests, which seed
 // it and expect the same mask again.
@@ -584,6 +584,54 @@ fn softmax_forward_and_gradient() {
     }
 }
 
+/// [`weight_norm`] against its portable default for a direction of shape `v` (gains
+/// `(out, 1, ..., 1)`), forward and both gradients.
+fn weight_norm_matches<const D: usize>(rng: &mut Rng, v: [usize; D]) {
+    let mut g_shape = [1; D];
+    g_shape[0] = v[0];
+    let what = format!("weight_norm {v:?}");
+    let direction = rng.random(v).detach().require_grad();
+    let gain = (rng.random(g_shape) + 1.5).detach().require_grad();
+    let probe = rng.random(v).detach();
+    let run = |f: fn(Tensor<D>, Tensor<D>) -> Tensor<D>| {
+        let w = f(direction.clone(), gain.clone());
+        let grads = (w.clone() * probe.clone()).sum().backward();
+        let dv = direction.grad(&grads).expect("dv");
+        (w, dv, gain.grad(&grads).expect("dg"))
+    };
+    let (w, dv, dg) = run(weight_norm);
+    let (w0, dv0, dg0) = run(weight_norm_portable);
+    assert_close(rng.seed, &format!("{what} w"), w, w0);
+    assert_close(rng.seed, &format!("{what} dg"), dg, dg0);
+    if v[1..].iter().product::<usize>() == 1 {
+        // One value per unit: w = g sign(v), so dv is 0 but for rounding, against a
+        // gradient `g dw / |v|` of the probe's size.
+        let largest = |t: Tensor<D>| t.abs().max().into_scalar::<f32>();
+        let size = largest(gain.clone() / direction.clone().abs()) * largest(probe.clone());
+        for (name, dv) in [("kernel", dv), ("portable", dv0)] {
+            let err = largest(dv);
+            assert!(
+                err <= 1e-6 * size,
+                "{what} dv ({name}): {err} against {size}"
+            );
+        }
+    } else {
+        assert_close(rng.seed, &format!("{what} dv"), dv, dv0);
+    }
+}
+
+#[test]
+fn weight_norm_forward_and_gradients() {
+    let mut rng = Rng::new(114);
+    // The MixLogCDF network's 3x3 and 1x1 convolutions, odd sizes, a linear map and a
+    // per-channel scale.
+    weight_norm_matches(&mut rng, [96, 192, 3, 3]);
+    weight_norm_matches(&mut rng, [7, 5, 3, 3]);
+    weight_norm_matches(&mut rng, [17, 33, 1, 1]);
+    weight_norm_matches(&mut rng, [288, 96]);
+    weight_norm_matches(&mut rng, [6, 1, 1]);
+}
+
 /// The seed of the dropout mask that the next dropout (or attention) call on `device()`
 /// draws after the device is seeded with `device_seed`: two draws of its generator, 48
 /// random bits (`src/flex/dropout.rs`, `Mask::drawn`).
@@ -938,6 +986,19 @@ fn every_op_on_empty_tensors() {
         };
         let what = format!("softmax {shape:?}");
         assert_same(seed, &what, run(softmax), run(softmax_portable));
+    }
+
+    for shape in [[0, 3, 3, 3], [4, 0, 3, 3]] {
+        let v = rng.random(shape);
+        let g = rng.random([shape[0], 1, 1, 1]);
+        let probe = rng.random(shape).detach();
+        let run = |f: fn(Tensor<4>, Tensor<4>) -> Tensor<4>| {
+            let w = f(v.clone(), g.clone());
+            let grads = backward((w.clone() * probe.clone()).sum());
+            vec![host(w), grad(&v, &grads), grad(&g, &grads)]
+        };
+        let what = format!("weight_norm {shape:?}");
+        assert_same(seed, &what, run(weight_norm), run(weight_norm_portable));
     }
 
     for ([b, c, h, w], relu) in [

@@ -27,6 +27,7 @@ mod reduce;
 mod simd;
 mod softmax;
 mod tuning;
+mod weight_norm;
 mod winograd;
 mod winograd6;
 
@@ -52,6 +53,7 @@ pub use layer_norm::layer_norm;
 pub use lstm_cell::lstm_cell;
 pub use mixture::mixture_log_densities;
 pub use softmax::softmax;
+pub use weight_norm::weight_norm;
 
 /// Whether our Flex kernels take tensors on `device` of type `dtype`: on Flex, float32,
 /// unless [`crate::PORTABLE_ENV`] is set to `1` (checked once).
@@ -139,6 +141,9 @@ pub trait FlexKernels: Backend {
     /// [`crate::softmax`] over the last dimension, any shape.
     fn marscf_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    /// [`crate::weight_norm`]: `v` `(out, ...)`, `g` `(out, 1, ..., 1)`.
+    fn marscf_weight_norm(v: FloatTensor<Self>, g: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// [`crate::dropout`] with the mask `mask`, any shape.
     fn marscf_dropout(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self>;
 
@@ -185,6 +190,9 @@ impl FlexKernels for Flex {
     fn marscf_softmax(x: F) -> F {
         softmax::on_flex(x)
     }
+    fn marscf_weight_norm(v: F, g: F) -> F {
+        weight_norm::on_flex(v, g)
+    }
     fn marscf_dropout(x: F, mask: Mask) -> F {
         dropout::on_flex(x, mask)
     }
@@ -229,6 +237,9 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     }
     fn marscf_softmax(x: A<C>) -> A<C> {
         softmax::on_autodiff::<C>(x)
+    }
+    fn marscf_weight_norm(v: A<C>, g: A<C>) -> A<C> {
+        weight_norm::on_autodiff::<C>(v, g)
     }
     fn marscf_dropout(x: A<C>, mask: Mask) -> A<C> {
         dropout::on_autodiff::<C>(x, mask)
