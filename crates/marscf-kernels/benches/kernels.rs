@@ -12,12 +12,15 @@
 //!   on Flex);
 //! - the multi-head attention (`4 B L² c` per pass, the two products) of the MixLogCDF
 //!   coupling's blocks at level 1 (batch 16, 16x16 positions, 96 channels, 4 heads), with
-//!   the training's dropout of 0.2 in the forward + backward.
+//!   the training's dropout of 0.2 in the forward + backward;
+//! - weight normalisation of the MixLogCDF gated convolution's weight (`96 x 192 x 3 x 3`),
+//!   forward without autodiff, as evaluation and sampling run it.
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use marscf_kernels::{
     ConvSpec, conv2d, conv2d_portable, multi_head_attention, multi_head_attention_portable,
+    weight_norm, weight_norm_portable,
 };
 
 type Conv = fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvSpec) -> Tensor<4>;
@@ -116,5 +119,24 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, convolutions, attention);
+type WeightNorm = fn(Tensor<4>, Tensor<4>) -> Tensor<4>;
+
+fn weight_normalisation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("weight_norm");
+    group.sample_size(10);
+    let device = Device::flex();
+    let v = Tensor::random([96, 192, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+    let g = Tensor::random([96, 1, 1, 1], Distribution::Normal(1.0, 0.1), &device);
+    for (path, normalise) in [
+        ("ours", weight_norm as WeightNorm),
+        ("portable", weight_norm_portable as WeightNorm),
+    ] {
+        group.bench_function(format!("gated_3x3/{path}/fwd"), |bench| {
+            bench.iter(|| normalise(v.clone(), g.clone()).into_data())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, convolutions, attention, weight_normalisation);
 criterion_main!(benches);

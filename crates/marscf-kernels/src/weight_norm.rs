@@ -13,6 +13,8 @@ use burn::tensor::Tensor;
 /// If `g` does not hold one value per output unit of `v`.
 pub fn weight_norm<const D: usize>(v: Tensor<D>, g: Tensor<D>) -> Tensor<D> {
     check_gain(&v, &g);
+    // An empty `v` stays with the portable default: a unit without values has the norm 0,
+    // whose gradients the definition makes NaN, not the kernel's zeros.
     #[cfg(feature = "flex")]
     if crate::flex::runs(&v.device(), v.dtype()) && v.shape().num_elements() > 0 {
         return crate::flex::weight_norm(v, g);

@@ -601,6 +601,14 @@ fn weight_norm_matches<const D: usize>(rng: &mut Rng, v: [usize; D]) {
     };
     let (w, dv, dg) = run(weight_norm);
     let (w0, dv0, dg0) = run(weight_norm_portable);
+    // Without autodiff (evaluation, sampling) too.
+    let untracked = weight_norm(direction.clone().inner(), gain.clone().inner());
+    assert_close(
+        rng.seed,
+        &format!("{what} untracked w"),
+        untracked,
+        w0.clone(),
+    );
     assert_close(rng.seed, &format!("{what} w"), w, w0);
     assert_close(rng.seed, &format!("{what} dg"), dg, dg0);
     if v[1..].iter().product::<usize>() == 1 {

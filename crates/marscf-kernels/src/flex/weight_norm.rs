@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::glue::prelude::*;
 use super::reduce::{chunk_len, dot};
 use super::simd::with_widest_simd;
+use super::tuning::ROWS_PER_TASK;
 
 /// `w` of `v` `(out, n)` and `g` `(out)`.
 pub fn forward(v: &[f32], g: &[f32]) -> Vec<f32> {
@@ -14,6 +15,7 @@ pub fn forward(v: &[f32], g: &[f32]) -> Vec<f32> {
     let mut w = vec![0.0f32; v.len()];
     w.par_chunks_mut(n)
         .zip(v.par_chunks(n).zip(g))
+        .with_min_len(ROWS_PER_TASK)
         .for_each(|(w, (v, &g))| {
             with_widest_simd(
                 #[inline(always)]
@@ -33,6 +35,7 @@ pub fn backward(v: &[f32], g: &[f32], dw: &[f32]) -> (Vec<f32>, Vec<f32>) {
     dv.par_chunks_mut(n)
         .zip(dg.par_iter_mut())
         .zip(v.par_chunks(n).zip(dw.par_chunks(n)).zip(g))
+        .with_min_len(ROWS_PER_TASK)
         .for_each(|((dv, dg), ((v, dw), &g))| {
             with_widest_simd(
                 #[inline(always)]
