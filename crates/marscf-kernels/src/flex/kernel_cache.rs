@@ -60,7 +60,7 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 /// contiguous, its kernel is larger than [`CACHED_KERNEL_LARGEST`], or it is seen for the
 /// first time and a kernel for one call does not pay ([`winograd6::pays`]).
 pub fn winograd_kernel(weight: &FlexTensor, g: &ConvGeometry) -> Option<Arc<Kernel>> {
-    if !winograd6::applies(g) || 36 * g.c_in * g.c_out > CACHED_KERNEL_LARGEST {
+    if !winograd6::applies(g) || winograd6::kernel_values(g) > CACHED_KERNEL_LARGEST {
         return None;
     }
     let w = weight.as_slice::<f32>()?;

@@ -145,10 +145,16 @@ pub fn applies(g: &ConvGeometry) -> bool {
 /// kernel, `36 Ci Co` values, at most [`WINOGRAD6_ONCE_CACHED_VALUES`].
 pub fn pays(g: &ConvGeometry, uses: Uses) -> bool {
     let once = || {
-        POSITIONS * g.c_in * g.c_out <= WINOGRAD6_ONCE_CACHED_VALUES
+        kernel_values(g) <= WINOGRAD6_ONCE_CACHED_VALUES
             || Tiling::of(g).is_some_and(|t| g.batch * t.per_sample() >= WINOGRAD6_ONCE_MIN_TILES)
     };
     applies(g) && (uses == Uses::Many || once())
+}
+
+/// The values of a transformed kernel of geometry `g`, `36 Ci Co` (what [`Kernel::values`]
+/// holds).
+pub fn kernel_values(g: &ConvGeometry) -> usize {
+    POSITIONS * g.c_in * g.c_out
 }
 
 /// A kernel `(Co, Ci, r, r)` in the transform domain, `U_ξ[ci, co] = (G g Gᵀ)[b][a]` of
