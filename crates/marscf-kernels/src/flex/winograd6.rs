@@ -719,7 +719,11 @@ fn pieces_mut<T, const K: usize>(s: &mut [T], len: usize) -> [&mut [T]; K] {
 
 /// Grid `(gy, gx)` of one sample `(C, H, W)` channel-last:
 /// `dst[(yy + pad) pw + xx + pad][c] = sample[c, gy + d yy, gx + d xx]` for the grid's pixels
-/// `(yy, xx)`; the rest of `dst` (the border) is left as it is.
+/// `(yy, xx)`; the rest of `dst` (the border) is left as it is. Row by row in 8 x 8 blocks,
+/// each read as 8 runs of 8 grid pixels and written as 8 runs of 8 channels, so that both
+/// sides stay within a few cache lines (as [`to_channel_first`] does the other way): a write
+/// per value `C` values apart took two thirds of the input transform on an Intel Xeon
+/// (docs/performance.md, ninth session).
 #[inline(always)]
 fn grid_channel_last(
     sample: &[f32],
@@ -729,13 +733,30 @@ fn grid_channel_last(
     [pad, pw]: [usize; 2],
     dst: &mut [f32],
 ) {
+    const B: usize = 8;
     let channels = sample.len() / (h * w);
-    for (c, plane) in sample.chunks_exact(h * w).enumerate() {
-        for yy in 0..t.grid[0] {
-            let row = &plane[(gy + t.d * yy) * w..][..w];
-            let dst = &mut dst[((yy + pad) * pw + pad) * channels + c..];
-            for xx in 0..t.grid[1] {
-                dst[xx * channels] = row[gx + t.d * xx];
+    let [grid_h, grid_w] = t.grid;
+    debug_assert!(gy + t.d * (grid_h - 1) < h && gx + t.d * (grid_w - 1) < w);
+    for yy in 0..grid_h {
+        let row = (gy + t.d * yy) * w + gx;
+        let dst = &mut dst[((yy + pad) * pw + pad) * channels..][..grid_w * channels];
+        for c0 in (0..channels).step_by(B) {
+            let c_len = B.min(channels - c0);
+            for x0 in (0..grid_w).step_by(B) {
+                let x_len = B.min(grid_w - x0);
+                let mut block = [[0.0f32; B]; B];
+                for (c, run) in block.iter_mut().enumerate().take(c_len) {
+                    let src = &sample[(c0 + c) * h * w + row + t.d * x0..];
+                    for (k, v) in run.iter_mut().enumerate().take(x_len) {
+                        *v = src[t.d * k];
+                    }
+                }
+                for k in 0..x_len {
+                    let run = &mut dst[(x0 + k) * channels + c0..][..c_len];
+                    for (c, v) in run.iter_mut().enumerate() {
+                        *v = block[c][k];
+                    }
+                }
             }
         }
     }
