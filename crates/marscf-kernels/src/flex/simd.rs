@@ -31,7 +31,9 @@ fn widest() -> Simd {
 
 /// Runs `body` compiled for AVX-512 or else AVX2 and FMA, the widest the processor has,
 /// else for the baseline target. `body` must be `#[inline(always)]` all the way down for the
-/// wider instructions to reach its loops.
+/// wider instructions to reach its loops, the closures it passes on included: a closure
+/// compiles for the features of the function it is written in, so one left as a call (or a
+/// function item passed as `impl Fn`, called through a shim) runs the baseline's code.
 #[inline(always)]
 pub fn with_widest_simd<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

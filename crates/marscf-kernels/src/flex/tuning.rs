@@ -41,8 +41,12 @@ pub const WINOGRAD_MIN_SIDE: usize = 8;
 pub const WINOGRAD_BLOCKS_PER_CHUNK: usize = 64;
 
 /// Tiles per chunk of [`super::winograd6`] at most, unless one sample has more (chunks
-/// hold whole samples): the 36 products of a chunk have this many rows. Not swept.
-pub const WINOGRAD6_TILES_PER_CHUNK: usize = 128;
+/// hold whole samples): the 36 products of a chunk have this many rows. 32 in place of
+/// 128 keeps a chunk's products (`36 · 32 · Co` values) in L2 up to `Co = 256`: on an Intel
+/// Xeon with 2 MiB of L2 it was as fast or faster on the prior's shapes, and cut the share
+/// of the transforms on the affine coupling's last convolution (docs/performance.md, tenth
+/// session).
+pub const WINOGRAD6_TILES_PER_CHUNK: usize = 32;
 
 /// The fewest tiles (output blocks, over the batch) over which [`super::winograd6`] takes a
 /// kernel transformed for one call (the forward, the input gradient, the weight gradient),

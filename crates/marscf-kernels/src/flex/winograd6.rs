@@ -529,7 +529,9 @@ fn transform_kernel<const M: usize, const R: usize>(w: &[f32], ci: usize, co: us
     by_channel_pairs(
         [ci, co],
         POSITIONS * ci * co,
+        #[inline(always)]
         |u, pair| kernel_lanes::<M, R, LANES>(w, [ci, co], pair, u),
+        #[inline(always)]
         |u, pair| kernel_lanes::<M, R, 1>(w, [ci, co], pair, u),
     )
 }
@@ -551,7 +553,9 @@ fn by_channel_pairs(
                 by_lanes(
                     co,
                     &mut out[..],
+                    #[inline(always)]
                     |out, o| wide(out, [c, o]),
+                    #[inline(always)]
                     |out, o| narrow(out, [c, o]),
                 );
             }
@@ -599,7 +603,9 @@ fn untransform_kernel<const M: usize, const R: usize>(s: &[f32], ci: usize, co: 
     by_channel_pairs(
         [ci, co],
         co * ci * R * R,
+        #[inline(always)]
         |dw, pair| kernel_adjoint_lanes::<M, R, LANES>(s, [ci, co], pair, dw),
+        #[inline(always)]
         |dw, pair| kernel_adjoint_lanes::<M, R, 1>(s, [ci, co], pair, dw),
     )
 }
@@ -717,13 +723,33 @@ fn pieces_mut<T, const K: usize>(s: &mut [T], len: usize) -> [&mut [T]; K] {
     std::array::from_fn(|_| rest.next().expect("enough pieces"))
 }
 
+/// Side of the square blocks in which [`grid_channel_last`] and [`to_channel_first`] move
+/// values between channel-first and channel-last.
+const BLOCK: usize = 8;
+
+/// `block` transposed: `out[j][i] = block[i][j]`, of constant size, so that it compiles to
+/// register shuffles or plain moves without bounds checks.
+#[inline(always)]
+fn transposed(block: &[[f32; BLOCK]; BLOCK]) -> [[f32; BLOCK]; BLOCK] {
+    let mut out = [[0.0f32; BLOCK]; BLOCK];
+    for (i, row) in block.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j][i] = v;
+        }
+    }
+    out
+}
+
 /// Grid `(gy, gx)` of one sample `(C, H, W)` channel-last:
 /// `dst[(yy + pad) pw + xx + pad][c] = sample[c, gy + d yy, gx + d xx]` for the grid's pixels
 /// `(yy, xx)`; the rest of `dst` (the border) is left as it is. Row by row in 8 x 8 blocks,
 /// each read as 8 runs of 8 grid pixels and written as 8 runs of 8 channels, so that both
 /// sides stay within a few cache lines (as [`to_channel_first`] does the other way): a write
 /// per value `C` values apart took two thirds of the input transform on an Intel Xeon
-/// (docs/performance.md, ninth session).
+/// (docs/performance.md, ninth session). Whole blocks go through [`transposed`] (the same
+/// moves with run lengths known only at run time were half the input transform of the
+/// affine coupling's last convolution: docs/performance.md, tenth session); the blocks cut
+/// by the grid's or the channels' end are written one run of channels at a time.
 #[inline(always)]
 fn grid_channel_last(
     sample: &[f32],
@@ -733,28 +759,35 @@ fn grid_channel_last(
     [pad, pw]: [usize; 2],
     dst: &mut [f32],
 ) {
-    const B: usize = 8;
     let channels = sample.len() / (h * w);
     let [grid_h, grid_w] = t.grid;
-    debug_assert!(gy + t.d * (grid_h - 1) < h && gx + t.d * (grid_w - 1) < w);
+    let d = t.d;
+    debug_assert!(gy + d * (grid_h - 1) < h && gx + d * (grid_w - 1) < w);
     for yy in 0..grid_h {
-        let row = (gy + t.d * yy) * w + gx;
+        let row = (gy + d * yy) * w + gx;
         let dst = &mut dst[((yy + pad) * pw + pad) * channels..][..grid_w * channels];
-        for c0 in (0..channels).step_by(B) {
-            let c_len = B.min(channels - c0);
-            for x0 in (0..grid_w).step_by(B) {
-                let x_len = B.min(grid_w - x0);
-                let mut block = [[0.0f32; B]; B];
-                for (c, run) in block.iter_mut().enumerate().take(c_len) {
-                    let src = &sample[(c0 + c) * h * w + row + t.d * x0..];
-                    for (k, v) in run.iter_mut().enumerate().take(x_len) {
-                        *v = src[t.d * k];
+        for c0 in (0..channels).step_by(BLOCK) {
+            let c_len = BLOCK.min(channels - c0);
+            for x0 in (0..grid_w).step_by(BLOCK) {
+                let x_len = BLOCK.min(grid_w - x0);
+                let start = row + d * x0;
+                if c_len == BLOCK && x_len == BLOCK {
+                    let mut block = [[0.0f32; BLOCK]; BLOCK];
+                    for (c, run) in block.iter_mut().enumerate() {
+                        let pixels = &sample[(c0 + c) * h * w + start..][..d * (BLOCK - 1) + 1];
+                        for (k, v) in run.iter_mut().enumerate() {
+                            *v = pixels[d * k];
+                        }
                     }
-                }
-                for k in 0..x_len {
-                    let run = &mut dst[(x0 + k) * channels + c0..][..c_len];
-                    for (c, v) in run.iter_mut().enumerate() {
-                        *v = block[c][k];
+                    for (k, run) in transposed(&block).iter().enumerate() {
+                        dst[(x0 + k) * channels + c0..][..BLOCK].copy_from_slice(run);
+                    }
+                } else {
+                    for k in 0..x_len {
+                        let run = &mut dst[(x0 + k) * channels + c0..][..c_len];
+                        for (c, v) in run.iter_mut().enumerate() {
+                            *v = sample[(c0 + c) * h * w + start + d * k];
+                        }
                     }
                 }
             }
@@ -808,7 +841,9 @@ fn transform_tiles<const K: usize>(
                     by_lanes(
                         channels,
                         &mut vectors[..],
+                        #[inline(always)]
                         |v, l| wide(&patch, v, l),
+                        #[inline(always)]
                         |v, l| narrow(&patch, v, l),
                     );
                 }
@@ -819,6 +854,10 @@ fn transform_tiles<const K: usize>(
 
 /// `V[τ][6 a + b][ci] = (Bᵀ d B)[b][a]` for the 6x6 input tile `d` of every tile `τ` of
 /// `samples`.
+#[expect(
+    clippy::redundant_closure,
+    reason = "a function item passed on is called through a shim compiled for the baseline; an inlined closure keeps the tile transform in the caller's instruction set"
+)]
 fn transform_input<const M: usize, const R: usize>(
     x: &[f32],
     g: &ConvGeometry,
@@ -840,8 +879,10 @@ fn transform_input<const M: usize, const R: usize>(
                 samples,
                 [(R - 1) / 2, ph, pw],
                 v,
-                input_tile::<M, R, LANES>,
-                input_tile::<M, R, 1>,
+                #[inline(always)]
+                |patch, v, l| input_tile::<M, R, LANES>(patch, v, l),
+                #[inline(always)]
+                |patch, v, l| input_tile::<M, R, 1>(patch, v, l),
             )
         },
     );
@@ -849,6 +890,10 @@ fn transform_input<const M: usize, const R: usize>(
 
 /// `DY[τ][6 a + b][co] = (A dY Aᵀ)[b][a]` for the `M x M` output block `dY` of every tile
 /// `τ` of `samples` (zero beyond the grid): the adjoint of [`transform_output`].
+#[expect(
+    clippy::redundant_closure,
+    reason = "a function item passed on is called through a shim compiled for the baseline; an inlined closure keeps the tile transform in the caller's instruction set"
+)]
 fn transform_output_adjoint<const M: usize, const R: usize>(
     dy: &[f32],
     g: &ConvGeometry,
@@ -870,8 +915,10 @@ fn transform_output_adjoint<const M: usize, const R: usize>(
                 samples,
                 [0, bh, bw],
                 dy_t,
-                output_adjoint_tile::<M, R, LANES>,
-                output_adjoint_tile::<M, R, 1>,
+                #[inline(always)]
+                |patch, v, l| output_adjoint_tile::<M, R, LANES>(patch, v, l),
+                #[inline(always)]
+                |patch, v, l| output_adjoint_tile::<M, R, 1>(patch, v, l),
             )
         },
     );
@@ -937,7 +984,9 @@ fn transform_output<const M: usize, const R: usize, const MM: usize>(
                             by_lanes(
                                 co,
                                 &mut out[..],
+                                #[inline(always)]
                                 |out, l| output_tile::<M, R, LANES>(&p, bias, out, l),
+                                #[inline(always)]
                                 |out, l| output_tile::<M, R, 1>(&p, bias, out, l),
                             );
                             let rows = M.min(t.grid[0] - by * M);
@@ -968,22 +1017,21 @@ fn transform_output<const M: usize, const R: usize, const MM: usize>(
 /// of 8 pixels, so that both sides go through whole cache lines.
 #[inline(always)]
 fn to_channel_first(src: &[f32], channels: usize, dst: &mut [f32], put: impl Fn(&mut f32, f32)) {
-    const B: usize = 8;
     assert_eq!(src.len(), dst.len(), "a transpose keeps its size");
     let pixels = src.len() / channels;
-    for p0 in (0..pixels).step_by(B) {
-        let p_len = B.min(pixels - p0);
-        for c0 in (0..channels).step_by(B) {
-            let c_len = B.min(channels - c0);
-            if p_len == B && c_len == B {
-                let mut block = [[0.0f32; B]; B];
+    for p0 in (0..pixels).step_by(BLOCK) {
+        let p_len = BLOCK.min(pixels - p0);
+        for c0 in (0..channels).step_by(BLOCK) {
+            let c_len = BLOCK.min(channels - c0);
+            if p_len == BLOCK && c_len == BLOCK {
+                let mut block = [[0.0f32; BLOCK]; BLOCK];
                 for (k, row) in block.iter_mut().enumerate() {
-                    row.copy_from_slice(&src[(p0 + k) * channels + c0..][..B]);
+                    row.copy_from_slice(&src[(p0 + k) * channels + c0..][..BLOCK]);
                 }
-                for c in 0..B {
-                    let run = &mut dst[(c0 + c) * pixels + p0..][..B];
-                    for (k, d) in run.iter_mut().enumerate() {
-                        put(d, block[k][c]);
+                for (c, run) in transposed(&block).iter().enumerate() {
+                    let plane = &mut dst[(c0 + c) * pixels + p0..][..BLOCK];
+                    for (d, &v) in plane.iter_mut().zip(run) {
+                        put(d, v);
                     }
                 }
             } else {
