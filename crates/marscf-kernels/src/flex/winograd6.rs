@@ -312,7 +312,7 @@ fn weight_grad_blocks<const M: usize, const R: usize>(
 }
 
 /// `L` lanes of `f32`, added, subtracted and scaled lane by lane: the vectors the
-/// transforms run on (`L = 8` compiles to one AVX2 register).
+/// transforms run on (`L = 8` is one AVX2 register inside [`with_widest_simd`]).
 #[derive(Clone, Copy)]
 struct Lanes<const L: usize>([f32; L]);
 
